@@ -1,0 +1,32 @@
+use std::future::Future;
+
+use crate::{DeviceSpec, Error, Measurement, ValidBatch};
+
+/// One capability, one trait (as probe-rs' `DebugProbe`): a rig that turns
+/// validated batches into measurements. The simulated rigs and the serial
+/// drivers implement the same trait, so the daemon cannot tell them apart.
+///
+/// `execute` takes `&mut self`: a physical rig measures one sample at a
+/// time, and the daemon gives each device exactly one owner task.
+pub trait Device: Send + 'static {
+    /// Complete, including the hard limits the daemon enforces for it.
+    fn spec(&self) -> &DeviceSpec;
+
+    /// Measure every row `repeats` times, sweeping the whole batch once per
+    /// repeat, and answer in row order with the applied values.
+    fn execute(
+        &mut self,
+        batch: &ValidBatch,
+    ) -> impl Future<Output = Result<Measurement, Error>> + Send;
+}
+
+/// Lifecycle of a device as watchers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeviceState {
+    Connecting,
+    Ready,
+    Busy,
+    Faulted,
+    Reconnecting,
+    Offline,
+}

@@ -1,0 +1,45 @@
+use thiserror::Error;
+
+/// Everything that can go wrong between a batch arriving and a measurement
+/// leaving. Each variant corresponds to one gRPC code (the daemon maps them
+/// in one place); the messages always name the offending field and index so
+/// a physicist can find the bad number without a debugger.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum Error {
+    /// Malformed request: shapes, NaN/Inf, zero repeats.
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: String, reason: String },
+    /// A value outside the device's hard limits under policy `reject`.
+    #[error("{field}[{row}, {col}] = {value} is outside the hard limit [{min}, {max}]")]
+    OutOfRange {
+        field: &'static str,
+        row: usize,
+        col: usize,
+        value: f32,
+        min: f32,
+        max: f32,
+    },
+    /// The request is well formed but larger than the device accepts.
+    #[error("{field}: {reason}")]
+    TooLarge { field: String, reason: String },
+    /// The device cannot measure right now (disconnected, faulted); the
+    /// same call may succeed later.
+    #[error("device unavailable: {0}")]
+    Unavailable(String),
+    /// The batch was cut short by something outside the caller's control
+    /// (device reset, shutdown); retry at a higher level.
+    #[error("aborted: {0}")]
+    Aborted(String),
+    /// A bug or an impossible device answer; never the caller's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}

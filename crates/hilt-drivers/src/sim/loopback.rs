@@ -1,0 +1,91 @@
+use std::collections::BTreeMap;
+
+use hilt_physics::{ChannelMap, PhysicalModel, Variant};
+
+/// Outputs = inputs, no physics: serves client tests and measures what the
+/// daemon itself costs. Parameters are accepted (and validated, leased,
+/// echoed) like any rig's, and ignored.
+#[derive(Debug, Clone)]
+pub struct LoopbackModel {
+    n_in: usize,
+    n_par: usize,
+    clock: f64,
+}
+
+impl LoopbackModel {
+    pub fn new(n_in: usize, n_par: usize) -> Self {
+        LoopbackModel {
+            n_in,
+            n_par,
+            clock: 0.0,
+        }
+    }
+}
+
+impl PhysicalModel for LoopbackModel {
+    fn kind(&self) -> &'static str {
+        "loopback"
+    }
+
+    fn variant(&self) -> Variant {
+        Variant::Nominal
+    }
+
+    fn n_in(&self) -> usize {
+        self.n_in
+    }
+
+    fn n_par(&self) -> usize {
+        self.n_par
+    }
+
+    fn n_out(&self) -> usize {
+        self.n_in
+    }
+
+    fn input_range(&self) -> (f32, f32) {
+        (f32::MIN, f32::MAX)
+    }
+
+    fn param_range(&self) -> (f32, f32) {
+        (f32::MIN, f32::MAX)
+    }
+
+    fn input_step(&self) -> f32 {
+        0.0
+    }
+
+    fn param_step(&self) -> f32 {
+        0.0
+    }
+
+    fn units(&self) -> (&'static str, &'static str, &'static str) {
+        ("", "", "")
+    }
+
+    fn channel_map(&self) -> Option<&ChannelMap> {
+        None
+    }
+
+    fn hyperparameters(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("n_in".to_string(), self.n_in.to_string()),
+            ("n_par".to_string(), self.n_par.to_string()),
+        ])
+    }
+
+    fn seconds_per_sample(&self) -> f64 {
+        0.0
+    }
+
+    fn clock(&self) -> f64 {
+        self.clock
+    }
+
+    fn quantize(&self, _x: &mut [f32], _theta: &mut [f32]) {}
+
+    fn shot(&mut self, x: &[f32], _theta: &[f32], y: &mut [f32]) -> bool {
+        y.copy_from_slice(x);
+        false
+    }
+}

@@ -1,0 +1,85 @@
+//! The synchronous measurement loop of a simulated rig.
+
+use hilt_core::{Measurement, SampleFlags, ValidBatch};
+use hilt_physics::PhysicalModel;
+use ndarray::{Array2, Array3, Axis};
+
+/// Apply, then sweep the whole batch once per repeat (ABAB…, so slow drift
+/// averages over repeats instead of biasing one row), rows in order.
+/// Wall-clock fields and ids are filled in by the caller.
+pub(crate) fn run<M: PhysicalModel + ?Sized>(model: &mut M, batch: &ValidBatch) -> Measurement {
+    let b = batch.rows();
+    let r = batch.repeats() as usize;
+    let n_out = model.n_out();
+
+    let mut applied_x = batch.x().clone();
+    let mut applied_theta = batch.theta().clone();
+    for mut row in applied_x.rows_mut() {
+        model.quantize(
+            row.as_slice_mut().expect("owned rows are contiguous"),
+            &mut [],
+        );
+    }
+    for mut row in applied_theta.rows_mut() {
+        model.quantize(
+            &mut [],
+            row.as_slice_mut().expect("owned rows are contiguous"),
+        );
+    }
+
+    let mut all = Array3::<f32>::zeros((r, b, n_out));
+    let mut flags: Vec<SampleFlags> = batch
+        .clamped()
+        .iter()
+        .map(|&c| SampleFlags {
+            saturated: false,
+            clamped: c,
+        })
+        .collect();
+    let mut t_start = vec![0.0; b];
+    let mut t_end = vec![0.0; b];
+    let shared = applied_theta.nrows() == 1;
+    let mut y = vec![0.0f32; n_out];
+    for rep in 0..r {
+        for i in 0..b {
+            if rep == 0 {
+                t_start[i] = model.clock();
+            }
+            let x = applied_x.row(i);
+            let t = applied_theta.row(if shared { 0 } else { i });
+            let sat = model.shot(
+                x.as_slice().expect("owned rows are contiguous"),
+                t.as_slice().expect("owned rows are contiguous"),
+                &mut y,
+            );
+            flags[i].saturated |= sat;
+            all.index_axis_mut(Axis(0), rep)
+                .row_mut(i)
+                .iter_mut()
+                .zip(&y)
+                .for_each(|(d, s)| *d = *s);
+            if rep + 1 == r {
+                t_end[i] = model.clock();
+            }
+        }
+    }
+    let mean = all
+        .mean_axis(Axis(0))
+        .unwrap_or_else(|| Array2::zeros((b, n_out)));
+    let std = (r > 1).then(|| all.std_axis(Axis(0), 0.0));
+    let now = std::time::SystemTime::now();
+    Measurement {
+        y: mean,
+        y_repeats: batch.return_repeats().then_some(all),
+        y_std: std,
+        applied_x,
+        applied_theta,
+        flags,
+        t_start,
+        t_end,
+        wall_start: now,
+        wall_end: now,
+        calibration_id: String::new(),
+        device_id: String::new(),
+    }
+}

@@ -1,0 +1,221 @@
+//! The optical path from mask to second-harmonic spectrum, as pure
+//! functions of precomputed per-rig constants (`physics.md` §2.1):
+//! quantised mask → crosstalk → shaped field with residual chirp →
+//! χ(2) autoconvolution with phase matching → |B|².
+
+use num_complex::Complex64;
+
+/// Speed of light, nm/fs.
+const C_NM_PER_FS: f64 = 299.792_458;
+
+/// Constants of one rig's optics, fixed at construction.
+#[derive(Debug, Clone)]
+pub(crate) struct Optics {
+    /// Source field amplitude per channel (including channel gain errors).
+    pub source: Vec<f64>,
+    /// exp(iφ_k): residual chirp and ripple.
+    pub phase: Vec<Complex64>,
+    /// Odd-length normalised crosstalk kernel; empty = ideal shaper.
+    pub xtalk: Vec<f64>,
+    /// Mask levels (2^bits − 1); 0 = continuous.
+    pub levels: f64,
+    /// Phase-matching transfer H_n per SH grid point n = k + l.
+    pub pm: Vec<Complex64>,
+}
+
+/// Angular frequency step between shaper channels, rad/fs.
+pub(crate) fn channel_step(center_nm: f64, span_nm: f64, n: usize) -> f64 {
+    2.0 * std::f64::consts::PI * C_NM_PER_FS * span_nm / (center_nm * center_nm) / n as f64
+}
+
+/// Offset of channel k from the band centre, in channel units.
+pub(crate) fn offset(k: usize, n: usize) -> f64 {
+    k as f64 - (n as f64 - 1.0) / 2.0
+}
+
+/// Gaussian source field `exp(−Ω²/4σ²)` (intensity std σ), centre shifted
+/// by `shift` channels (spectral registration error in the true rig).
+pub(crate) fn source_field(n: usize, fwhm_fraction: f64, shift: f64) -> Vec<f64> {
+    let sigma = fwhm_fraction * n as f64 / (8.0 * 2f64.ln()).sqrt();
+    (0..n)
+        .map(|k| (-(offset(k, n) - shift).powi(2) / (4.0 * sigma * sigma)).exp())
+        .collect()
+}
+
+/// exp(i·(β2Ω²/2 + β3Ω³/6 + ripple_k)).
+pub(crate) fn spectral_phase(dw: f64, beta2: f64, beta3: f64, ripple: &[f64]) -> Vec<Complex64> {
+    let n = ripple.len();
+    (0..n)
+        .map(|k| {
+            let w = offset(k, n) * dw;
+            let phi = beta2 * w * w / 2.0 + beta3 * w * w * w / 6.0 + ripple[k];
+            Complex64::from_polar(1.0, phi)
+        })
+        .collect()
+}
+
+/// Normalised Gaussian kernel of std `sigma` (in samples), ±3σ wide.
+pub(crate) fn gaussian_kernel(sigma: f64) -> Vec<f64> {
+    if sigma <= 0.0 {
+        return Vec::new();
+    }
+    let half = (3.0 * sigma).ceil() as isize;
+    let k: Vec<f64> = (-half..=half)
+        .map(|i| (-(i as f64).powi(2) / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let s: f64 = k.iter().sum();
+    k.into_iter().map(|v| v / s).collect()
+}
+
+/// Zero-padded convolution with an odd kernel (light falls off the edge).
+pub(crate) fn blur(input: &[f64], kernel: &[f64], out: &mut [f64]) {
+    if kernel.is_empty() {
+        out.copy_from_slice(input);
+        return;
+    }
+    let half = (kernel.len() / 2) as isize;
+    let n = input.len() as isize;
+    for (i, o) in out.iter_mut().enumerate() {
+        let mut acc = 0.0;
+        for (t, w) in kernel.iter().enumerate() {
+            let j = i as isize + t as isize - half;
+            if (0..n).contains(&j) {
+                acc += w * input[j as usize];
+            }
+        }
+        *o = acc;
+    }
+}
+
+/// Phase matching H_n = sinc(a/2)·e^{ia/2}, a = gvm·L·Ω_sum, for the SH
+/// grid point n = k + l (Ω_sum = (n − (N−1))·dΩ). Depends on k + l only,
+/// so it factors out of the autoconvolution sum.
+pub(crate) fn phase_matching(n: usize, dw: f64, gvm_l_fs: f64) -> Vec<Complex64> {
+    (0..2 * n - 1)
+        .map(|g| {
+            let a = gvm_l_fs * (g as f64 - (n as f64 - 1.0)) * dw;
+            let h = a / 2.0;
+            let sinc = if h.abs() < 1e-12 { 1.0 } else { h.sin() / h };
+            Complex64::from_polar(sinc, h)
+        })
+        .collect()
+}
+
+/// Scratch buffers, so a shot allocates nothing.
+#[derive(Debug, Clone)]
+pub(crate) struct Scratch {
+    quantised: Vec<f64>,
+    blurred: Vec<f64>,
+    field: Vec<Complex64>,
+}
+
+impl Scratch {
+    pub fn new(n: usize) -> Self {
+        Scratch {
+            quantised: vec![0.0; n],
+            blurred: vec![0.0; n],
+            field: vec![Complex64::new(0.0, 0.0); n],
+        }
+    }
+}
+
+impl Optics {
+    pub fn n(&self) -> usize {
+        self.source.len()
+    }
+
+    /// SH intensity |B_n|² on the 2N−1 grid for mask `m` ∈ [0,1]^N.
+    pub fn sh_intensity(&self, m: &[f64], s: &mut Scratch, out: &mut [f64]) {
+        let n = self.n();
+        debug_assert_eq!(m.len(), n);
+        debug_assert_eq!(out.len(), 2 * n - 1);
+        if self.levels > 0.0 {
+            for (q, v) in s.quantised.iter_mut().zip(m) {
+                *q = (v * self.levels).round() / self.levels;
+            }
+        } else {
+            s.quantised.copy_from_slice(m);
+        }
+        blur(&s.quantised, &self.xtalk, &mut s.blurred);
+        for k in 0..n {
+            s.field[k] = self.phase[k] * (self.source[k] * s.blurred[k]);
+        }
+        // B_n = H_n Σ_{k+l=n} E_k E_l: each off-diagonal pair counted twice.
+        for (g, o) in out.iter_mut().enumerate() {
+            let lo = g.saturating_sub(n - 1);
+            let hi = g.min(n - 1);
+            let mut acc = Complex64::new(0.0, 0.0);
+            let mut k = lo;
+            let mut l = hi;
+            while k < l {
+                acc += s.field[k] * s.field[l];
+                k += 1;
+                l -= 1;
+            }
+            acc *= 2.0;
+            if k == l {
+                acc += s.field[k] * s.field[k];
+            }
+            *o = (self.pm[g] * acc).norm_sqr();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ideal(n: usize) -> Optics {
+        Optics {
+            source: source_field(n, 0.5, 0.0),
+            phase: vec![Complex64::new(1.0, 0.0); n],
+            xtalk: Vec::new(),
+            levels: 0.0,
+            pm: vec![Complex64::new(1.0, 0.0); 2 * n - 1],
+        }
+    }
+
+    #[test]
+    fn autoconvolution_matches_the_naive_double_sum() {
+        let n = 9;
+        let mut o = ideal(n);
+        o.phase = spectral_phase(0.01, 300.0, 5000.0, &[0.1; 9]);
+        o.pm = phase_matching(n, 0.01, 60.0);
+        let m: Vec<f64> = (0..n).map(|k| ((k * 7) % 5) as f64 / 4.0).collect();
+        let mut s = Scratch::new(n);
+        let mut fast = vec![0.0; 2 * n - 1];
+        o.sh_intensity(&m, &mut s, &mut fast);
+        for g in 0..2 * n - 1 {
+            let mut b = Complex64::new(0.0, 0.0);
+            for k in 0..n {
+                for l in 0..n {
+                    if k + l == g {
+                        b += o.phase[k] * o.source[k] * m[k] * o.phase[l] * o.source[l] * m[l];
+                    }
+                }
+            }
+            let slow = (o.pm[g] * b).norm_sqr();
+            assert!((fast[g] - slow).abs() <= 1e-12 * slow.max(1.0), "n={g}");
+        }
+    }
+
+    #[test]
+    fn kernel_is_normalised_and_blur_conserves_interior_light() {
+        let k = gaussian_kernel(0.7);
+        assert_eq!(k.len() % 2, 1);
+        assert!((k.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        let mut input = vec![0.0; 11];
+        input[5] = 1.0;
+        let mut out = vec![0.0; 11];
+        blur(&input, &k, &mut out);
+        assert!((out.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(out[4] > 0.0 && out[4] == out[6]);
+    }
+
+    #[test]
+    fn phase_matching_is_one_at_the_centre_and_falls_off() {
+        let pm = phase_matching(64, 0.001, 57.0);
+        assert!((pm[63].norm() - 1.0).abs() < 1e-12);
+        assert!(pm[0].norm() < pm[40].norm() && pm[40].norm() < 1.0);
+    }
+}

@@ -1,0 +1,26 @@
+//! Compiles `proto/hilt/v1/*.proto` with protox (pure Rust), so building hilt
+//! never needs a system `protoc`. The descriptor set is also written out for
+//! server reflection.
+use std::path::PathBuf;
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = [
+        "hilt/v1/tensor.proto",
+        "hilt/v1/device.proto",
+        "hilt/v1/hilt.proto",
+    ];
+    for f in &files {
+        println!("cargo:rerun-if-changed={}", root.join(f).display());
+    }
+    let fds = protox::compile(files, [&root])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("hilt_descriptor.bin"), fds.encode_to_vec())?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! The hilt.v1 gRPC API: code generated from `proto/hilt/v1/*.proto` and
+//! the one place where wire messages and `hilt_core` types meet, so the
+//! daemon and the client decode a tensor the same way.
+
+#[allow(missing_docs, clippy::all, missing_debug_implementations)]
+pub mod v1 {
+    tonic::include_proto!("hilt.v1");
+}
+
+mod convert;
+mod tensor;
+
+pub use convert::ConvertError;
+pub use tensor::{array2_from_tensor, array3_from_tensor, tensor_from_array2, tensor_from_array3};
+
+/// Encoded `FileDescriptorSet` of hilt.v1 (with its imports), for server
+/// reflection: lets grpcurl and any generic client explore the API.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/hilt_descriptor.bin"));

@@ -1,0 +1,129 @@
+//! Tensors on the wire: shape + packed little-endian f32.
+
+use ndarray::{Array2, Array3};
+
+use crate::ConvertError;
+use crate::v1::Tensor;
+
+pub fn tensor_from_array2(a: &Array2<f32>) -> Tensor {
+    pack(&[a.nrows(), a.ncols()], a.iter())
+}
+
+pub fn tensor_from_array3(a: &Array3<f32>) -> Tensor {
+    let (r, b, c) = a.dim();
+    pack(&[r, b, c], a.iter())
+}
+
+fn pack<'a>(shape: &[usize], values: impl Iterator<Item = &'a f32>) -> Tensor {
+    let mut data = Vec::with_capacity(shape.iter().product::<usize>() * 4);
+    for v in values {
+        data.extend_from_slice(&v.to_le_bytes());
+    }
+    Tensor {
+        shape: shape
+            .iter()
+            .map(|&d| u32::try_from(d).unwrap_or(u32::MAX))
+            .collect(),
+        data,
+    }
+}
+
+pub fn array2_from_tensor(field: &str, t: &Tensor) -> Result<Array2<f32>, ConvertError> {
+    let (shape, values) = unpack(field, t, 2)?;
+    Array2::from_shape_vec((shape[0], shape[1]), values)
+        .map_err(|e| ConvertError::new(field, e.to_string()))
+}
+
+pub fn array3_from_tensor(field: &str, t: &Tensor) -> Result<Array3<f32>, ConvertError> {
+    let (shape, values) = unpack(field, t, 3)?;
+    Array3::from_shape_vec((shape[0], shape[1], shape[2]), values)
+        .map_err(|e| ConvertError::new(field, e.to_string()))
+}
+
+fn unpack(field: &str, t: &Tensor, rank: usize) -> Result<(Vec<usize>, Vec<f32>), ConvertError> {
+    if t.shape.len() != rank {
+        return Err(ConvertError::new(
+            field,
+            format!("expected a rank-{rank} tensor, got shape {:?}", t.shape),
+        ));
+    }
+    let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
+    let count = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|c| c.checked_mul(4).is_some())
+        .ok_or_else(|| ConvertError::new(field, format!("shape {:?} is too large", t.shape)))?;
+    if t.data.len() % 4 != 0 {
+        return Err(ConvertError::new(
+            field,
+            format!(
+                "{} data bytes are not a whole number of 4-byte f32 values",
+                t.data.len()
+            ),
+        ));
+    }
+    if t.data.len() != count * 4 {
+        return Err(ConvertError::new(
+            field,
+            format!(
+                "shape {:?} needs {} bytes ({count} little-endian f32), got {}",
+                t.shape,
+                count * 4,
+                t.data.len()
+            ),
+        ));
+    }
+    let values = t
+        .data
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok((shape, values))
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::array;
+
+    use super::*;
+
+    #[test]
+    fn round_trip_is_bit_exact_and_little_endian() {
+        let a = array![[1.0f32, -0.5, f32::MIN_POSITIVE], [3.25, 0.0, 1e30]];
+        let t = tensor_from_array2(&a);
+        assert_eq!(t.shape, vec![2, 3]);
+        assert_eq!(&t.data[4..8], &(-0.5f32).to_le_bytes());
+        assert_eq!(array2_from_tensor("x", &t).unwrap(), a);
+    }
+
+    #[test]
+    fn malformed_bytes_name_the_field() {
+        let mut t = tensor_from_array2(&array![[1.0f32, 2.0]]);
+        t.data.pop();
+        let e = array2_from_tensor("batch.x", &t).unwrap_err();
+        assert!(e.to_string().starts_with("batch.x: 7 data bytes"), "{e}");
+        t.data.truncate(4);
+        let e = array2_from_tensor("batch.x", &t).unwrap_err();
+        assert!(e.to_string().contains("needs 8 bytes"), "{e}");
+        let t = Tensor {
+            shape: vec![u32::MAX, u32::MAX],
+            data: vec![],
+        };
+        assert!(
+            array2_from_tensor("batch.x", &t)
+                .unwrap_err()
+                .to_string()
+                .contains("too large")
+        );
+        let t = Tensor {
+            shape: vec![4],
+            data: vec![0; 16],
+        };
+        assert!(
+            array2_from_tensor("batch.x", &t)
+                .unwrap_err()
+                .to_string()
+                .contains("rank-2")
+        );
+    }
+}
