@@ -31,10 +31,11 @@ impl Range {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LimitPolicy {
     /// Refuse the whole batch: the safe default for hardware.
+    #[default]
     Reject,
     /// Clamp to the limit and flag the row; what optimisers that overshoot
     /// their range (PAT's soft penalty does) usually want.

@@ -1,1 +1,22 @@
+//! hiltd: the daemon that owns the rigs and serves them over gRPC.
+//!
+//! One actor task per device behind a bounded queue (no interleaved
+//! batches), leases with FIFO waiters and TTL refreshed by use, hard
+//! limits checked before anything reaches a device, and a change feed per
+//! device. The daemon knows devices and batches; it knows nothing of
+//! training.
 
+mod actor;
+pub mod config;
+mod error;
+mod lease;
+mod registry;
+mod server;
+mod service;
+mod status;
+mod stream;
+
+pub use config::Config;
+pub use error::Error;
+pub use server::{EmbeddedDaemon, serve};
+pub use stream::MAX_WINDOW;

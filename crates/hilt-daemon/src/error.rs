@@ -1,0 +1,51 @@
+use thiserror::Error;
+use tonic::{Code, Status};
+
+/// Every failure the daemon reports, mapped to a gRPC status in exactly one
+/// place (`From<Error> for Status`) following lab-anchors.md §7.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Batch(#[from] hilt_core::Error),
+    #[error("invalid request: {0}")]
+    Decode(#[from] hilt_proto::ConvertError),
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: &'static str, reason: String },
+    #[error("device_id: unknown device '{id}' (this daemon serves: {known})")]
+    UnknownDevice { id: String, known: String },
+    /// Missing, expired, released or foreign lease.
+    #[error("lease_id: {0}")]
+    Lease(String),
+    #[error("timed out after {0:.1} s waiting for the lease")]
+    LeaseWait(f64),
+    #[error("hiltd is shutting down")]
+    ShuttingDown,
+    /// Startup problems: config file, devices that cannot be built, bind.
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        use hilt_core::Error as B;
+        let code = match &e {
+            Error::Batch(B::InvalidArgument { .. }) => Code::InvalidArgument,
+            Error::Batch(B::OutOfRange { .. }) => Code::OutOfRange,
+            Error::Batch(B::TooLarge { .. }) => Code::ResourceExhausted,
+            Error::Batch(B::Unavailable(_)) => Code::Unavailable,
+            Error::Batch(B::Aborted(_)) => Code::Aborted,
+            Error::Batch(B::Internal(_)) => Code::Internal,
+            Error::Decode(_) | Error::InvalidArgument { .. } => Code::InvalidArgument,
+            Error::UnknownDevice { .. } => Code::NotFound,
+            Error::Lease(_) => Code::FailedPrecondition,
+            Error::LeaseWait(_) => Code::DeadlineExceeded,
+            Error::ShuttingDown => Code::Unavailable,
+            Error::Config(_) | Error::Transport(_) | Error::Io(_) => Code::Internal,
+        };
+        Status::new(code, e.to_string())
+    }
+}

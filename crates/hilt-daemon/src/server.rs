@@ -1,0 +1,111 @@
+//! Assemble and run the gRPC server: hilt.v1, standard health, reflection.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use hilt_proto::v1::hilt_server::HiltServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+use crate::config::Config;
+use crate::registry::Registry;
+use crate::service::{HiltService, Shared};
+
+/// Serve until `shutdown` resolves, then stop taking work, let the batches
+/// in flight finish and answer, and return.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let stop = CancellationToken::new();
+    let (registry, tasks) = Registry::build(&config, &stop)?;
+    for d in registry.iter() {
+        tracing::info!(device = %d.spec.id, kind = %d.spec.kind, model = %d.spec.model,
+            n_in = d.spec.n_in, n_par = d.spec.n_par, n_out = d.spec.n_out, "device ready");
+    }
+    let service = HiltService {
+        shared: Arc::new(Shared {
+            registry,
+            server: config.server.clone(),
+            started: SystemTime::now(),
+            stop: stop.clone(),
+        }),
+    };
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<HiltServer<HiltService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(hilt_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Config(format!("reflection: {e}")))?;
+
+    let on_shutdown = {
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing batches in flight");
+            health.set_not_serving::<HiltServer<HiltService>>().await;
+            stop.cancel();
+        }
+    };
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(HiltServer::new(service))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown)
+        .await?;
+    // The service (and with it every actor handle) is gone: actors drain
+    // what is queued and stop; expiry tasks stopped with the token.
+    stop.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// hiltd running inside another program (`hilt demo`, tests, benches).
+#[derive(Debug)]
+pub struct EmbeddedDaemon {
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), Error>>,
+}
+
+impl EmbeddedDaemon {
+    /// Bind `addr` (port 0 for any free port) and serve in the background.
+    pub async fn start(config: Config, addr: SocketAddr) -> Result<Self, Error> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let signal = stop.clone();
+        let task = tokio::spawn(serve(
+            config,
+            listener,
+            async move { signal.cancelled().await },
+        ));
+        Ok(EmbeddedDaemon { addr, stop, task })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn shutdown(self) -> Result<(), Error> {
+        self.stop.cancel();
+        self.task
+            .await
+            .map_err(|e| Error::Config(format!("daemon task failed: {e}")))?
+    }
+}

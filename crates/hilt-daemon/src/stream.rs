@@ -1,0 +1,158 @@
+//! The bidirectional `Stream` RPC: batches in, measurements out in
+//! sequence order, at most `window` in flight. The reader queues batch n+1
+//! on the device while batch n measures, so a trainer that keeps the
+//! window full keeps the rig busy.
+
+use std::sync::Arc;
+
+use hilt_proto::v1::{self, stream_request::Kind, stream_response::Result as Answer};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+
+use crate::Error;
+use crate::actor::Pending;
+use crate::lease::InUse;
+use crate::service::Shared;
+
+pub const MAX_WINDOW: u32 = 256;
+
+enum Item {
+    Queued(u64, Pending, InUse),
+    Failed(u64, Error),
+    /// Ends the stream with a status once earlier answers are out.
+    Fatal(Status),
+}
+
+type Out = Result<v1::StreamResponse, Status>;
+
+pub(crate) async fn open(
+    shared: Arc<Shared>,
+    mut inbound: Streaming<v1::StreamRequest>,
+) -> Result<ReceiverStream<Out>, Error> {
+    let first = inbound
+        .message()
+        .await
+        .map_err(|s| Error::InvalidArgument {
+            field: "open",
+            reason: s.message().to_string(),
+        })?
+        .ok_or(Error::InvalidArgument {
+            field: "open",
+            reason: "stream ended before `open`".into(),
+        })?;
+    let Some(Kind::Open(open)) = first.kind else {
+        return Err(Error::InvalidArgument {
+            field: "open",
+            reason: "the first message must be `open` (device_id, lease_id, window)".into(),
+        });
+    };
+    if open.window == 0 || open.window > MAX_WINDOW {
+        return Err(Error::InvalidArgument {
+            field: "open.window",
+            reason: format!("{} is not in 1..={MAX_WINDOW}", open.window),
+        });
+    }
+    let dev = shared.registry.get(&open.device_id)?.clone();
+    // Check the lease now so a bad open fails the call itself.
+    drop(shared.use_lease(&dev, &open.lease_id)?);
+
+    let window = open.window as usize;
+    let credits = Arc::new(Semaphore::new(window));
+    let (queue_tx, mut queue_rx) = mpsc::unbounded_channel::<(Item, OwnedSemaphorePermit)>();
+    let (out_tx, out_rx) = mpsc::channel::<Out>(window);
+
+    // Reader: takes a credit, then reads and queues one batch.
+    let stop = shared.stop.clone();
+    tokio::spawn(async move {
+        let mut last_seq: Option<u64> = None;
+        loop {
+            let credit = tokio::select! {
+                _ = stop.cancelled() => break,
+                c = Arc::clone(&credits).acquire_owned() => match c { Ok(c) => c, Err(_) => break },
+            };
+            let msg = tokio::select! {
+                _ = stop.cancelled() => break,
+                m = inbound.message() => m,
+            };
+            let req = match msg {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(status) => {
+                    tracing::debug!(%status, "stream inbound ended with an error");
+                    break;
+                }
+            };
+            let item = match req.kind {
+                Some(Kind::Batch(b)) => {
+                    if last_seq.is_some_and(|l| b.seq <= l) {
+                        Item::Failed(
+                            b.seq,
+                            Error::InvalidArgument {
+                                field: "batch.seq",
+                                reason: format!(
+                                    "{} is not greater than the previous {}",
+                                    b.seq,
+                                    last_seq.unwrap_or_default()
+                                ),
+                            },
+                        )
+                    } else {
+                        last_seq = Some(b.seq);
+                        match shared.submit(&dev, &open.lease_id, b.batch.as_ref()).await {
+                            Ok((pending, in_use)) => Item::Queued(b.seq, pending, in_use),
+                            Err(e) => Item::Failed(b.seq, e),
+                        }
+                    }
+                }
+                Some(Kind::Open(_)) | None => Item::Fatal(Status::invalid_argument(
+                    "batch: every message after the first must carry a batch",
+                )),
+            };
+            let fatal = matches!(item, Item::Fatal(_));
+            if queue_tx.send((item, credit)).is_err() || fatal {
+                break;
+            }
+        }
+    });
+
+    // Writer: answers strictly in the order batches were read.
+    tokio::spawn(async move {
+        while let Some((item, credit)) = queue_rx.recv().await {
+            let (seq, result) = match item {
+                Item::Queued(seq, pending, in_use) => {
+                    let r = pending.wait().await;
+                    drop(in_use);
+                    (seq, r)
+                }
+                Item::Failed(seq, e) => (seq, Err(e)),
+                Item::Fatal(status) => {
+                    let _ = out_tx.send(Err(status)).await;
+                    break;
+                }
+            };
+            let answer = match result {
+                Ok(m) => Answer::Measurement((&m).into()),
+                Err(e) => {
+                    let s = Status::from(e);
+                    Answer::Error(v1::BatchError {
+                        code: s.code() as i32,
+                        message: s.message().to_string(),
+                    })
+                }
+            };
+            if out_tx
+                .send(Ok(v1::StreamResponse {
+                    seq,
+                    result: Some(answer),
+                }))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            drop(credit);
+        }
+    });
+    Ok(ReceiverStream::new(out_rx))
+}
