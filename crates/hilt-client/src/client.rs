@@ -1,0 +1,100 @@
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use hilt_core::DeviceSpec;
+use hilt_proto::v1::{self, hilt_client::HiltClient};
+use tonic::transport::Channel;
+
+use crate::{ClientError, Lease};
+
+/// A connection to one hiltd. Cheap to clone (one HTTP/2 channel).
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: HiltClient<Channel>,
+}
+
+impl Client {
+    pub async fn connect(url: impl Into<String>) -> Result<Self, ClientError> {
+        let url = url.into();
+        let endpoint = Channel::from_shared(url.clone())
+            .map_err(|e| ClientError::Status {
+                code: tonic::Code::InvalidArgument,
+                message: format!("server URL '{url}': {e}"),
+            })?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|source| ClientError::Connect { url, source })?;
+        Ok(Client {
+            inner: HiltClient::new(channel)
+                .max_decoding_message_size(256 << 20)
+                .max_encoding_message_size(256 << 20),
+        })
+    }
+
+    /// The generated client, for calls this wrapper does not cover.
+    pub fn raw(&self) -> HiltClient<Channel> {
+        self.inner.clone()
+    }
+
+    pub async fn server_info(&self) -> Result<v1::ServerInfo, ClientError> {
+        Ok(self
+            .raw()
+            .get_server_info(v1::GetServerInfoRequest {})
+            .await?
+            .into_inner())
+    }
+
+    pub async fn list_devices(&self) -> Result<Vec<DeviceSpec>, ClientError> {
+        let r = self
+            .raw()
+            .list_devices(v1::ListDevicesRequest {})
+            .await?
+            .into_inner();
+        r.devices
+            .iter()
+            .map(|d| DeviceSpec::try_from(d).map_err(ClientError::from))
+            .collect()
+    }
+
+    pub async fn describe(
+        &self,
+        device: &str,
+    ) -> Result<(DeviceSpec, v1::DeviceStatus), ClientError> {
+        let r = self
+            .raw()
+            .describe_device(v1::DescribeDeviceRequest {
+                device_id: device.to_string(),
+            })
+            .await?
+            .into_inner();
+        let spec = r
+            .spec
+            .as_ref()
+            .ok_or_else(|| hilt_proto::ConvertError::new("spec", "missing"))?;
+        Ok((DeviceSpec::try_from(spec)?, r.status.unwrap_or_default()))
+    }
+
+    /// Wait (FIFO) for the device and hold it, with a background keepalive
+    /// every ttl/3 until the lease is released or dropped.
+    pub async fn acquire(&self, device: &str, ttl: Duration) -> Result<Lease, ClientError> {
+        Lease::acquire(self.raw(), device, ttl).await
+    }
+
+    /// Status changes of a device, starting with its current status.
+    pub async fn watch(
+        &self,
+        device: &str,
+    ) -> Result<impl Stream<Item = Result<v1::DeviceEvent, ClientError>> + use<>, ClientError> {
+        let s = self
+            .raw()
+            .watch_device(v1::WatchDeviceRequest {
+                device_id: device.to_string(),
+            })
+            .await?
+            .into_inner();
+        Ok(s.map(|r| r.map_err(ClientError::from)))
+    }
+}

@@ -1,0 +1,129 @@
+use std::time::Duration;
+
+use hilt_core::{Batch, Measurement};
+use hilt_proto::v1::{self, hilt_client::HiltClient};
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+use crate::{BatchStream, ClientError};
+
+/// A held device. Dropping it stops the keepalive and releases the lease
+/// in the background; `release` does so and reports errors.
+#[derive(Debug)]
+pub struct Lease {
+    client: HiltClient<Channel>,
+    id: String,
+    device: String,
+    ttl: Duration,
+    keepalive: Option<JoinHandle<()>>,
+}
+
+impl Lease {
+    pub(crate) async fn acquire(
+        mut client: HiltClient<Channel>,
+        device: &str,
+        ttl: Duration,
+    ) -> Result<Self, ClientError> {
+        let l = client
+            .acquire_lease(v1::AcquireLeaseRequest {
+                device_id: device.to_string(),
+                ttl_seconds: ttl.as_secs_f64(),
+                wait_seconds: 0.0,
+            })
+            .await?
+            .into_inner();
+        let ttl = Duration::from_secs_f64(l.ttl_seconds);
+        let keepalive = {
+            let mut c = client.clone();
+            let id = l.lease_id.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(ttl / 3);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if let Err(s) = c
+                        .keep_alive(v1::KeepAliveRequest {
+                            lease_id: id.clone(),
+                        })
+                        .await
+                    {
+                        // Lost for good (expired, released): further calls
+                        // will say so with FAILED_PRECONDITION.
+                        if s.code() == tonic::Code::FailedPrecondition {
+                            tracing::warn!(lease = %id, "lease lost: {}", s.message());
+                            return;
+                        }
+                    }
+                }
+            })
+        };
+        Ok(Lease {
+            client,
+            id: l.lease_id,
+            device: l.device_id,
+            ttl,
+            keepalive: Some(keepalive),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    pub async fn execute(&self, batch: &Batch) -> Result<Measurement, ClientError> {
+        let m = self
+            .client
+            .clone()
+            .execute(v1::ExecuteRequest {
+                device_id: self.device.clone(),
+                lease_id: self.id.clone(),
+                batch: Some(batch.into()),
+            })
+            .await?
+            .into_inner();
+        Ok(Measurement::try_from(&m)?)
+    }
+
+    /// Open a pipelined stream with at most `window` batches in flight.
+    pub async fn stream(&self, window: u32) -> Result<BatchStream, ClientError> {
+        BatchStream::open(self.client.clone(), &self.device, &self.id, window).await
+    }
+
+    pub async fn release(mut self) -> Result<(), ClientError> {
+        if let Some(k) = self.keepalive.take() {
+            k.abort();
+        }
+        let id = std::mem::take(&mut self.id);
+        self.client
+            .release_lease(v1::ReleaseLeaseRequest { lease_id: id })
+            .await?;
+        Ok(())
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(k) = self.keepalive.take() {
+            k.abort();
+        }
+        if self.id.is_empty() {
+            return;
+        }
+        // Best effort: if the runtime is gone, the TTL frees the device.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let mut c = self.client.clone();
+            let lease_id = std::mem::take(&mut self.id);
+            rt.spawn(async move {
+                let _ = c.release_lease(v1::ReleaseLeaseRequest { lease_id }).await;
+            });
+        }
+    }
+}
