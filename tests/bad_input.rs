@@ -1,1 +1,301 @@
+//! Bad input, table-driven: every case gets the right gRPC code and a
+//! message naming the field (and index), and the device never sees it.
 
+mod common;
+
+use std::time::Duration;
+
+use common::{Hiltd, TEST_CONFIG};
+use futures::StreamExt;
+use hilt_client::{Client, v1};
+use tonic::Code;
+
+fn tensor(shape: &[u32], vals: &[f32]) -> v1::Tensor {
+    v1::Tensor {
+        shape: shape.to_vec(),
+        data: vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+fn filled(rows: u32, cols: u32, v: f32) -> v1::Tensor {
+    tensor(&[rows, cols], &vec![v; (rows * cols) as usize])
+}
+
+/// A valid 3-row request for shg0 (12 inputs, 40 parameters).
+fn good(lease: &str) -> v1::ExecuteRequest {
+    v1::ExecuteRequest {
+        device_id: "shg0".into(),
+        lease_id: lease.into(),
+        batch: Some(v1::Batch {
+            x: Some(filled(3, 12, 0.5)),
+            theta: Some(filled(1, 40, 0.5)),
+            repeats: 1,
+            return_repeats: false,
+        }),
+    }
+}
+
+fn with_batch(lease: &str, f: impl FnOnce(&mut v1::Batch)) -> v1::ExecuteRequest {
+    let mut r = good(lease);
+    f(r.batch.as_mut().expect("good() has a batch"));
+    r
+}
+
+fn set(t: &mut Option<v1::Tensor>, idx: usize, v: f32) {
+    let t = t.as_mut().expect("tensor present");
+    t.data[idx * 4..idx * 4 + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+#[tokio::test]
+async fn every_bad_request_is_refused_with_a_specific_error_before_the_device() {
+    let d = Hiltd::start(Some(TEST_CONFIG));
+    let c = Client::connect(d.url()).await.unwrap();
+    let mut raw = c.raw();
+    let lease = c.acquire("shg0", Duration::from_secs(30)).await.unwrap();
+    let other = c.acquire("loop", Duration::from_secs(30)).await.unwrap();
+    let l = lease.id().to_string();
+
+    // A lease that was released, and one that expired (no keepalive on a
+    // raw lease; we wait for the daemon to announce the expiry).
+    let released = c
+        .acquire("shg-clamp", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let released_id = released.id().to_string();
+    released.release().await.unwrap();
+    let mut watch = c.watch("shg-slow").await.unwrap();
+    watch.next().await.unwrap().unwrap();
+    let expired = raw
+        .acquire_lease(v1::AcquireLeaseRequest {
+            device_id: "shg-slow".into(),
+            ttl_seconds: 0.05,
+            wait_seconds: 0.0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .lease_id;
+    loop {
+        let e = watch.next().await.unwrap().unwrap();
+        if e.kind == v1::EventKind::LeaseChanged as i32 && !e.status.unwrap().leased {
+            break;
+        }
+    }
+
+    let cases: Vec<(&str, v1::ExecuteRequest, Code, &str)> = vec![
+        (
+            "x columns",
+            with_batch(&l, |b| b.x = Some(filled(3, 11, 0.5))),
+            Code::InvalidArgument,
+            "batch.x: expected shape [B, 12], got [3, 11]",
+        ),
+        (
+            "theta rows neither 1 nor B",
+            with_batch(&l, |b| b.theta = Some(filled(2, 40, 0.5))),
+            Code::InvalidArgument,
+            "batch.theta: expected 1 or 3 rows",
+        ),
+        (
+            "theta columns",
+            with_batch(&l, |b| b.theta = Some(filled(1, 39, 0.5))),
+            Code::InvalidArgument,
+            "batch.theta: expected shape [1, 40], got [1, 39]",
+        ),
+        (
+            "NaN input",
+            with_batch(&l, |b| set(&mut b.x, 12 + 3, f32::NAN)),
+            Code::InvalidArgument,
+            "batch.x[1, 3]: NaN is not a finite number",
+        ),
+        (
+            "Inf parameter",
+            with_batch(&l, |b| set(&mut b.theta, 7, f32::INFINITY)),
+            Code::InvalidArgument,
+            "batch.theta[0, 7]: inf is not a finite number",
+        ),
+        (
+            "input above limit",
+            with_batch(&l, |b| set(&mut b.x, 2 * 12 + 5, 1.5)),
+            Code::OutOfRange,
+            "batch.x[2, 5] = 1.5 is outside the hard limit [0, 1]",
+        ),
+        (
+            "parameter below limit",
+            with_batch(&l, |b| set(&mut b.theta, 0, -0.25)),
+            Code::OutOfRange,
+            "batch.theta[0, 0] = -0.25 is outside the hard limit [0, 1]",
+        ),
+        (
+            "empty batch",
+            with_batch(&l, |b| b.x = Some(filled(0, 12, 0.5))),
+            Code::InvalidArgument,
+            "batch.x: empty batch (0 rows)",
+        ),
+        (
+            "batch above maximum",
+            with_batch(&l, |b| b.x = Some(filled(65, 12, 0.5))),
+            Code::ResourceExhausted,
+            "batch.x: 65 rows exceed the device maximum of 64",
+        ),
+        (
+            "zero repeats",
+            with_batch(&l, |b| b.repeats = 0),
+            Code::InvalidArgument,
+            "batch.repeats: must be at least 1",
+        ),
+        (
+            "absurd repeats",
+            with_batch(&l, |b| b.repeats = 4_000_000_000),
+            Code::ResourceExhausted,
+            "batch.repeats: 4000000000 exceeds the device maximum of 8",
+        ),
+        (
+            "unknown device",
+            v1::ExecuteRequest {
+                device_id: "shg9".into(),
+                ..good(&l)
+            },
+            Code::NotFound,
+            "device_id: unknown device 'shg9'",
+        ),
+        (
+            "no device",
+            v1::ExecuteRequest {
+                device_id: String::new(),
+                ..good(&l)
+            },
+            Code::InvalidArgument,
+            "device_id: required",
+        ),
+        (
+            "missing lease",
+            good(""),
+            Code::FailedPrecondition,
+            "lease_id: missing: acquire a lease of device 'shg0' first",
+        ),
+        (
+            "made-up lease",
+            good("0123abcd"),
+            Code::FailedPrecondition,
+            "lease_id: '0123abcd' is not a lease of device 'shg0'",
+        ),
+        (
+            "foreign lease",
+            good(other.id()),
+            Code::FailedPrecondition,
+            "is for device 'loop', not 'shg0'",
+        ),
+        (
+            "released lease",
+            v1::ExecuteRequest {
+                device_id: "shg-clamp".into(),
+                ..good(&released_id)
+            },
+            Code::FailedPrecondition,
+            "was released",
+        ),
+        (
+            "expired lease",
+            v1::ExecuteRequest {
+                device_id: "shg-slow".into(),
+                ..good(&expired)
+            },
+            Code::FailedPrecondition,
+            "expired",
+        ),
+        (
+            "bytes not whole f32s",
+            with_batch(&l, |b| {
+                b.x.as_mut().unwrap().data.pop();
+            }),
+            Code::InvalidArgument,
+            "batch.x: 143 data bytes are not a whole number of 4-byte f32",
+        ),
+        (
+            "bytes do not match shape",
+            with_batch(&l, |b| b.x = Some(tensor(&[3, 12], &[0.5; 35]))),
+            Code::InvalidArgument,
+            "batch.x: shape [3, 12] needs 144 bytes (36 little-endian f32), got 140",
+        ),
+        (
+            "rank-1 tensor",
+            with_batch(&l, |b| b.theta = Some(tensor(&[40], &[0.5; 40]))),
+            Code::InvalidArgument,
+            "batch.theta: expected a rank-2 tensor",
+        ),
+        (
+            "no batch",
+            v1::ExecuteRequest {
+                batch: None,
+                ..good(&l)
+            },
+            Code::InvalidArgument,
+            "batch: missing",
+        ),
+        (
+            "no x",
+            with_batch(&l, |b| b.x = None),
+            Code::InvalidArgument,
+            "batch.x: missing",
+        ),
+    ];
+
+    let mut failures = Vec::new();
+    for (name, req, code, text) in cases {
+        match raw.execute(req).await {
+            Ok(_) => failures.push(format!("{name}: accepted")),
+            Err(s) if s.code() != code || !s.message().contains(text) => failures.push(format!(
+                "{name}: got {:?} {:?}, want {code:?} containing {text:?}",
+                s.code(),
+                s.message()
+            )),
+            Err(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+
+    // Nothing reached a device; then a good batch does.
+    for dev in ["shg0", "shg-clamp", "shg-slow"] {
+        assert_eq!(
+            c.describe(dev).await.unwrap().1.samples_done,
+            0,
+            "{dev} saw bad input"
+        );
+    }
+    raw.execute(good(&l)).await.unwrap();
+    assert_eq!(c.describe("shg0").await.unwrap().1.samples_done, 3);
+}
+
+#[tokio::test]
+async fn clamp_policy_clamps_flags_the_row_and_reports_applied_values() {
+    let d = Hiltd::start(Some(TEST_CONFIG));
+    let c = Client::connect(d.url()).await.unwrap();
+    let lease = c
+        .acquire("shg-clamp", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut x = ndarray::Array2::from_elem((3, 12), 0.5f32);
+    x[[1, 4]] = 1.7;
+    let m = lease
+        .execute(&hilt_core::Batch::shared(x, &[0.5; 40]))
+        .await
+        .unwrap();
+    let clamped: Vec<bool> = m.flags.iter().map(|f| f.clamped).collect();
+    assert_eq!(clamped, [false, true, false]);
+    assert_eq!(m.applied_x[[1, 4]], 1.0);
+    // parameters above the 0.9 limit: every row shares them, every row flagged,
+    // and grid rounding never lands above the limit
+    let m = lease
+        .execute(&hilt_core::Batch::shared(
+            ndarray::Array2::from_elem((2, 12), 0.5f32),
+            &[0.95; 40],
+        ))
+        .await
+        .unwrap();
+    assert!(m.flags.iter().all(|f| f.clamped));
+    assert!(
+        m.applied_theta.iter().all(|&v| v <= 0.9),
+        "{}",
+        m.applied_theta
+    );
+}

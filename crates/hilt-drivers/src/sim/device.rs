@@ -38,7 +38,12 @@ pub struct SimDevice<M> {
     pace: Option<Duration>,
 }
 
-fn limits(field: &str, configured: Option<Range>, physical: (f32, f32)) -> Result<Range, Error> {
+fn limits(
+    field: &str,
+    configured: Option<Range>,
+    physical: (f32, f32),
+    step: f32,
+) -> Result<Range, Error> {
     let physical = Range::new(physical.0, physical.1);
     let r = configured.unwrap_or(physical);
     if !(r.min.is_finite() && r.max.is_finite() && r.min < r.max) {
@@ -59,13 +64,32 @@ fn limits(field: &str, configured: Option<Range>, physical: (f32, f32)) -> Resul
             ),
         });
     }
+    if step > 0.0 && (r.min / step).ceil() * step > r.max {
+        return Err(Error::Config {
+            field: field.to_string(),
+            reason: format!(
+                "[{}, {}] holds no value the actuator can apply (its step is {step})",
+                r.min, r.max
+            ),
+        });
+    }
     Ok(r)
 }
 
 impl<M: PhysicalModel> SimDevice<M> {
     pub fn new(model: M, s: SimSettings) -> Result<Self, Error> {
-        let input_range = limits("limits.input", s.input_limits, model.input_range())?;
-        let param_range = limits("limits.param", s.param_limits, model.param_range())?;
+        let input_range = limits(
+            "limits.input",
+            s.input_limits,
+            model.input_range(),
+            model.input_step(),
+        )?;
+        let param_range = limits(
+            "limits.param",
+            s.param_limits,
+            model.param_range(),
+            model.param_step(),
+        )?;
         if s.max_batch == 0 {
             return Err(Error::Config {
                 field: "max_batch".into(),
@@ -152,8 +176,9 @@ impl<M: PhysicalModel> Device for SimDevice<M> {
         let started = Instant::now();
         let wall_start = SystemTime::now();
         let owned = batch.clone();
+        let spec = self.spec.clone();
         let (model, mut m) = tokio::task::spawn_blocking(move || {
-            let m = run(&mut model, &owned);
+            let m = run(&mut model, &spec, &owned);
             (model, m)
         })
         .await
@@ -235,6 +260,40 @@ mod tests {
         assert_eq!(m.applied_x[[0, 0]], 32.0 / 63.0);
         assert_eq!(m.applied_theta[[0, 0]], 19.0 / 63.0);
         assert!((dev.spec().input_step - 1.0 / 63.0).abs() < 1e-7);
+    }
+
+    #[tokio::test]
+    async fn quantising_a_clamped_value_never_crosses_the_hard_limit() {
+        let model = ShgModel::new(ShgConfig::default(), Variant::True, 3).unwrap();
+        let s = SimSettings {
+            param_limits: Some(Range::new(0.0, 0.9)),
+            policy: LimitPolicy::Clamp,
+            ..settings()
+        };
+        let mut dev = SimDevice::new(model, s).unwrap();
+        // 0.9 rounds to 57/63 = 0.905 on the 6-bit grid: above the limit.
+        let batch = Batch::shared(Array2::from_elem((1, 12), 0.5f32), &[0.95; 40]);
+        let m = dev
+            .execute(&validate(dev.spec(), batch).unwrap())
+            .await
+            .unwrap();
+        assert!(
+            m.applied_theta.iter().all(|&v| v == 56.0 / 63.0),
+            "{}",
+            m.applied_theta
+        );
+        assert!(m.flags[0].clamped);
+
+        let model = ShgModel::new(ShgConfig::default(), Variant::True, 3).unwrap();
+        let s = SimSettings {
+            param_limits: Some(Range::new(0.501, 0.505)),
+            ..settings()
+        };
+        let err = SimDevice::new(model, s).unwrap_err().to_string();
+        assert!(
+            err.contains("holds no value the actuator can apply"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -1,13 +1,17 @@
 //! The synchronous measurement loop of a simulated rig.
 
-use hilt_core::{Measurement, SampleFlags, ValidBatch};
+use hilt_core::{DeviceSpec, Measurement, Range, SampleFlags, ValidBatch};
 use hilt_physics::PhysicalModel;
 use ndarray::{Array2, Array3, Axis};
 
 /// Apply, then sweep the whole batch once per repeat (ABAB…, so slow drift
 /// averages over repeats instead of biasing one row), rows in order.
 /// Wall-clock fields and ids are filled in by the caller.
-pub(crate) fn run<M: PhysicalModel + ?Sized>(model: &mut M, batch: &ValidBatch) -> Measurement {
+pub(crate) fn run<M: PhysicalModel + ?Sized>(
+    model: &mut M,
+    spec: &DeviceSpec,
+    batch: &ValidBatch,
+) -> Measurement {
     let b = batch.rows();
     let r = batch.repeats() as usize;
     let n_out = model.n_out();
@@ -15,16 +19,14 @@ pub(crate) fn run<M: PhysicalModel + ?Sized>(model: &mut M, batch: &ValidBatch) 
     let mut applied_x = batch.x().clone();
     let mut applied_theta = batch.theta().clone();
     for mut row in applied_x.rows_mut() {
-        model.quantize(
-            row.as_slice_mut().expect("owned rows are contiguous"),
-            &mut [],
-        );
+        let row = row.as_slice_mut().expect("owned rows are contiguous");
+        model.quantize(row, &mut []);
+        keep_inside(row, spec.input_range, spec.input_step);
     }
     for mut row in applied_theta.rows_mut() {
-        model.quantize(
-            &mut [],
-            row.as_slice_mut().expect("owned rows are contiguous"),
-        );
+        let row = row.as_slice_mut().expect("owned rows are contiguous");
+        model.quantize(&mut [], row);
+        keep_inside(row, spec.param_range, spec.param_step);
     }
 
     let mut all = Array3::<f32>::zeros((r, b, n_out));
@@ -81,5 +83,18 @@ pub(crate) fn run<M: PhysicalModel + ?Sized>(model: &mut M, batch: &ValidBatch) 
         wall_end: now,
         calibration_id: String::new(),
         device_id: String::new(),
+    }
+}
+
+/// Rounding to the actuator grid moves a value by up to half a step, which
+/// can carry a clamped value just past its hard limit; step back onto the
+/// nearest grid point inside. (`SimDevice::new` guarantees one exists.)
+fn keep_inside(values: &mut [f32], limit: Range, step: f32) {
+    for v in values {
+        if *v > limit.max {
+            *v -= step;
+        } else if *v < limit.min {
+            *v += step;
+        }
     }
 }
