@@ -1,5 +1,6 @@
 //! Bad input, table-driven: every case gets the right gRPC code and a
 //! message naming the field (and index), and the device never sees it.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! hiltd as a real process: discovery, leases, execute, stream, watch,
 //! health, reflection, graceful shutdown.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! A generic gRPC client that knows nothing of hilt (no generated code, no
 //! .proto files): it learns the API from server reflection and calls it
 //! with JSON-built dynamic messages, as grpcurl would.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod common;
 

@@ -95,12 +95,12 @@ pub fn forward<M: PhysicalModel + ?Sized>(
     let mut xr = vec![0.0; model.n_in()];
     let mut tr = vec![0.0; model.n_par()];
     let mut yr = vec![0.0; model.n_out()];
-    for i in 0..b {
+    for (i, saturated) in sat.iter_mut().enumerate() {
         xr.iter_mut().zip(x.row(i)).for_each(|(d, s)| *d = *s);
         let t = theta.row(if theta.nrows() == 1 { 0 } else { i });
         tr.iter_mut().zip(t).for_each(|(d, s)| *d = *s);
         model.quantize(&mut xr, &mut tr);
-        sat[i] = model.shot(&xr, &tr, &mut yr);
+        *saturated = model.shot(&xr, &tr, &mut yr);
         y.row_mut(i).iter_mut().zip(&yr).for_each(|(d, s)| *d = *s);
     }
     (y, sat)

@@ -53,7 +53,7 @@ fn unpack(field: &str, t: &Tensor, rank: usize) -> Result<(Vec<usize>, Vec<f32>)
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .filter(|c| c.checked_mul(4).is_some())
         .ok_or_else(|| ConvertError::new(field, format!("shape {:?} is too large", t.shape)))?;
-    if t.data.len() % 4 != 0 {
+    if !t.data.len().is_multiple_of(4) {
         return Err(ConvertError::new(
             field,
             format!(

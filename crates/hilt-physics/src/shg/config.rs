@@ -162,7 +162,7 @@ impl ShgConfig {
         }
         let pixels = 2 * n - 1;
         let [w0, w1] = self.bin_window;
-        if !(0.0..1.0).contains(&w0) || !(w0 < w1 && w1 <= 1.0) {
+        if !((0.0..1.0).contains(&w0) && w0 < w1 && w1 <= 1.0) {
             return Err(Error::config("bin_window", "needs 0 <= start < end <= 1"));
         }
         let covered = ((w1 - w0) * pixels as f64).round() as usize;
