@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use hilt_proto::v1::hilt_server::HiltServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
 use crate::Error;
 use crate::config::Config;
@@ -61,7 +61,12 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(HiltServer::new(service))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown)
+        // Small request/answer pairs are the normal traffic: without
+        // TCP_NODELAY, Nagle + delayed ACK add ~40 ms to each round trip.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            on_shutdown,
+        )
         .await?;
     // The service (and with it every actor handle) is gone: actors drain
     // what is queued and stop; expiry tasks stopped with the token.
