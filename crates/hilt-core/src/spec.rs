@@ -78,7 +78,8 @@ impl ControlEncoding {
     }
 
     /// The control vector for one row; `out.len()` must be `n_controls()`.
-    pub fn compose(&self, x: &[f32], theta: &[f32], out: &mut [f32]) {
+    /// Generic so the physics can compose straight into its f64 mask.
+    pub fn compose<T: From<f32>>(&self, x: &[f32], theta: &[f32], out: &mut [T]) {
         for (k, m) in out.iter_mut().enumerate() {
             let mut v = 0.0;
             if let Ok(i) = usize::try_from(self.input_index[k]) {
@@ -87,7 +88,7 @@ impl ControlEncoding {
             if let Ok(j) = usize::try_from(self.param_index[k]) {
                 v += theta[j];
             }
-            *m = v.clamp(self.control_min, self.control_max);
+            *m = T::from(v.clamp(self.control_min, self.control_max));
         }
     }
 }
@@ -139,7 +140,7 @@ mod tests {
             control_min: 0.0,
             control_max: 1.0,
         };
-        let mut m = [0.0; 3];
+        let mut m = [0.0f32; 3];
         enc.compose(&[0.25, 0.4], &[0.7, -0.5], &mut m);
         assert_eq!(m, [0.5, 0.7, 0.3]);
         // clipping at both ends

@@ -13,5 +13,5 @@ mod ou;
 pub mod shg;
 
 pub use error::Error;
-pub use model::{ChannelMap, PhysicalModel, Variant, forward};
+pub use model::{PhysicalModel, Variant, forward};
 pub use ou::OrnsteinUhlenbeck;

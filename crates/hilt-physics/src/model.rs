@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 
+use hilt_core::ControlEncoding;
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
@@ -23,34 +24,6 @@ impl Variant {
     }
 }
 
-/// Channel map of a channelised actuator (see `hilt_core::ControlEncoding`,
-/// which mirrors it on the wire): control `k` is
-/// `clip(input_scale·x[input_index[k]] + θ[param_index[k]], min, max)`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChannelMap {
-    pub layout: &'static str,
-    pub input_index: Vec<i32>,
-    pub param_index: Vec<i32>,
-    pub input_scale: f32,
-    pub control_min: f32,
-    pub control_max: f32,
-}
-
-impl ChannelMap {
-    pub fn compose(&self, x: &[f32], theta: &[f32], out: &mut [f64]) {
-        for (k, m) in out.iter_mut().enumerate() {
-            let mut v = 0.0f32;
-            if let Ok(i) = usize::try_from(self.input_index[k]) {
-                v += self.input_scale * x[i];
-            }
-            if let Ok(j) = usize::try_from(self.param_index[k]) {
-                v += theta[j];
-            }
-            *m = f64::from(v.clamp(self.control_min, self.control_max));
-        }
-    }
-}
-
 /// A rig's physics as the simulator driver needs it: one shot of one
 /// sample at a time (rigs measure serially), on a virtual clock.
 pub trait PhysicalModel: Send + 'static {
@@ -67,7 +40,8 @@ pub trait PhysicalModel: Send + 'static {
     fn input_step(&self) -> f32;
     fn param_step(&self) -> f32;
     fn units(&self) -> (&'static str, &'static str, &'static str);
-    fn channel_map(&self) -> Option<&ChannelMap>;
+    /// How x and θ map onto a channelised actuator, if it is one.
+    fn channel_map(&self) -> Option<&ControlEncoding>;
     /// Everything that changes the physics, as text (twin cache key).
     fn hyperparameters(&self) -> BTreeMap<String, String>;
     /// Virtual seconds one shot takes (exposure, playback, ...).

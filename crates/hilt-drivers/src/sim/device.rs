@@ -1,8 +1,8 @@
 use std::time::{Duration, SystemTime};
 
 use hilt_core::{
-    Backend, ControlEncoding, Device, DeviceSpec, Error as CoreError, FirmwareIdentity,
-    LimitPolicy, Measurement, Range, ValidBatch,
+    Backend, Device, DeviceSpec, Error as CoreError, FirmwareIdentity, LimitPolicy, Measurement,
+    Range, ValidBatch,
 };
 use hilt_physics::PhysicalModel;
 use tokio::time::Instant;
@@ -142,14 +142,7 @@ impl<M: PhysicalModel> SimDevice<M> {
                 serial_number: format!("sim-{:016x}", s.seed),
                 version: env!("CARGO_PKG_VERSION").to_string(),
             },
-            encoding: model.channel_map().map(|m| ControlEncoding {
-                layout: m.layout.to_string(),
-                input_index: m.input_index.clone(),
-                param_index: m.param_index.clone(),
-                input_scale: m.input_scale,
-                control_min: m.control_min,
-                control_max: m.control_max,
-            }),
+            encoding: model.channel_map().cloned(),
             input_step: model.input_step(),
             param_step: model.param_step(),
         };

@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 
-use hilt_physics::{ChannelMap, PhysicalModel, Variant};
+use hilt_core::ControlEncoding;
+use hilt_physics::{PhysicalModel, Variant};
 
 /// Outputs = inputs, no physics: serves client tests and measures what the
 /// daemon itself costs. Parameters are accepted (and validated, leased,
@@ -63,7 +64,7 @@ impl PhysicalModel for LoopbackModel {
         ("", "", "")
     }
 
-    fn channel_map(&self) -> Option<&ChannelMap> {
+    fn channel_map(&self) -> Option<&ControlEncoding> {
         None
     }
 

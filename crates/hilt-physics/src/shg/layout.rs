@@ -1,10 +1,10 @@
 //! Which shaper channel carries which input or parameter.
 
 use super::config::{Layout, ShgConfig};
-use crate::ChannelMap;
+use hilt_core::ControlEncoding;
 
 /// Build the channel map and the number of trainable parameters.
-pub(crate) fn channel_map(cfg: &ShgConfig) -> (ChannelMap, usize) {
+pub(crate) fn channel_map(cfg: &ShgConfig) -> (ControlEncoding, usize) {
     let n = cfg.n_channels;
     let r = cfg.replicate;
     let n_x = cfg.n_in * r; // channels that carry inputs
@@ -48,8 +48,8 @@ pub(crate) fn channel_map(cfg: &ShgConfig) -> (ChannelMap, usize) {
         Layout::Additive => n,
         _ => n - n_x,
     };
-    let map = ChannelMap {
-        layout: cfg.layout.as_str(),
+    let map = ControlEncoding {
+        layout: cfg.layout.as_str().to_string(),
         input_index,
         param_index,
         input_scale: if cfg.layout == Layout::Additive {
@@ -79,7 +79,7 @@ mod tests {
 
     /// Every input index 0..n_in appears exactly `replicate` times, every
     /// parameter index exactly once: no input or parameter is dropped.
-    fn assert_complete(map: &ChannelMap, n_in: usize, r: usize, n_par: usize) {
+    fn assert_complete(map: &ControlEncoding, n_in: usize, r: usize, n_par: usize) {
         for i in 0..n_in as i32 {
             let c = map.input_index.iter().filter(|&&v| v == i).count();
             assert_eq!(c, r, "input {i} on {c} channels");

@@ -7,7 +7,9 @@ use rand_distr::StandardNormal;
 use super::config::{Layout, ShgConfig};
 use super::layout::channel_map;
 use super::optics::{self, Optics, Scratch};
-use crate::{ChannelMap, Error, OrnsteinUhlenbeck, PhysicalModel, Variant};
+use hilt_core::ControlEncoding;
+
+use crate::{Error, OrnsteinUhlenbeck, PhysicalModel, Variant};
 
 /// RNG streams of one seed: component draws and shot noise never share
 /// numbers, so changing how many shots ran never changes the hardware.
@@ -22,7 +24,7 @@ const STREAM_NOISE: u64 = 2;
 pub struct ShgModel {
     cfg: ShgConfig,
     variant: Variant,
-    map: ChannelMap,
+    map: ControlEncoding,
     n_par: usize,
     optics: Optics,
     resolution: Vec<f64>,
@@ -237,7 +239,7 @@ impl PhysicalModel for ShgModel {
         )
     }
 
-    fn channel_map(&self) -> Option<&ChannelMap> {
+    fn channel_map(&self) -> Option<&ControlEncoding> {
         Some(&self.map)
     }
 
