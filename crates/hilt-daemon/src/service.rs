@@ -134,7 +134,7 @@ impl Hilt for HiltService {
                 .iter()
                 .map(|d| v1::DeviceFirmware {
                     device_id: d.spec.id.clone(),
-                    firmware: v1::DeviceSpec::from(d.spec.as_ref()).firmware,
+                    firmware: Some((&d.spec.firmware).into()),
                 })
                 .collect(),
         }))

@@ -143,6 +143,16 @@ impl TryFrom<&v1::Measurement> for Measurement {
     }
 }
 
+impl From<&FirmwareIdentity> for v1::FirmwareIdentity {
+    fn from(f: &FirmwareIdentity) -> Self {
+        v1::FirmwareIdentity {
+            model: f.model.clone(),
+            serial_number: f.serial_number.clone(),
+            version: f.version.clone(),
+        }
+    }
+}
+
 fn range(r: Range) -> Option<v1::Range> {
     Some(v1::Range {
         min: r.min,
@@ -191,11 +201,7 @@ impl From<&DeviceSpec> for v1::DeviceSpec {
             seconds_per_sample: s.seconds_per_sample,
             hyperparameters: s.hyperparameters.clone().into_iter().collect(),
             calibration_id: s.calibration_id.clone(),
-            firmware: Some(v1::FirmwareIdentity {
-                model: s.firmware.model.clone(),
-                serial_number: s.firmware.serial_number.clone(),
-                version: s.firmware.version.clone(),
-            }),
+            firmware: Some((&s.firmware).into()),
             encoding: s.encoding.as_ref().map(|e| v1::ControlEncoding {
                 layout: e.layout.clone(),
                 input_index: e.input_index.clone(),

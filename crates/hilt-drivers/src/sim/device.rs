@@ -7,7 +7,7 @@ use hilt_core::{
 use hilt_physics::PhysicalModel;
 use tokio::time::Instant;
 
-use super::run::run;
+use super::run::{Grid, run};
 use crate::Error;
 
 /// Everything about a simulated device that is not physics: identity,
@@ -169,9 +169,9 @@ impl<M: PhysicalModel> Device for SimDevice<M> {
         let started = Instant::now();
         let wall_start = SystemTime::now();
         let owned = batch.clone();
-        let spec = self.spec.clone();
+        let grid = Grid::of(&self.spec);
         let (model, mut m) = tokio::task::spawn_blocking(move || {
-            let m = run(&mut model, &spec, &owned);
+            let m = run(&mut model, grid, &owned);
             (model, m)
         })
         .await

@@ -1,6 +1,27 @@
 //! The synchronous measurement loop of a simulated rig.
 
 use hilt_core::{DeviceSpec, Measurement, Range, SampleFlags, ValidBatch};
+
+/// The part of a spec the measurement loop needs: limits and grid steps.
+/// Copied per batch instead of the whole spec (strings, maps).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Grid {
+    input: Range,
+    input_step: f32,
+    param: Range,
+    param_step: f32,
+}
+
+impl Grid {
+    pub(crate) fn of(spec: &DeviceSpec) -> Self {
+        Grid {
+            input: spec.input_range,
+            input_step: spec.input_step,
+            param: spec.param_range,
+            param_step: spec.param_step,
+        }
+    }
+}
 use hilt_physics::PhysicalModel;
 use ndarray::{Array2, Array3, Axis};
 
@@ -9,7 +30,7 @@ use ndarray::{Array2, Array3, Axis};
 /// Wall-clock fields and ids are filled in by the caller.
 pub(crate) fn run<M: PhysicalModel + ?Sized>(
     model: &mut M,
-    spec: &DeviceSpec,
+    grid: Grid,
     batch: &ValidBatch,
 ) -> Measurement {
     let b = batch.rows();
@@ -21,12 +42,12 @@ pub(crate) fn run<M: PhysicalModel + ?Sized>(
     for mut row in applied_x.rows_mut() {
         let row = row.as_slice_mut().expect("owned rows are contiguous");
         model.quantize(row, &mut []);
-        keep_inside(row, spec.input_range, spec.input_step);
+        keep_inside(row, grid.input, grid.input_step);
     }
     for mut row in applied_theta.rows_mut() {
         let row = row.as_slice_mut().expect("owned rows are contiguous");
         model.quantize(&mut [], row);
-        keep_inside(row, spec.param_range, spec.param_step);
+        keep_inside(row, grid.param, grid.param_step);
     }
 
     let mut all = Array3::<f32>::zeros((r, b, n_out));
