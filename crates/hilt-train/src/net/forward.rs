@@ -1,0 +1,160 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use candle_core::Tensor;
+use hilt_core::Range;
+
+use super::{Network, Params, array2, tensor2};
+use crate::error::{Error, Result};
+use crate::rig::Rig;
+use crate::twin::Twin;
+
+/// What one physical layer measured, kept for the backward pass: PAT takes
+/// the twin's Jacobian at the *applied* values and the loss sees `y`.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub y: Tensor,
+    pub applied_x: Tensor,
+    pub applied_theta: Tensor,
+}
+
+/// What executes physical layers in a values-only pass.
+#[derive(Debug)]
+pub enum Physics<'a> {
+    /// The devices on the daemon (reality), each sample measured `repeats`
+    /// times and averaged.
+    Rigs(&'a mut HashMap<String, Rig>, u32),
+    /// The twins (in-silico prediction of reality).
+    Twins(&'a HashMap<String, Arc<Twin>>),
+}
+
+/// `softplus(20 z)/20`: the paper's smooth hinge for the range penalty.
+fn soft_relu(z: &Tensor) -> Result<Tensor> {
+    let k = 20.0;
+    let kz = (z * k)?;
+    let smooth = ((kz.abs()? * -1.0)?.exp()? + 1.0)?.log()?;
+    Ok(((kz.relu()? + smooth)? / k)?)
+}
+
+/// Mean out-of-range excess of `v` in units of the range width.
+fn range_penalty(v: &Tensor, r: Range) -> Result<Tensor> {
+    let u = ((v - f64::from(r.min))? / f64::from(r.width().max(1e-12)))?;
+    Ok((soft_relu(&u.neg()?)? + soft_relu(&(u - 1.0)?)?)?.mean_all()?)
+}
+
+impl Network {
+    fn digital(&self, i: usize, h: &Tensor, graph: bool) -> Result<Tensor> {
+        let t = |v: &candle_core::Var| if graph { v.as_tensor().clone() } else { v.as_tensor().detach() };
+        Ok(match &self.params[i] {
+            Params::Rescale { a, b, mean, inv_std } => h
+                .broadcast_sub(mean.as_tensor())?
+                .broadcast_mul(inv_std.as_tensor())?
+                .broadcast_mul(&t(a))?
+                .broadcast_add(&t(b))?,
+            Params::Linear { w, b } => h.matmul(&t(w).t()?)?.broadcast_add(&t(b))?,
+            Params::None => candle_nn::ops::sigmoid(h)?,
+            Params::Physical { .. } => h.clone(),
+        })
+    }
+
+    fn device_of(&self, i: usize) -> Result<&hilt_core::DeviceSpec> {
+        match &self.spec.layers[i] {
+            super::LayerSpec::Physical { device } => self
+                .devices
+                .get(device)
+                .ok_or_else(|| Error::invalid(format!("layer {i}: unknown device '{device}'"))),
+            _ => Err(Error::invalid(format!("layer {i} is not physical"))),
+        }
+    }
+
+    /// Values only: digital layers computed without a graph, physical layers
+    /// executed by `physics`. Returns the output and each physical layer's
+    /// record, in order.
+    pub async fn forward_values(&self, x: &Tensor, mut physics: Physics<'_>) -> Result<(Tensor, Vec<Measured>)> {
+        let mut h = x.clone();
+        let mut records = Vec::new();
+        for i in 0..self.params.len() {
+            let Params::Physical { theta } = &self.params[i] else {
+                h = self.digital(i, &h, false)?;
+                continue;
+            };
+            let d = self.device_of(i)?;
+            let (xr, pr) = (d.input_range, d.param_range);
+            let xs = h.clamp(xr.min, xr.max)?;
+            let ts = theta.as_tensor().detach().clamp(pr.min, pr.max)?;
+            let rec = match &mut physics {
+                Physics::Rigs(rigs, repeats) => {
+                    let rig = rigs
+                        .get_mut(&d.id)
+                        .ok_or_else(|| Error::invalid(format!("no lease on device '{}'", d.id)))?;
+                    let m = rig.execute(&array2(&xs)?, &array2(&ts)?, (*repeats).max(1)).await?;
+                    Measured {
+                        y: tensor2(&m.y)?,
+                        applied_x: tensor2(&m.applied_x)?,
+                        applied_theta: tensor2(&m.applied_theta)?,
+                    }
+                }
+                Physics::Twins(twins) => {
+                    let twin = twins
+                        .get(&d.id)
+                        .ok_or_else(|| Error::invalid(format!("no twin for device '{}'", d.id)))?;
+                    Measured {
+                        y: twin.forward(&xs, &ts)?.detach(),
+                        applied_x: xs,
+                        applied_theta: ts,
+                    }
+                }
+            };
+            h = rec.y.clone();
+            records.push(rec);
+        }
+        Ok((h, records))
+    }
+
+    /// The differentiable pass. With `measured` (PAT) each physical layer
+    /// outputs exactly what was measured, while gradients flow through the
+    /// twin evaluated at the applied values; without it (in-silico) the twin
+    /// is the layer. Returns the output and the range penalty on every
+    /// physical layer's inputs and θ.
+    pub fn forward_graph(
+        &self,
+        x: &Tensor,
+        twins: &HashMap<String, Arc<Twin>>,
+        measured: Option<&[Measured]>,
+    ) -> Result<(Tensor, Tensor)> {
+        let mut h = x.clone();
+        let mut penalty = Tensor::zeros((), candle_core::DType::F32, x.device())?;
+        let mut k = 0;
+        for i in 0..self.params.len() {
+            let Params::Physical { theta } = &self.params[i] else {
+                h = self.digital(i, &h, true)?;
+                continue;
+            };
+            let d = self.device_of(i)?;
+            let twin = twins
+                .get(&d.id)
+                .ok_or_else(|| Error::invalid(format!("no twin for device '{}'", d.id)))?;
+            let th = theta.as_tensor();
+            penalty = ((penalty + range_penalty(&h, d.input_range)?)? + range_penalty(th, d.param_range)?)?;
+            h = match measured {
+                Some(m) => {
+                    let m = m
+                        .get(k)
+                        .ok_or_else(|| Error::invalid("fewer measurements than physical layers"))?;
+                    // Straight-through: value = applied, gradient = identity.
+                    let x_app = (&h + (&m.applied_x - &h)?.detach())?;
+                    let t_app = th.broadcast_add(&m.applied_theta.broadcast_sub(th)?.detach())?;
+                    let f = twin.forward(&x_app, &t_app)?;
+                    // Value = measured, gradient = twin's Jacobian.
+                    (&f + (&m.y - &f)?.detach())?
+                }
+                None => {
+                    let (xr, pr) = (d.input_range, d.param_range);
+                    twin.forward(&h.clamp(xr.min, xr.max)?, &th.clamp(pr.min, pr.max)?)?
+                }
+            };
+            k += 1;
+        }
+        Ok((h, penalty))
+    }
+}

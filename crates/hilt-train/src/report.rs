@@ -1,0 +1,138 @@
+//! A run directory: `metrics.json`, `epochs.csv`, `curve.png`,
+//! `checkpoint.safetensors` (+ the twins it used).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fsio;
+use crate::train::EpochRow;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TwinSummary {
+    pub file: String,
+    pub heldout_rel_error: f32,
+    pub noise_floor_rel: f32,
+    pub samples: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Metrics {
+    pub method: String,
+    pub task: String,
+    /// The devices of the network's physical layers, joined by '+'.
+    pub device: String,
+    pub seed: u64,
+    pub test_accuracy: f64,
+    pub train_accuracy: f64,
+    /// What the twins predicted for the final network's test accuracy.
+    pub twin_test_accuracy: f64,
+    pub epochs: usize,
+    /// The whole command, including twin collection and fitting.
+    pub wall_seconds: f64,
+    pub train_wall_seconds: f64,
+    /// Share of the training phase's wall time the rigs spent measuring.
+    pub device_busy_fraction: f64,
+    pub device_samples: u64,
+    /// Worst held-out relative error of the twins used.
+    pub twin_heldout_rel_error: f32,
+    pub twins: BTreeMap<String, TwinSummary>,
+    pub physical_layers: usize,
+    pub trainable_physical: usize,
+    pub trainable_digital: usize,
+    pub split: String,
+    pub n_train: usize,
+    pub n_test: usize,
+    pub server: String,
+    pub hilt_version: String,
+}
+
+impl Metrics {
+    pub fn load(path: &Path) -> Result<Self> {
+        let s = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_str(&s).map_err(|e| Error::data(path, e.to_string()))
+    }
+}
+
+pub fn write_metrics(dir: &Path, m: &Metrics) -> Result<()> {
+    let json = serde_json::to_vec_pretty(m).map_err(|e| Error::invalid(e.to_string()))?;
+    fsio::write_bytes(&dir.join("metrics.json"), &json)
+}
+
+pub fn write_epochs(dir: &Path, rows: &[EpochRow]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r).map_err(|e| Error::invalid(e.to_string()))?;
+    }
+    let bytes = w.into_inner().map_err(|e| Error::invalid(e.to_string()))?;
+    fsio::write_bytes(&dir.join("epochs.csv"), &bytes)
+}
+
+/// Fonts tried for the plot's labels; without one the curves are drawn
+/// unlabelled rather than not at all.
+const FONTS: [&str; 3] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+];
+
+fn register_font() -> bool {
+    use std::sync::OnceLock;
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| {
+        FONTS.iter().any(|p| {
+            std::fs::read(p).ok().is_some_and(|bytes| {
+                let leaked: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, leaked).is_ok()
+            })
+        })
+    })
+}
+
+/// Training curve: train and test accuracy (and the twins' view of the
+/// test accuracy) against epoch.
+pub fn plot_curve(path: &Path, title: &str, rows: &[EpochRow]) -> Result<()> {
+    use plotters::prelude::*;
+    let labelled = register_font();
+    let n = rows.len().max(2);
+    let draw = |tmp: &Path| -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(tmp, (900, 540)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut builder = ChartBuilder::on(&root);
+        builder.margin(20);
+        if labelled {
+            builder.caption(title, ("sans-serif", 22)).x_label_area_size(40).y_label_area_size(50);
+        }
+        let mut chart = builder.build_cartesian_2d(1f64..n as f64, 0f64..100f64)?;
+        let mut mesh = chart.configure_mesh();
+        if labelled {
+            mesh.x_desc("epoch").y_desc("accuracy (%)");
+        }
+        mesh.draw()?;
+        let series: [(&str, RGBColor, fn(&EpochRow) -> f64); 3] = [
+            ("train", BLUE, |r| r.train_accuracy),
+            ("test (device)", RED, |r| r.test_accuracy),
+            ("test (twin)", RGBColor(120, 120, 120), |r| r.twin_test_accuracy),
+        ];
+        for (name, color, f) in series {
+            let pts: Vec<(f64, f64)> = rows.iter().map(|r| (r.epoch as f64, 100.0 * f(r))).collect();
+            let s = chart.draw_series(LineSeries::new(pts, color.stroke_width(2)))?;
+            if labelled {
+                s.label(name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            }
+        }
+        if labelled {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
+        }
+        root.present()?;
+        Ok(())
+    };
+    fsio::write_atomic(path, |tmp| draw(tmp).map_err(|e| Error::data(tmp, format!("plot: {e}"))))
+}

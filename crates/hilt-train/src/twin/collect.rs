@@ -1,0 +1,80 @@
+//! `hilt collect`: probe a device with uniform random controls inside its
+//! published ranges, as the paper's `take_dt_data` does (10 000 × 2 repeats).
+
+use ndarray::{Array1, Array2, Array3, Axis, Slice};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::TwinData;
+use crate::error::{Error, Result};
+use crate::rig::Rig;
+
+#[derive(Debug, Clone)]
+pub struct CollectOptions {
+    pub samples: usize,
+    pub repeats: u32,
+    /// Rows per Execute; bounded by the device's `max_batch`.
+    pub chunk: usize,
+    pub seed: u64,
+    pub quiet: bool,
+}
+
+impl Default for CollectOptions {
+    fn default() -> Self {
+        CollectOptions {
+            samples: 10_000,
+            repeats: 2,
+            chunk: 1000,
+            seed: 0,
+            quiet: false,
+        }
+    }
+}
+
+pub async fn collect(rig: &mut Rig, opt: &CollectOptions) -> Result<TwinData> {
+    let spec = rig.spec.clone();
+    if opt.samples == 0 {
+        return Err(Error::invalid("--samples must be at least 1"));
+    }
+    if opt.repeats == 0 || opt.repeats > spec.max_repeats {
+        return Err(Error::invalid(format!(
+            "--repeats {} is outside 1..={} (device '{}')",
+            opt.repeats, spec.max_repeats, spec.id
+        )));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(opt.seed);
+    let (lo_x, hi_x) = (spec.input_range.min, spec.input_range.max);
+    let (lo_p, hi_p) = (spec.param_range.min, spec.param_range.max);
+    let x = Array2::from_shape_fn((opt.samples, spec.n_in), |_| rng.random_range(lo_x..=hi_x));
+    let theta = Array2::from_shape_fn((opt.samples, spec.n_par), |_| rng.random_range(lo_p..=hi_p));
+
+    let chunk = opt.chunk.clamp(1, spec.max_batch.max(1));
+    let r = opt.repeats as usize;
+    let mut out = TwinData {
+        spec: spec.clone(),
+        x: Array2::zeros(x.raw_dim()),
+        theta: Array2::zeros(theta.raw_dim()),
+        y: Array3::zeros((r, opt.samples, spec.n_out)),
+        saturated: Array1::zeros(opt.samples),
+    };
+    let pb = crate::ui::bar(opt.samples as u64, "collect", opt.quiet);
+    for start in (0..opt.samples).step_by(chunk) {
+        let end = (start + chunk).min(opt.samples);
+        let rows = Slice::from(start..end);
+        let xs = x.slice_axis(Axis(0), rows).to_owned();
+        let ts = theta.slice_axis(Axis(0), rows).to_owned();
+        let m = rig.execute(&xs, &ts, opt.repeats).await?;
+        out.x.slice_axis_mut(Axis(0), rows).assign(&m.applied_x);
+        out.theta.slice_axis_mut(Axis(0), rows).assign(&m.applied_theta);
+        match &m.y_repeats {
+            Some(all) => out.y.slice_axis_mut(Axis(1), rows).assign(all),
+            None => out.y.slice_axis_mut(Axis(1), rows).assign(&m.y.view().insert_axis(Axis(0))),
+        }
+        for (i, f) in m.flags.iter().enumerate() {
+            out.saturated[start + i] = u8::from(f.saturated);
+        }
+        pb.inc((end - start) as u64);
+    }
+    pb.finish_and_clear();
+    Ok(out)
+}

@@ -1,0 +1,185 @@
+//! The digital twin: an MLP from the device's control features to its
+//! outputs, with the normalisation and the device spec it was fitted for,
+//! all in one safetensors file (spec and metrics in the header metadata).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor, Var};
+use hilt_core::DeviceSpec;
+use serde::{Deserialize, Serialize};
+
+use super::encode::Encoder;
+use crate::error::{Error, Result};
+use crate::fsio;
+
+const META_KEY: &str = "hilt.twin";
+
+/// What a twin file says about itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwinMeta {
+    pub spec: DeviceSpec,
+    pub hidden: Vec<usize>,
+    /// RMS error on the held-out rows over the RMS spread of the outputs
+    /// (0 = perfect, 1 = no better than predicting the mean).
+    pub heldout_rel_error: f32,
+    /// The same ratio for the measurement noise of the mean of the repeats:
+    /// the floor a perfect twin would sit at.
+    pub noise_floor_rel: f32,
+    pub train_rows: usize,
+    pub heldout_rows: usize,
+    pub epochs: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Twin {
+    pub meta: TwinMeta,
+    pub encoder: Encoder,
+    layers: Vec<(Tensor, Tensor)>,
+    in_mean: Tensor,
+    in_std: Tensor,
+    out_mean: Tensor,
+    out_std: Tensor,
+}
+
+/// Stats used to normalise inputs and outputs, `[1, d]` each.
+#[derive(Debug, Clone)]
+pub struct Norm {
+    pub in_mean: Tensor,
+    pub in_std: Tensor,
+    pub out_mean: Tensor,
+    pub out_std: Tensor,
+}
+
+/// A freshly initialised MLP whose weights are optimiser variables.
+#[derive(Debug)]
+pub struct TrainableMlp {
+    pub vars: Vec<Var>,
+}
+
+impl TrainableMlp {
+    pub fn new(sizes: &[usize], seed: u64) -> Result<Self> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut vars = Vec::new();
+        for w in sizes.windows(2) {
+            let (fan_in, fan_out) = (w[0], w[1]);
+            // Kaiming-uniform bound for SiLU-like activations.
+            let bound = (6.0 / fan_in as f32).sqrt();
+            let wv: Vec<f32> = (0..fan_in * fan_out).map(|_| rng.random_range(-bound..bound) * 0.5).collect();
+            vars.push(Var::from_tensor(&Tensor::from_vec(wv, (fan_out, fan_in), &Device::Cpu)?)?);
+            vars.push(Var::from_tensor(&Tensor::zeros(fan_out, candle_core::DType::F32, &Device::Cpu)?)?);
+        }
+        Ok(TrainableMlp { vars })
+    }
+
+    pub fn layers(&self) -> Vec<(Tensor, Tensor)> {
+        self.vars
+            .chunks(2)
+            .map(|p| (p[0].as_tensor().clone(), p[1].as_tensor().clone()))
+            .collect()
+    }
+}
+
+/// `x → silu(x Wᵀ + b) → … → x Wᵀ + b`: smooth activations give PAT smooth
+/// Jacobians (ReLU twins give piecewise-constant ones).
+pub fn mlp_forward(layers: &[(Tensor, Tensor)], x: &Tensor) -> Result<Tensor> {
+    let mut h = x.clone();
+    for (i, (w, b)) in layers.iter().enumerate() {
+        h = h.matmul(&w.t()?)?.broadcast_add(b)?;
+        if i + 1 < layers.len() {
+            h = h.silu()?;
+        }
+    }
+    Ok(h)
+}
+
+impl Twin {
+    pub fn new(meta: TwinMeta, layers: Vec<(Tensor, Tensor)>, norm: Norm) -> Result<Self> {
+        let encoder = Encoder::for_spec(&meta.spec)?;
+        Ok(Twin {
+            meta,
+            encoder,
+            layers: layers.into_iter().map(|(w, b)| (w.detach(), b.detach())).collect(),
+            in_mean: norm.in_mean,
+            in_std: norm.in_std,
+            out_mean: norm.out_mean,
+            out_std: norm.out_std,
+        })
+    }
+
+    pub fn spec(&self) -> &DeviceSpec {
+        &self.meta.spec
+    }
+
+    /// Predicted outputs in the device's units for features from `encoder`.
+    pub fn forward_features(&self, f: &Tensor) -> Result<Tensor> {
+        forward_normalised(&self.layers, f, &self.norm())
+    }
+
+    /// Predicted outputs for `x [B, n_in]`, `theta [B or 1, n_par]`;
+    /// differentiable in both.
+    pub fn forward(&self, x: &Tensor, theta: &Tensor) -> Result<Tensor> {
+        self.forward_features(&self.encoder.encode(x, theta)?)
+    }
+
+    fn norm(&self) -> Norm {
+        Norm {
+            in_mean: self.in_mean.clone(),
+            in_std: self.in_std.clone(),
+            out_mean: self.out_mean.clone(),
+            out_std: self.out_std.clone(),
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut tensors: Vec<(String, Tensor)> = vec![
+            ("in_mean".into(), self.in_mean.clone()),
+            ("in_std".into(), self.in_std.clone()),
+            ("out_mean".into(), self.out_mean.clone()),
+            ("out_std".into(), self.out_std.clone()),
+        ];
+        for (i, (w, b)) in self.layers.iter().enumerate() {
+            tensors.push((format!("layer{i}.weight"), w.clone()));
+            tensors.push((format!("layer{i}.bias"), b.clone()));
+        }
+        let meta = serde_json::to_string(&self.meta).map_err(|e| Error::invalid(e.to_string()))?;
+        let info = HashMap::from([(META_KEY.to_string(), meta)]);
+        fsio::write_atomic(path, |tmp| {
+            safetensors::serialize_to_file(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(info), tmp)
+                .map_err(|e| Error::data(tmp, e.to_string()))
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let buf = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bad = |r: String| Error::data(path, format!("{r} (expected a twin written by `hilt twin fit`)"));
+        let (_, header) = safetensors::SafeTensors::read_metadata(&buf).map_err(|e| bad(e.to_string()))?;
+        let meta_json = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(META_KEY))
+            .ok_or_else(|| bad(format!("no '{META_KEY}' metadata")))?;
+        let meta: TwinMeta = serde_json::from_str(meta_json).map_err(|e| bad(format!("{META_KEY}: {e}")))?;
+        let mut t = candle_core::safetensors::load_buffer(&buf, &Device::Cpu).map_err(|e| bad(e.to_string()))?;
+        let mut take = |k: &str| t.remove(k).ok_or_else(|| bad(format!("tensor '{k}' missing")));
+        let norm = Norm {
+            in_mean: take("in_mean")?,
+            in_std: take("in_std")?,
+            out_mean: take("out_mean")?,
+            out_std: take("out_std")?,
+        };
+        let mut layers = Vec::new();
+        for i in 0..=meta.hidden.len() {
+            layers.push((take(&format!("layer{i}.weight"))?, take(&format!("layer{i}.bias"))?));
+        }
+        Twin::new(meta, layers, norm)
+    }
+}
+
+pub fn forward_normalised(layers: &[(Tensor, Tensor)], f: &Tensor, n: &Norm) -> Result<Tensor> {
+    let z = f.broadcast_sub(&n.in_mean)?.broadcast_div(&n.in_std)?;
+    let h = mlp_forward(layers, &z)?;
+    Ok(h.broadcast_mul(&n.out_std)?.broadcast_add(&n.out_mean)?)
+}

@@ -1,0 +1,119 @@
+use std::collections::BTreeMap;
+
+use hilt_core::{Backend, DeviceSpec, Range};
+use ndarray::{Array1, Array2, Array3};
+use rand::{Rng, SeedableRng};
+
+use super::*;
+
+pub(crate) fn spec(n_in: usize, n_par: usize, n_out: usize) -> DeviceSpec {
+    DeviceSpec {
+        id: "synthetic".into(),
+        kind: "test".into(),
+        backend: Backend::Sim,
+        model: "true".into(),
+        seed: 0,
+        n_in,
+        input_range: Range::new(0.0, 1.0),
+        n_par,
+        param_range: Range::new(0.0, 1.0),
+        n_out,
+        input_unit: String::new(),
+        param_unit: String::new(),
+        output_unit: String::new(),
+        limit_policy: Default::default(),
+        max_batch: 1000,
+        max_repeats: 4,
+        seconds_per_sample: 0.0,
+        hyperparameters: BTreeMap::new(),
+        calibration_id: String::new(),
+        firmware: Default::default(),
+        encoding: None,
+        input_step: 0.0,
+        param_step: 0.0,
+    }
+}
+
+/// A smooth nonlinear "device" with a little noise on two repeats.
+pub(crate) fn synthetic(n: usize, seed: u64) -> TwinData {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let x = Array2::from_shape_fn((n, 3), |_| rng.random_range(0.0f32..1.0));
+    let theta = Array2::from_shape_fn((n, 2), |_| rng.random_range(0.0f32..1.0));
+    let mut y = Array3::zeros((2, n, 2));
+    for r in 0..2 {
+        for i in 0..n {
+            let (a, b, c) = (x[(i, 0)], x[(i, 1)], x[(i, 2)]);
+            let (p, q) = (theta[(i, 0)], theta[(i, 1)]);
+            y[(r, i, 0)] = (a + p) * (b + q) + 0.01 * rng.random_range(-1.0f32..1.0);
+            y[(r, i, 1)] = (3.0 * c * p).sin() + 0.01 * rng.random_range(-1.0f32..1.0);
+        }
+    }
+    TwinData {
+        spec: spec(3, 2, 2),
+        x,
+        theta,
+        y,
+        saturated: Array1::zeros(n),
+    }
+}
+
+fn quick() -> FitOptions {
+    FitOptions {
+        hidden: vec![64, 64],
+        epochs: 40,
+        batch: 64,
+        lr: 3e-3,
+        quiet: true,
+        ..FitOptions::default()
+    }
+}
+
+#[test]
+fn fits_a_smooth_device_and_reports_held_out_error_and_noise_floor() {
+    let data = synthetic(3000, 1);
+    let twin = fit(&data, &quick()).unwrap();
+    let m = &twin.meta;
+    assert_eq!((m.train_rows, m.heldout_rows), (2700, 300));
+    assert!(m.heldout_rel_error < 0.1, "held-out error {}", m.heldout_rel_error);
+    // ±0.01 uniform noise, mean of two: floor ≈ 0.0041/spread, well below 5 %.
+    assert!(m.noise_floor_rel > 0.0 && m.noise_floor_rel < 0.05, "{}", m.noise_floor_rel);
+    assert!(m.heldout_rel_error > m.noise_floor_rel);
+}
+
+#[test]
+fn twin_and_data_files_round_trip_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synthetic(200, 2);
+    let npz = dir.path().join("d.npz");
+    data.save(&npz).unwrap();
+    let back = TwinData::load(&npz).unwrap();
+    assert_eq!(back.x, data.x);
+    assert_eq!(back.y, data.y);
+    assert_eq!(back.spec, data.spec);
+
+    let twin = fit(&data, &FitOptions { epochs: 2, ..quick() }).unwrap();
+    let st = dir.path().join("t.safetensors");
+    twin.save(&st).unwrap();
+    let again = Twin::load(&st).unwrap();
+    let x = candle_core::Tensor::rand(0f32, 1.0, (5, 3), &candle_core::Device::Cpu).unwrap();
+    let th = candle_core::Tensor::rand(0f32, 1.0, (1, 2), &candle_core::Device::Cpu).unwrap();
+    let a = twin.forward(&x, &th).unwrap().to_vec2::<f32>().unwrap();
+    let b = again.forward(&x, &th).unwrap().to_vec2::<f32>().unwrap();
+    assert_eq!(a, b);
+    assert_eq!(again.meta.spec, data.spec);
+}
+
+#[test]
+fn foreign_or_truncated_files_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("junk.safetensors");
+    std::fs::write(&p, b"not a twin").unwrap();
+    let e = Twin::load(&p).unwrap_err().to_string();
+    assert!(e.contains("junk.safetensors") && e.contains("hilt twin fit"), "{e}");
+    let q = dir.path().join("junk.npz");
+    std::fs::write(&q, b"PK\x03\x04 broken").unwrap();
+    let e = TwinData::load(&q).unwrap_err().to_string();
+    assert!(e.contains("junk.npz") && e.contains("hilt collect"), "{e}");
+    let e = fit(&synthetic(5, 0), &quick()).unwrap_err().to_string();
+    assert!(e.contains("too few"), "{e}");
+}
