@@ -28,6 +28,8 @@ pub struct DemoConfig {
     pub seed: u64,
     /// `None`: the task's default.
     pub epochs: Option<usize>,
+    /// Physical layers; `None`: the task's default.
+    pub layers: Option<usize>,
     pub max_train: Option<usize>,
     pub max_test: Option<usize>,
     pub collect: CollectOptions,
@@ -91,7 +93,8 @@ pub async fn demo(cfg: &DemoConfig) -> Result<Vec<Metrics>> {
 
 async fn run_both(cfg: &DemoConfig, dataset: data::Dataset, server: &str) -> Result<Vec<Metrics>> {
     let client = Client::connect(server).await?;
-    let (architecture, layers, mut train) = task_defaults(cfg.task);
+    let (architecture, default_layers, mut train) = task_defaults(cfg.task);
+    let layers = cfg.layers.unwrap_or(default_layers);
     train.seed = cfg.seed;
     train.quiet = cfg.quiet;
     if let Some(e) = cfg.epochs {
@@ -126,10 +129,23 @@ async fn run_both(cfg: &DemoConfig, dataset: data::Dataset, server: &str) -> Res
     };
     // One set of twins for both methods: the comparison is of methods only.
     let devices = run::describe_all(&client, &base.network().devices()).await?;
-    let (twins, _) = run::twins_for(&client, &devices, &HashMap::new(), &cfg.out.join("twins"), &base.collect, &base.fit).await?;
+    let (twins, _) = run::twins_for(
+        &client,
+        &devices,
+        &HashMap::new(),
+        &cfg.out.join("twins"),
+        &base.collect,
+        &base.fit,
+    )
+    .await?;
     base.twin_files = twins
         .keys()
-        .map(|id| (id.clone(), cfg.out.join("twins").join(format!("{id}.safetensors"))))
+        .map(|id| {
+            (
+                id.clone(),
+                cfg.out.join("twins").join(format!("{id}.safetensors")),
+            )
+        })
         .collect();
     let mut all = Vec::new();
     for method in [Method::Pat, Method::Insilico] {

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use hilt_client::Client;
 use hilt_train::data::{self, Task};
 use hilt_train::demo::{self, DemoConfig};
-use hilt_train::net::Network;
+use hilt_train::net::{Network, Physics};
 use hilt_train::rig::Rig;
 use hilt_train::run::{self, Architecture, RunConfig};
 use hilt_train::train::{self, Method};
@@ -18,7 +18,11 @@ use hilt_train::{Error, Result};
 const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 
 #[derive(Debug, Parser)]
-#[command(name = "hilt", version, about = "Train physical neural networks on hiltd's rigs")]
+#[command(
+    name = "hilt",
+    version,
+    about = "Train physical neural networks on hiltd's rigs"
+)]
 struct Cli {
     /// hiltd to talk to [env: HILT_SERVER; default http://127.0.0.1:50051;
     /// `hilt demo` embeds its own daemon unless this is given].
@@ -164,9 +168,10 @@ struct TrainArgs {
     lr_physical: Option<f64>,
     #[arg(long)]
     lr_digital: Option<f64>,
-    /// Measurements averaged per sample on the device.
-    #[arg(long, default_value_t = 1)]
-    repeats: u32,
+    /// Measurements averaged per sample on the device [default: 2 for
+    /// vowels, 1 for images].
+    #[arg(long)]
+    repeats: Option<u32>,
     /// Use a fitted twin for a device: DEVICE=FILE (repeatable); devices
     /// without one are recorded and fitted first.
     #[arg(long = "twin", value_parser = parse_twin)]
@@ -195,6 +200,9 @@ struct EvalArgs {
     /// `checkpoint.safetensors` from `hilt train`.
     #[arg(long)]
     checkpoint: PathBuf,
+    /// Measurements averaged per sample [default: as in training].
+    #[arg(long)]
+    repeats: Option<u32>,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -209,6 +217,9 @@ struct DemoArgs {
     seed: u64,
     #[arg(long)]
     epochs: Option<usize>,
+    /// Physical layers [default: 4 for vowels, 1 for images].
+    #[arg(long)]
+    layers: Option<usize>,
     #[arg(long, default_value_t = 10_000)]
     twin_samples: usize,
     #[command(flatten)]
@@ -229,19 +240,33 @@ async fn main_inner(cli: Cli) -> Result<()> {
     match &cli.cmd {
         Cmd::Devices => {
             let client = Client::connect(server(&cli)).await?;
-            println!("{:<16} {:<8} {:<8} {:>5} {:>5} {:>5}  ranges", "id", "kind", "model", "in", "par", "out");
+            println!(
+                "{:<16} {:<8} {:<8} {:>5} {:>5} {:>5}  ranges",
+                "id", "kind", "model", "in", "par", "out"
+            );
             for d in client.list_devices().await? {
                 println!(
                     "{:<16} {:<8} {:<8} {:>5} {:>5} {:>5}  x∈[{}, {}] θ∈[{}, {}]",
-                    d.id, d.kind, d.model, d.n_in, d.n_par, d.n_out, d.input_range.min, d.input_range.max,
-                    d.param_range.min, d.param_range.max
+                    d.id,
+                    d.kind,
+                    d.model,
+                    d.n_in,
+                    d.n_par,
+                    d.n_out,
+                    d.input_range.min,
+                    d.input_range.max,
+                    d.param_range.min,
+                    d.param_range.max
                 );
             }
         }
         Cmd::Describe { device } => {
             let client = Client::connect(server(&cli)).await?;
             let (spec, status) = client.describe(device).await?;
-            println!("{}", serde_json::to_string_pretty(&spec).map_err(|e| Error::invalid(e.to_string()))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&spec).map_err(|e| Error::invalid(e.to_string()))?
+            );
             println!("state: {status:?}");
         }
         Cmd::Collect(a) => {
@@ -269,7 +294,10 @@ async fn main_inner(cli: Cli) -> Result<()> {
         }
         Cmd::Twin(TwinCmd::Fit(a)) => {
             let data = TwinData::load(&a.data)?;
-            let out = a.out.clone().unwrap_or_else(|| a.data.with_extension("safetensors"));
+            let out = a
+                .out
+                .clone()
+                .unwrap_or_else(|| a.data.with_extension("safetensors"));
             let t = twin::fit(&data, &a.fit.options(a.seed, quiet))?;
             t.save(&out)?;
             println!(
@@ -282,8 +310,9 @@ async fn main_inner(cli: Cli) -> Result<()> {
             );
         }
         Cmd::Train(a) => {
-            let client = Client::connect(server(&cli)).await?;
+            // Data first: a wrong path should not wait for a daemon.
             let dataset = a.data.load(a.task)?;
+            let client = Client::connect(server(&cli)).await?;
             let (arch, layers, mut topt) = demo::task_defaults(a.task);
             topt.method = a.method;
             topt.seed = a.seed;
@@ -292,7 +321,7 @@ async fn main_inner(cli: Cli) -> Result<()> {
             topt.batch = a.batch.unwrap_or(topt.batch);
             topt.lr_physical = a.lr_physical.unwrap_or(topt.lr_physical);
             topt.lr_digital = a.lr_digital.unwrap_or(topt.lr_digital);
-            topt.repeats = a.repeats;
+            topt.repeats = a.repeats.unwrap_or(topt.repeats);
             if !quiet {
                 eprintln!("data: {}", dataset.split);
             }
@@ -333,13 +362,14 @@ async fn main_inner(cli: Cli) -> Result<()> {
             for id in net.spec.devices() {
                 rigs.insert(id.clone(), Rig::open(&client, &id).await?);
             }
-            let test = train::accuracy(&net, &dataset.test, net_physics(&mut rigs)).await?;
-            let tr = train::accuracy(&net, &dataset.train, net_physics(&mut rigs)).await?;
+            let r = a.repeats.unwrap_or(meta.repeats);
+            let test = train::accuracy(&net, &dataset.test, Physics::Rigs(&mut rigs, r)).await?;
+            let tr = train::accuracy(&net, &dataset.train, Physics::Rigs(&mut rigs, r)).await?;
             for rig in rigs.into_values() {
                 rig.release().await?;
             }
             println!(
-                "{} ({} after {} epochs of {}): test accuracy {:.2} %, train accuracy {:.2} % ({})",
+                "{} ({} after {} epochs of {}, {r} repeat(s)): test accuracy {:.2} %, train accuracy {:.2} % ({})",
                 a.checkpoint.display(),
                 meta.task.as_str(),
                 meta.epoch,
@@ -361,6 +391,7 @@ async fn main_inner(cli: Cli) -> Result<()> {
                 out: a.out.clone(),
                 seed: a.seed,
                 epochs: a.epochs,
+                layers: a.layers,
                 max_train: a.data.max_train,
                 max_test: a.data.max_test,
                 collect: CollectOptions {
@@ -377,10 +408,6 @@ async fn main_inner(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn net_physics(rigs: &mut HashMap<String, Rig>) -> hilt_train::net::Physics<'_> {
-    hilt_train::net::Physics::Rigs(rigs, 1)
 }
 
 fn main() -> ExitCode {

@@ -85,11 +85,23 @@ fn register_font() -> bool {
         FONTS.iter().any(|p| {
             std::fs::read(p).ok().is_some_and(|bytes| {
                 let leaked: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-                plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, leaked).is_ok()
+                plotters::style::register_font(
+                    "sans-serif",
+                    plotters::style::FontStyle::Normal,
+                    leaked,
+                )
+                .is_ok()
             })
         })
     })
 }
+
+/// A curve of the plot: label, colour, value per epoch.
+type Series = (
+    &'static str,
+    plotters::style::RGBColor,
+    fn(&EpochRow) -> f64,
+);
 
 /// Training curve: train and test accuracy (and the twins' view of the
 /// test accuracy) against epoch.
@@ -103,7 +115,10 @@ pub fn plot_curve(path: &Path, title: &str, rows: &[EpochRow]) -> Result<()> {
         let mut builder = ChartBuilder::on(&root);
         builder.margin(20);
         if labelled {
-            builder.caption(title, ("sans-serif", 22)).x_label_area_size(40).y_label_area_size(50);
+            builder
+                .caption(title, ("sans-serif", 22))
+                .x_label_area_size(40)
+                .y_label_area_size(50);
         }
         let mut chart = builder.build_cartesian_2d(1f64..n as f64, 0f64..100f64)?;
         let mut mesh = chart.configure_mesh();
@@ -111,16 +126,22 @@ pub fn plot_curve(path: &Path, title: &str, rows: &[EpochRow]) -> Result<()> {
             mesh.x_desc("epoch").y_desc("accuracy (%)");
         }
         mesh.draw()?;
-        let series: [(&str, RGBColor, fn(&EpochRow) -> f64); 3] = [
+        let series: [Series; 3] = [
             ("train", BLUE, |r| r.train_accuracy),
             ("test (device)", RED, |r| r.test_accuracy),
-            ("test (twin)", RGBColor(120, 120, 120), |r| r.twin_test_accuracy),
+            ("test (twin)", RGBColor(120, 120, 120), |r| {
+                r.twin_test_accuracy
+            }),
         ];
         for (name, color, f) in series {
-            let pts: Vec<(f64, f64)> = rows.iter().map(|r| (r.epoch as f64, 100.0 * f(r))).collect();
+            let pts: Vec<(f64, f64)> = rows
+                .iter()
+                .map(|r| (r.epoch as f64, 100.0 * f(r)))
+                .collect();
             let s = chart.draw_series(LineSeries::new(pts, color.stroke_width(2)))?;
             if labelled {
-                s.label(name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+                s.label(name)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
             }
         }
         if labelled {
@@ -134,5 +155,7 @@ pub fn plot_curve(path: &Path, title: &str, rows: &[EpochRow]) -> Result<()> {
         root.present()?;
         Ok(())
     };
-    fsio::write_atomic(path, |tmp| draw(tmp).map_err(|e| Error::data(tmp, format!("plot: {e}"))))
+    fsio::write_atomic(path, |tmp| {
+        draw(tmp).map_err(|e| Error::data(tmp, format!("plot: {e}")))
+    })
 }

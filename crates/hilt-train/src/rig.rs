@@ -31,7 +31,12 @@ impl Rig {
 
     /// One measurement of `x` rows with per-row or shared `theta`, split
     /// into chunks of the device's `max_batch`.
-    pub async fn execute(&mut self, x: &Array2<f32>, theta: &Array2<f32>, repeats: u32) -> Result<Measurement> {
+    pub async fn execute(
+        &mut self,
+        x: &Array2<f32>,
+        theta: &Array2<f32>,
+        repeats: u32,
+    ) -> Result<Measurement> {
         let max = self.spec.max_batch.max(1);
         if x.nrows() <= max {
             return self.execute_one(x.clone(), theta.clone(), repeats).await;
@@ -43,14 +48,21 @@ impl Rig {
             let ts = if theta.nrows() == 1 {
                 theta.clone()
             } else {
-                theta.slice_axis(Axis(0), Slice::from(start..end)).to_owned()
+                theta
+                    .slice_axis(Axis(0), Slice::from(start..end))
+                    .to_owned()
             };
             parts.push(self.execute_one(xs, ts, repeats).await?);
         }
         Ok(concat(parts))
     }
 
-    async fn execute_one(&mut self, x: Array2<f32>, theta: Array2<f32>, repeats: u32) -> Result<Measurement> {
+    async fn execute_one(
+        &mut self,
+        x: Array2<f32>,
+        theta: Array2<f32>,
+        repeats: u32,
+    ) -> Result<Measurement> {
         let rows = x.nrows() as u64;
         let batch = Batch {
             x,
@@ -116,7 +128,10 @@ fn concat(parts: Vec<Measurement>) -> Measurement {
         cat2(&|m| &m.applied_theta)
     };
     let y_repeats = if parts.iter().all(|m| m.y_repeats.is_some()) {
-        let views: Vec<_> = parts.iter().filter_map(|m| m.y_repeats.as_ref().map(|r| r.view())).collect();
+        let views: Vec<_> = parts
+            .iter()
+            .filter_map(|m| m.y_repeats.as_ref().map(|r| r.view()))
+            .collect();
         ndarray::concatenate(ndarray::Axis(1), &views).ok()
     } else {
         None
@@ -130,7 +145,10 @@ fn concat(parts: Vec<Measurement>) -> Measurement {
         applied_x,
         applied_theta,
         flags: parts.iter().flat_map(|m| m.flags.iter().copied()).collect(),
-        t_start: parts.iter().flat_map(|m| m.t_start.iter().copied()).collect(),
+        t_start: parts
+            .iter()
+            .flat_map(|m| m.t_start.iter().copied())
+            .collect(),
         t_end: parts.iter().flat_map(|m| m.t_end.iter().copied()).collect(),
         wall_start: first.wall_start,
         wall_end: last.wall_end,

@@ -55,7 +55,9 @@ impl RunConfig {
                 &self.device,
                 self.layers,
             ),
-            Architecture::Hybrid => NetworkSpec::hybrid(d.n_features(), d.n_classes(), &self.device, self.layers),
+            Architecture::Hybrid => {
+                NetworkSpec::hybrid(d.n_features(), d.n_classes(), &self.device, self.layers)
+            }
         }
     }
 }
@@ -77,7 +79,15 @@ pub fn check_twin(twin: &Twin, spec: &DeviceSpec, file: &Path) -> Result<()> {
             file,
             format!(
                 "twin was fitted for device '{}' ({} {}→{}, {:?}) which differs from device '{}' as now described ({} {}→{}, {:?})",
-                t.id, t.kind, t.n_in, t.n_out, t.hyperparameters, spec.id, spec.kind, spec.n_in, spec.n_out,
+                t.id,
+                t.kind,
+                t.n_in,
+                t.n_out,
+                t.hyperparameters,
+                spec.id,
+                spec.kind,
+                spec.n_in,
+                spec.n_out,
                 spec.hyperparameters
             ),
         ));
@@ -148,8 +158,15 @@ pub async fn run(client: &Client, cfg: &RunConfig) -> Result<Metrics> {
     let spec = cfg.network();
     let devices = describe_all(client, &spec.devices()).await?;
     let mut net = Network::init(spec, devices.clone(), cfg.train.seed)?;
-    let (twins, twin_summary) =
-        twins_for(client, &devices, &cfg.twin_files, &cfg.out.join("twins"), &cfg.collect, &cfg.fit).await?;
+    let (twins, twin_summary) = twins_for(
+        client,
+        &devices,
+        &cfg.twin_files,
+        &cfg.out.join("twins"),
+        &cfg.collect,
+        &cfg.fit,
+    )
+    .await?;
 
     let ds = &cfg.dataset;
     train::initialise(&mut net, &tensor2(&ds.train.x)?, &twins, cfg.train.seed).await?;
@@ -163,26 +180,43 @@ pub async fn run(client: &Client, cfg: &RunConfig) -> Result<Metrics> {
         method: cfg.train.method.as_str().into(),
         seed: cfg.train.seed,
         epoch: 0,
+        repeats: cfg.train.repeats,
         network: net.spec.clone(),
         devices: devices.clone(),
     };
-    let trained = train::train(&mut net, &ds.train, &ds.test, &twins, &mut rigs, &cfg.train, |row, n| {
-        // Checkpoint after every epoch: an interrupted run keeps its progress.
-        let mut m = meta0.clone();
-        m.epoch = row.epoch;
-        n.save(&ckpt_path, &m)
-    })
+    let trained = train::train(
+        &mut net,
+        &ds.train,
+        &ds.test,
+        &twins,
+        &mut rigs,
+        &cfg.train,
+        |row, n| {
+            // Checkpoint after every epoch: an interrupted run keeps its progress.
+            let mut m = meta0.clone();
+            m.epoch = row.epoch;
+            n.save(&ckpt_path, &m)
+        },
+    )
     .await?;
 
     let t_eval = Instant::now();
     let busy_eval0: std::time::Duration = rigs.values().map(Rig::busy).sum();
-    let test_accuracy = train::accuracy(&net, &ds.test, Physics::Rigs(&mut rigs, cfg.train.repeats)).await?;
-    let train_accuracy = train::accuracy(&net, &ds.train, Physics::Rigs(&mut rigs, cfg.train.repeats)).await?;
+    let test_accuracy =
+        train::accuracy(&net, &ds.test, Physics::Rigs(&mut rigs, cfg.train.repeats)).await?;
+    let train_accuracy =
+        train::accuracy(&net, &ds.train, Physics::Rigs(&mut rigs, cfg.train.repeats)).await?;
     let twin_test_accuracy = train::accuracy(&net, &ds.test, Physics::Twins(&twins)).await?;
     let busy_eval = rigs.values().map(Rig::busy).sum::<std::time::Duration>() - busy_eval0;
     let train_wall = trained.wall + t_eval.elapsed();
     let busy = trained.busy + busy_eval;
-    net.save(&ckpt_path, &Checkpoint { epoch: trained.epochs.len(), ..meta0 })?;
+    net.save(
+        &ckpt_path,
+        &Checkpoint {
+            epoch: trained.epochs.len(),
+            ..meta0
+        },
+    )?;
 
     let (n_phys, n_dig) = net.n_trainable();
     let mut device_ids: Vec<String> = net.spec.devices();
@@ -200,7 +234,10 @@ pub async fn run(client: &Client, cfg: &RunConfig) -> Result<Metrics> {
         train_wall_seconds: train_wall.as_secs_f64(),
         device_busy_fraction: busy.as_secs_f64() / train_wall.as_secs_f64().max(1e-9),
         device_samples: trained.samples,
-        twin_heldout_rel_error: twin_summary.values().map(|t| t.heldout_rel_error).fold(0.0, f32::max),
+        twin_heldout_rel_error: twin_summary
+            .values()
+            .map(|t| t.heldout_rel_error)
+            .fold(0.0, f32::max),
         twins: twin_summary,
         physical_layers: net.spec.n_physical(),
         trainable_physical: n_phys,

@@ -125,7 +125,12 @@ const SPREAD_FLOOR: f64 = 0.3;
 /// per-value spread across examples over the mean magnitude.
 fn spread_score(h: &Tensor) -> Result<f64> {
     let mean = h.mean_keepdim(0)?;
-    let sd = h.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?.sqrt()?.mean_all()?;
+    let sd = h
+        .broadcast_sub(&mean)?
+        .sqr()?
+        .mean_keepdim(0)?
+        .sqrt()?
+        .mean_all()?;
     let mag = h.abs()?.mean_all()?;
     Ok(f64::from(sd.to_scalar::<f32>()?) / (f64::from(mag.to_scalar::<f32>()?) + 1e-12))
 }
@@ -138,13 +143,20 @@ fn spread_score(h: &Tensor) -> Result<f64> {
 ///   layers starts (and stays) at chance;
 /// - each rescale is placed so ±2σ of what reaches it spans the next
 ///   device's input range, and the readout starts with standardised scores.
-pub async fn initialise(net: &mut Network, x: &Tensor, twins: &HashMap<String, Arc<Twin>>, seed: u64) -> Result<()> {
+pub async fn initialise(
+    net: &mut Network,
+    x: &Tensor,
+    twins: &HashMap<String, Arc<Twin>>,
+    seed: u64,
+) -> Result<()> {
     use rand::Rng;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x1417);
     let rows = x.dim(0)?.min(512);
     let mut h = x.narrow(0, 0, rows)?;
     for i in 0..net.params.len() {
-        if let (Params::Physical { theta }, LayerSpec::Physical { device }) = (&net.params[i], &net.spec.layers[i]) {
+        if let (Params::Physical { theta }, LayerSpec::Physical { device }) =
+            (&net.params[i], &net.spec.layers[i])
+        {
             let (d, twin) = (&net.devices[device], &twins[device]);
             let r = d.param_range;
             let xin = h.clamp(d.input_range.min, d.input_range.max)?;
@@ -153,7 +165,9 @@ pub async fn initialise(net: &mut Network, x: &Tensor, twins: &HashMap<String, A
                 let cand = if k == 0 {
                     theta.as_tensor().detach().copy()?
                 } else {
-                    let v: Vec<f32> = (0..d.n_par).map(|_| rng.random_range(r.min..=r.max)).collect();
+                    let v: Vec<f32> = (0..d.n_par)
+                        .map(|_| rng.random_range(r.min..=r.max))
+                        .collect();
                     Tensor::from_vec(v, (1, d.n_par), &Device::Cpu)?
                 };
                 let score = spread_score(&twin.forward(&xin, &cand)?)?;
@@ -163,7 +177,13 @@ pub async fn initialise(net: &mut Network, x: &Tensor, twins: &HashMap<String, A
             }
             theta.set(&best.1)?;
         }
-        if let Params::Rescale { a, b, mean: m, inv_std } = &net.params[i] {
+        if let Params::Rescale {
+            a,
+            b,
+            mean: m,
+            inv_std,
+        } = &net.params[i]
+        {
             // Per-value spread with a floor at a share of the layer's mean
             // spread: pure per-value standardising blows a dark bin's read
             // noise up to the full input range of the next device, one
@@ -171,13 +191,17 @@ pub async fn initialise(net: &mut Network, x: &Tensor, twins: &HashMap<String, A
             let mean = h.mean_keepdim(0)?;
             let var_f = h.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?;
             let var_g = var_f.mean_all()?;
-            let std = (var_f.broadcast_add(&(var_g * (SPREAD_FLOOR * SPREAD_FLOOR))?)? + 1e-12)?.sqrt()?;
+            let std = (var_f.broadcast_add(&(var_g * (SPREAD_FLOOR * SPREAD_FLOOR))?)? + 1e-12)?
+                .sqrt()?;
             let next = net.spec.layers[i + 1..].iter().find_map(|l| match l {
                 LayerSpec::Physical { device } => Some(net.devices[device].input_range),
                 _ => None,
             });
             let (scale, centre) = match next {
-                Some(r) => (f64::from(r.width()) / 4.0, f64::from(r.min + r.width() / 2.0)),
+                Some(r) => (
+                    f64::from(r.width()) / 4.0,
+                    f64::from(r.min + r.width() / 2.0),
+                ),
                 None => (1.0, 0.0),
             };
             m.set(&mean)?;
@@ -209,7 +233,9 @@ fn clip_grads(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64>
     }
     let norm = sq.sqrt();
     if !norm.is_finite() {
-        return Err(Error::invalid("gradient is not finite; lower the learning rates"));
+        return Err(Error::invalid(
+            "gradient is not finite; lower the learning rates",
+        ));
     }
     if max_norm > 0.0 && norm > max_norm {
         let s = max_norm / norm;
@@ -265,7 +291,8 @@ pub async fn train(
         let (mut loss_sum, mut hits) = (0.0f64, 0usize);
         let mut lr_p = opt.lr_physical;
         for chunk in order.chunks(opt.batch) {
-            let decay = 0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total).cos());
+            let decay =
+                0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total).cos());
             lr_p = opt.lr_physical * decay;
             opt_p.set_learning_rate(lr_p);
             opt_d.set_learning_rate(opt.lr_digital * decay);
@@ -273,7 +300,9 @@ pub async fn train(
             let x = tensor2(&batch.x)?;
             let (logits, penalty) = match opt.method {
                 Method::Pat => {
-                    let (_, measured) = net.forward_values(&x, Physics::Rigs(rigs, opt.repeats)).await?;
+                    let (_, measured) = net
+                        .forward_values(&x, Physics::Rigs(rigs, opt.repeats))
+                        .await?;
                     net.forward_graph(&x, twins, Some(&measured))?
                 }
                 Method::Insilico => net.forward_graph(&x, twins, None)?,

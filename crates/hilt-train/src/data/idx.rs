@@ -10,7 +10,15 @@ use crate::error::{Error, Result};
 
 const MNIST_CLASSES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 const FASHION_CLASSES: [&str; 10] = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
     "Ankle boot",
 ];
 /// Share of the examples held out when only one file pair exists (the
@@ -81,16 +89,27 @@ fn pair(dir: &Path, prefix: &str) -> Result<Split> {
     if img_dims[0] != lbl_dims[0] {
         return Err(Error::data(
             &lbl_path,
-            format!("{} labels for {} images in {}", lbl_dims[0], img_dims[0], img_path.display()),
+            format!(
+                "{} labels for {} images in {}",
+                lbl_dims[0],
+                img_dims[0],
+                img_path.display()
+            ),
         ));
     }
     if let Some(bad) = labels.iter().find(|&&l| l > 9) {
-        return Err(Error::data(&lbl_path, format!("label {bad} is not a class 0..=9")));
+        return Err(Error::data(
+            &lbl_path,
+            format!("label {bad} is not a class 0..=9"),
+        ));
     }
     let n = img_dims[0];
     let d = img_dims[1] * img_dims[2];
-    let x = Array2::from_shape_vec((n, d), pixels.iter().map(|&p| f32::from(p) / 255.0).collect())
-        .map_err(|e| Error::data(&img_path, e.to_string()))?;
+    let x = Array2::from_shape_vec(
+        (n, d),
+        pixels.iter().map(|&p| f32::from(p) / 255.0).collect(),
+    )
+    .map_err(|e| Error::data(&img_path, e.to_string()))?;
     Ok(Split {
         x,
         y: labels.into_iter().map(u32::from).collect(),
@@ -110,7 +129,10 @@ fn read_idx(path: &Path, rank: usize) -> Result<(Vec<usize>, Vec<u8>)> {
         raw
     };
     if bytes.len() < 4 {
-        return Err(Error::data(path, format!("{} bytes is shorter than an IDX header", bytes.len())));
+        return Err(Error::data(
+            path,
+            format!("{} bytes is shorter than an IDX header", bytes.len()),
+        ));
     }
     if bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 || usize::from(bytes[3]) != rank {
         return Err(Error::data(
@@ -123,7 +145,10 @@ fn read_idx(path: &Path, rank: usize) -> Result<(Vec<usize>, Vec<u8>)> {
     }
     let header = 4 + 4 * rank;
     if bytes.len() < header {
-        return Err(Error::data(path, format!("{} bytes is shorter than an IDX header", bytes.len())));
+        return Err(Error::data(
+            path,
+            format!("{} bytes is shorter than an IDX header", bytes.len()),
+        ));
     }
     let dims: Vec<usize> = (0..rank)
         .map(|i| {
@@ -135,7 +160,10 @@ fn read_idx(path: &Path, rank: usize) -> Result<(Vec<usize>, Vec<u8>)> {
     if bytes.len() - header != n {
         return Err(Error::data(
             path,
-            format!("header says {dims:?} = {n} bytes of data, file has {}", bytes.len() - header),
+            format!(
+                "header says {dims:?} = {n} bytes of data, file has {}",
+                bytes.len() - header
+            ),
         ));
     }
     Ok((dims, bytes[header..].to_vec()))
@@ -167,8 +195,16 @@ mod tests {
         let n = 50u32;
         let pixels: Vec<u8> = (0..n * 4).map(|i| (i % 256) as u8).collect();
         let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
-        std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), idx(3, &[n, 2, 2], &pixels)).unwrap();
-        std::fs::write(dir.path().join("t10k-labels-idx1-ubyte.gz"), gz(&idx(1, &[n], &labels))).unwrap();
+        std::fs::write(
+            dir.path().join("t10k-images-idx3-ubyte"),
+            idx(3, &[n, 2, 2], &pixels),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("t10k-labels-idx1-ubyte.gz"),
+            gz(&idx(1, &[n], &labels)),
+        )
+        .unwrap();
         let d = load(Task::Mnist, dir.path()).unwrap();
         assert_eq!(d.train.len(), 40);
         assert_eq!(d.test.len(), 10);
@@ -179,17 +215,45 @@ mod tests {
     #[test]
     fn malformed_files_are_named() {
         let dir = tempfile::tempdir().unwrap();
-        let e = load(Task::FashionMnist, dir.path()).unwrap_err().to_string();
-        assert!(e.contains("train-images-idx3-ubyte[.gz]") && e.contains("not found"), "{e}");
-        std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), idx(3, &[3, 2, 2], &[0; 11])).unwrap();
-        std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), idx(1, &[3], &[0; 3])).unwrap();
+        let e = load(Task::FashionMnist, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("train-images-idx3-ubyte[.gz]") && e.contains("not found"),
+            "{e}"
+        );
+        std::fs::write(
+            dir.path().join("t10k-images-idx3-ubyte"),
+            idx(3, &[3, 2, 2], &[0; 11]),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("t10k-labels-idx1-ubyte"),
+            idx(1, &[3], &[0; 3]),
+        )
+        .unwrap();
         let e = load(Task::Mnist, dir.path()).unwrap_err().to_string();
-        assert!(e.contains("t10k-images-idx3-ubyte: header says [3, 2, 2] = 12 bytes"), "{e}");
-        std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), idx(1, &[3], &[0; 3])).unwrap();
+        assert!(
+            e.contains("t10k-images-idx3-ubyte: header says [3, 2, 2] = 12 bytes"),
+            "{e}"
+        );
+        std::fs::write(
+            dir.path().join("t10k-images-idx3-ubyte"),
+            idx(1, &[3], &[0; 3]),
+        )
+        .unwrap();
         let e = load(Task::Mnist, dir.path()).unwrap_err().to_string();
         assert!(e.contains("bad IDX magic 00000801"), "{e}");
-        std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), idx(3, &[3, 1, 1], &[0; 3])).unwrap();
-        std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), idx(1, &[3], &[0, 1, 12])).unwrap();
+        std::fs::write(
+            dir.path().join("t10k-images-idx3-ubyte"),
+            idx(3, &[3, 1, 1], &[0; 3]),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("t10k-labels-idx1-ubyte"),
+            idx(1, &[3], &[0, 1, 12]),
+        )
+        .unwrap();
         let e = load(Task::Mnist, dir.path()).unwrap_err().to_string();
         assert!(e.contains("label 12 is not a class"), "{e}");
     }

@@ -20,7 +20,10 @@ const TEST_SHARE: f64 = 0.2;
 pub(super) fn load(dir: &Path) -> Result<Dataset> {
     let path = dir.join(FILE);
     let mut rdr = csv::Reader::from_path(&path).map_err(|e| {
-        Error::data(&path, format!("cannot open ({e}); expected the Hillenbrand vowel CSV"))
+        Error::data(
+            &path,
+            format!("cannot open ({e}); expected the Hillenbrand vowel CSV"),
+        )
     })?;
     let header = rdr
         .headers()
@@ -28,11 +31,17 @@ pub(super) fn load(dir: &Path) -> Result<Dataset> {
         .clone();
     let col = |name: &str| {
         header.iter().position(|h| h == name).ok_or_else(|| {
-            Error::data(&path, format!("missing column '{name}' (expected vowel + {FEATURES:?})"))
+            Error::data(
+                &path,
+                format!("missing column '{name}' (expected vowel + {FEATURES:?})"),
+            )
         })
     };
     let vowel_col = col("vowel")?;
-    let feature_cols = FEATURES.iter().map(|f| col(f)).collect::<Result<Vec<_>>>()?;
+    let feature_cols = FEATURES
+        .iter()
+        .map(|f| col(f))
+        .collect::<Result<Vec<_>>>()?;
 
     let (mut feats, mut labels) = (Vec::new(), Vec::new());
     for (i, rec) in rdr.records().enumerate() {
@@ -40,14 +49,21 @@ pub(super) fn load(dir: &Path) -> Result<Dataset> {
         let rec = rec.map_err(|e| Error::data(&path, format!("line {line}: {e}")))?;
         let vowel = rec.get(vowel_col).unwrap_or_default();
         let class = CLASSES.iter().position(|c| *c == vowel).ok_or_else(|| {
-            Error::data(&path, format!("line {line}: unknown vowel '{vowel}' (expected one of {CLASSES:?})"))
+            Error::data(
+                &path,
+                format!("line {line}: unknown vowel '{vowel}' (expected one of {CLASSES:?})"),
+            )
         })?;
         for (&c, name) in feature_cols.iter().zip(FEATURES) {
-            let v: f32 = rec.get(c).unwrap_or_default().trim().parse().map_err(|_| {
-                Error::data(&path, format!("line {line}: {name} is not a number"))
-            })?;
+            let v: f32 =
+                rec.get(c).unwrap_or_default().trim().parse().map_err(|_| {
+                    Error::data(&path, format!("line {line}: {name} is not a number"))
+                })?;
             if !(v.is_finite() && v > 0.0) {
-                return Err(Error::data(&path, format!("line {line}: {name} = {v} is not a positive frequency")));
+                return Err(Error::data(
+                    &path,
+                    format!("line {line}: {name} = {v} is not a positive frequency"),
+                ));
             }
             feats.push(v);
         }
@@ -70,7 +86,10 @@ pub(super) fn load(dir: &Path) -> Result<Dataset> {
     let mut test = all.select(&test_rows);
     // z-score with the training set's statistics only.
     let mean = train.x.mean_axis(ndarray::Axis(0)).unwrap_or_default();
-    let std = train.x.std_axis(ndarray::Axis(0), 0.0).mapv(|s| s.max(1e-6));
+    let std = train
+        .x
+        .std_axis(ndarray::Axis(0), 0.0)
+        .mapv(|s| s.max(1e-6));
     for s in [&mut train, &mut test] {
         s.x = (&s.x - &mean) / &std;
     }
@@ -116,7 +135,10 @@ mod tests {
     fn malformed_rows_name_line_and_field() {
         let dir = tempfile::tempdir().unwrap();
         let head = "speaker,vowel,".to_string() + &FEATURES.join(",") + "\n";
-        write(dir.path(), &(head.clone() + "w01,ae,1,2,3,4,5,6,7,8,9,10,11,x\n"));
+        write(
+            dir.path(),
+            &(head.clone() + "w01,ae,1,2,3,4,5,6,7,8,9,10,11,x\n"),
+        );
         let e = load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("line 2: F3_80 is not a number"), "{e}");
         write(dir.path(), &(head + "w01,oo,1,2,3,4,5,6,7,8,9,10,11,12\n"));

@@ -44,9 +44,20 @@ fn range_penalty(v: &Tensor, r: Range) -> Result<Tensor> {
 
 impl Network {
     fn digital(&self, i: usize, h: &Tensor, graph: bool) -> Result<Tensor> {
-        let t = |v: &candle_core::Var| if graph { v.as_tensor().clone() } else { v.as_tensor().detach() };
+        let t = |v: &candle_core::Var| {
+            if graph {
+                v.as_tensor().clone()
+            } else {
+                v.as_tensor().detach()
+            }
+        };
         Ok(match &self.params[i] {
-            Params::Rescale { a, b, mean, inv_std } => h
+            Params::Rescale {
+                a,
+                b,
+                mean,
+                inv_std,
+            } => h
                 .broadcast_sub(mean.as_tensor())?
                 .broadcast_mul(inv_std.as_tensor())?
                 .broadcast_mul(&t(a))?
@@ -70,7 +81,11 @@ impl Network {
     /// Values only: digital layers computed without a graph, physical layers
     /// executed by `physics`. Returns the output and each physical layer's
     /// record, in order.
-    pub async fn forward_values(&self, x: &Tensor, mut physics: Physics<'_>) -> Result<(Tensor, Vec<Measured>)> {
+    pub async fn forward_values(
+        &self,
+        x: &Tensor,
+        mut physics: Physics<'_>,
+    ) -> Result<(Tensor, Vec<Measured>)> {
         let mut h = x.clone();
         let mut records = Vec::new();
         for i in 0..self.params.len() {
@@ -87,7 +102,9 @@ impl Network {
                     let rig = rigs
                         .get_mut(&d.id)
                         .ok_or_else(|| Error::invalid(format!("no lease on device '{}'", d.id)))?;
-                    let m = rig.execute(&array2(&xs)?, &array2(&ts)?, (*repeats).max(1)).await?;
+                    let m = rig
+                        .execute(&array2(&xs)?, &array2(&ts)?, (*repeats).max(1))
+                        .await?;
                     Measured {
                         y: tensor2(&m.y)?,
                         applied_x: tensor2(&m.applied_x)?,
@@ -135,7 +152,8 @@ impl Network {
                 .get(&d.id)
                 .ok_or_else(|| Error::invalid(format!("no twin for device '{}'", d.id)))?;
             let th = theta.as_tensor();
-            penalty = ((penalty + range_penalty(&h, d.input_range)?)? + range_penalty(th, d.param_range)?)?;
+            penalty = ((penalty + range_penalty(&h, d.input_range)?)?
+                + range_penalty(th, d.param_range)?)?;
             h = match measured {
                 Some(m) => {
                     let m = m

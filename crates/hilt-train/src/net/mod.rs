@@ -22,13 +22,23 @@ use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub enum Params {
-    Physical { theta: Var },
+    Physical {
+        theta: Var,
+    },
     /// `a ⊙ (x − mean) ⊙ inv_std + b`. `mean` and `inv_std` are fixed
     /// at initialisation from the data reaching the layer, so `a` and `b`
     /// are of order one whatever the units: Adam's steps are absolute, and
     /// a gain of 100 on raw SH counts would barely move.
-    Rescale { a: Var, b: Var, mean: Var, inv_std: Var },
-    Linear { w: Var, b: Var },
+    Rescale {
+        a: Var,
+        b: Var,
+        mean: Var,
+        inv_std: Var,
+    },
+    Linear {
+        w: Var,
+        b: Var,
+    },
     None,
 }
 
@@ -52,7 +62,9 @@ impl NetworkSpec {
                 LayerSpec::Physical { device } => devices.get(device).map(|d| d.n_in),
                 _ => None,
             });
-            let is_last_linear = !self.layers[i + 1..].iter().any(|l| matches!(l, LayerSpec::Linear { .. } | LayerSpec::Physical { .. }));
+            let is_last_linear = !self.layers[i + 1..]
+                .iter()
+                .any(|l| matches!(l, LayerSpec::Linear { .. } | LayerSpec::Physical { .. }));
             match &mut self.layers[i] {
                 LayerSpec::Physical { device } => {
                     let d = devices.get(device.as_str()).ok_or_else(|| Error::Device {
@@ -62,7 +74,10 @@ impl NetworkSpec {
                     if d.n_in != width {
                         return Err(Error::Device {
                             device: device.clone(),
-                            reason: format!("takes {} inputs but layer {i} receives {width}", d.n_in),
+                            reason: format!(
+                                "takes {} inputs but layer {i} receives {width}",
+                                d.n_in
+                            ),
                         });
                     }
                     width = d.n_out;
@@ -71,7 +86,9 @@ impl NetworkSpec {
                     if *dim == 0 {
                         *dim = width;
                     } else if *dim != width {
-                        return Err(Error::invalid(format!("layer {i}: rescale of {dim} values receives {width}")));
+                        return Err(Error::invalid(format!(
+                            "layer {i}: rescale of {dim} values receives {width}"
+                        )));
                     }
                 }
                 LayerSpec::Linear { n_in, n_out } => {
@@ -79,10 +96,16 @@ impl NetworkSpec {
                         *n_in = width;
                     }
                     if *n_out == 0 {
-                        *n_out = if is_last_linear { self.n_classes } else { next_phys_in.unwrap_or(width) };
+                        *n_out = if is_last_linear {
+                            self.n_classes
+                        } else {
+                            next_phys_in.unwrap_or(width)
+                        };
                     }
                     if *n_in != width {
-                        return Err(Error::invalid(format!("layer {i}: linear from {n_in} receives {width}")));
+                        return Err(Error::invalid(format!(
+                            "layer {i}: linear from {n_in} receives {width}"
+                        )));
                     }
                     width = *n_out;
                 }
@@ -100,7 +123,11 @@ impl NetworkSpec {
 }
 
 fn var(v: Vec<f32>, shape: (usize, usize)) -> Result<Var> {
-    Ok(Var::from_tensor(&Tensor::from_vec(v, shape, &Device::Cpu)?)?)
+    Ok(Var::from_tensor(&Tensor::from_vec(
+        v,
+        shape,
+        &Device::Cpu,
+    )?)?)
 }
 
 impl Network {
@@ -108,7 +135,11 @@ impl Network {
     /// paper's code does), rescales at identity, linear layers Xavier.
     /// (Starting θ near the middle of the range instead was measured to
     /// train far worse on the additive SHG mask.)
-    pub fn init(mut spec: NetworkSpec, devices: HashMap<String, DeviceSpec>, seed: u64) -> Result<Self> {
+    pub fn init(
+        mut spec: NetworkSpec,
+        devices: HashMap<String, DeviceSpec>,
+        seed: u64,
+    ) -> Result<Self> {
         spec.resolve(&devices)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut params = Vec::new();
@@ -117,8 +148,12 @@ impl Network {
                 LayerSpec::Physical { device } => {
                     let d = &devices[device];
                     let r = d.param_range;
-                    let th = (0..d.n_par).map(|_| rng.random_range(r.min..=r.max)).collect();
-                    Params::Physical { theta: var(th, (1, d.n_par))? }
+                    let th = (0..d.n_par)
+                        .map(|_| rng.random_range(r.min..=r.max))
+                        .collect();
+                    Params::Physical {
+                        theta: var(th, (1, d.n_par))?,
+                    }
                 }
                 LayerSpec::Rescale { dim } => Params::Rescale {
                     a: var(vec![1.0; *dim], (1, *dim))?,
@@ -128,7 +163,9 @@ impl Network {
                 },
                 LayerSpec::Linear { n_in, n_out } => {
                     let bound = (6.0 / (n_in + n_out) as f32).sqrt();
-                    let w = (0..n_in * n_out).map(|_| rng.random_range(-bound..bound)).collect();
+                    let w = (0..n_in * n_out)
+                        .map(|_| rng.random_range(-bound..bound))
+                        .collect();
                     Params::Linear {
                         w: var(w, (*n_out, *n_in))?,
                         b: var(vec![0.0; *n_out], (1, *n_out))?,
@@ -137,7 +174,11 @@ impl Network {
                 LayerSpec::Sigmoid => Params::None,
             });
         }
-        Ok(Network { spec, params, devices })
+        Ok(Network {
+            spec,
+            params,
+            devices,
+        })
     }
 
     /// Trainable physical parameters (θ of every physical layer).
@@ -171,7 +212,11 @@ impl Network {
 /// `[rows, cols]` f32 tensor from an ndarray.
 pub fn tensor2(a: &ndarray::Array2<f32>) -> Result<Tensor> {
     let a = a.as_standard_layout();
-    Ok(Tensor::from_slice(a.as_slice().unwrap_or_default(), a.dim(), &Device::Cpu)?)
+    Ok(Tensor::from_slice(
+        a.as_slice().unwrap_or_default(),
+        a.dim(),
+        &Device::Cpu,
+    )?)
 }
 
 pub fn array2(t: &Tensor) -> Result<ndarray::Array2<f32>> {

@@ -29,7 +29,13 @@ impl NetworkSpec {
     /// The all-physical vowel network of the paper: `depth` SHG passes with
     /// element-wise rescaling before each and a rescaled readout; the class
     /// is the brightest of the last layer's bins.
-    pub fn all_physical(n_in: usize, n_classes: usize, hidden: &str, readout: &str, depth: usize) -> Self {
+    pub fn all_physical(
+        n_in: usize,
+        n_classes: usize,
+        hidden: &str,
+        readout: &str,
+        depth: usize,
+    ) -> Self {
         let mut layers = vec![LayerSpec::Rescale { dim: n_in }];
         for l in 0..depth {
             let last = l + 1 == depth;
@@ -50,10 +56,7 @@ impl NetworkSpec {
 
     /// Digital input layer → `depth` physical layers → digital readout.
     pub fn hybrid(n_in: usize, n_classes: usize, device: &str, depth: usize) -> Self {
-        let mut layers = vec![
-            LayerSpec::Linear { n_in, n_out: 0 },
-            LayerSpec::Sigmoid,
-        ];
+        let mut layers = vec![LayerSpec::Linear { n_in, n_out: 0 }, LayerSpec::Sigmoid];
         for l in 0..depth {
             layers.push(LayerSpec::Physical {
                 device: device.to_string(),
@@ -63,7 +66,10 @@ impl NetworkSpec {
             }
         }
         layers.push(LayerSpec::Rescale { dim: 0 });
-        layers.push(LayerSpec::Linear { n_in: 0, n_out: n_classes });
+        layers.push(LayerSpec::Linear {
+            n_in: 0,
+            n_out: n_classes,
+        });
         NetworkSpec {
             n_in,
             n_classes,
@@ -86,6 +92,9 @@ impl NetworkSpec {
     }
 
     pub fn n_physical(&self) -> usize {
-        self.layers.iter().filter(|l| matches!(l, LayerSpec::Physical { .. })).count()
+        self.layers
+            .iter()
+            .filter(|l| matches!(l, LayerSpec::Physical { .. }))
+            .count()
     }
 }

@@ -34,7 +34,14 @@ fn grads_of(net: &Network, out: &Tensor) -> Vec<Vec<f32>> {
     net.physical_vars()
         .iter()
         .chain(net.digital_vars().iter())
-        .map(|v| g.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap())
+        .map(|v| {
+            g.get(v.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        })
         .collect()
 }
 
@@ -43,7 +50,10 @@ fn grads_of(net: &Network, out: &Tensor) -> Vec<Vec<f32>> {
 #[tokio::test]
 async fn pat_equals_backprop_when_measurement_equals_twin() {
     let (net, twins, x) = setup();
-    let (_, measured) = net.forward_values(&x, Physics::Twins(&twins)).await.unwrap();
+    let (_, measured) = net
+        .forward_values(&x, Physics::Twins(&twins))
+        .await
+        .unwrap();
     let (pat, _) = net.forward_graph(&x, &twins, Some(&measured)).unwrap();
     let (sil, _) = net.forward_graph(&x, &twins, None).unwrap();
     let (a, b) = (grads_of(&net, &pat), grads_of(&net, &sil));
@@ -59,7 +69,10 @@ async fn pat_equals_backprop_when_measurement_equals_twin() {
 #[tokio::test]
 async fn pat_forward_value_is_the_measurement() {
     let (net, twins, x) = setup();
-    let (_, mut measured) = net.forward_values(&x, Physics::Twins(&twins)).await.unwrap();
+    let (_, mut measured) = net
+        .forward_values(&x, Physics::Twins(&twins))
+        .await
+        .unwrap();
     measured[0].y = (&measured[0].y * 1.7).unwrap().affine(1.0, 0.3).unwrap();
     let (pat, _) = net.forward_graph(&x, &twins, Some(&measured)).unwrap();
     // The readout rescale is the identity at initialisation.
@@ -73,8 +86,13 @@ fn widths_that_do_not_chain_are_refused() {
     let devices = HashMap::from([("synthetic".to_string(), data.spec.clone())]);
     // 3 → 2 device twice: the second layer would receive 2 values, not 3.
     let spec = NetworkSpec::all_physical(3, 2, "synthetic", "synthetic", 2);
-    let e = Network::init(spec, devices.clone(), 0).unwrap_err().to_string();
-    assert!(e.contains("takes 3 inputs but layer") && e.contains("receives 2"), "{e}");
+    let e = Network::init(spec, devices.clone(), 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("takes 3 inputs but layer") && e.contains("receives 2"),
+        "{e}"
+    );
     let spec = NetworkSpec::all_physical(3, 5, "synthetic", "nope", 1);
     let e = Network::init(spec, devices, 0).unwrap_err().to_string();
     assert!(e.contains("device 'nope': not served"), "{e}");
@@ -90,6 +108,7 @@ fn checkpoint_round_trip_restores_every_parameter() {
         method: "pat".into(),
         seed: 5,
         epoch: 3,
+        repeats: 2,
         network: net.spec.clone(),
         devices: net.devices.clone(),
     };

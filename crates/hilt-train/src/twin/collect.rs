@@ -65,10 +65,15 @@ pub async fn collect(rig: &mut Rig, opt: &CollectOptions) -> Result<TwinData> {
         let ts = theta.slice_axis(Axis(0), rows).to_owned();
         let m = rig.execute(&xs, &ts, opt.repeats).await?;
         out.x.slice_axis_mut(Axis(0), rows).assign(&m.applied_x);
-        out.theta.slice_axis_mut(Axis(0), rows).assign(&m.applied_theta);
+        out.theta
+            .slice_axis_mut(Axis(0), rows)
+            .assign(&m.applied_theta);
         match &m.y_repeats {
             Some(all) => out.y.slice_axis_mut(Axis(1), rows).assign(all),
-            None => out.y.slice_axis_mut(Axis(1), rows).assign(&m.y.view().insert_axis(Axis(0))),
+            None => out
+                .y
+                .slice_axis_mut(Axis(1), rows)
+                .assign(&m.y.view().insert_axis(Axis(0))),
         }
         for (i, f) in m.flags.iter().enumerate() {
             out.saturated[start + i] = u8::from(f.saturated);

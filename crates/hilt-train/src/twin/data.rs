@@ -35,11 +35,14 @@ impl TwinData {
     }
 
     pub fn y_mean(&self) -> Array2<f32> {
-        self.y.mean_axis(Axis(0)).unwrap_or_else(|| Array2::zeros((0, 0)))
+        self.y
+            .mean_axis(Axis(0))
+            .unwrap_or_else(|| Array2::zeros((0, 0)))
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        let spec_json = serde_json::to_vec(&self.spec).map_err(|e| Error::invalid(e.to_string()))?;
+        let spec_json =
+            serde_json::to_vec(&self.spec).map_err(|e| Error::invalid(e.to_string()))?;
         fsio::write_atomic(path, |tmp| {
             let file = File::create(tmp).map_err(|e| Error::io(tmp, e))?;
             let mut npz = NpzWriter::new_compressed(file);
@@ -47,8 +50,10 @@ impl TwinData {
             npz.add_array("x", &self.x).map_err(npz_err)?;
             npz.add_array("theta", &self.theta).map_err(npz_err)?;
             npz.add_array("y", &self.y).map_err(npz_err)?;
-            npz.add_array("saturated", &self.saturated).map_err(npz_err)?;
-            npz.add_array("spec_json", &Array1::from(spec_json)).map_err(npz_err)?;
+            npz.add_array("saturated", &self.saturated)
+                .map_err(npz_err)?;
+            npz.add_array("spec_json", &Array1::from(spec_json))
+                .map_err(npz_err)?;
             npz.finish().map_err(npz_err)?;
             Ok(())
         })
@@ -57,7 +62,10 @@ impl TwinData {
     pub fn load(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let bad = |what: &str, e: ndarray_npy::ReadNpzError| {
-            Error::data(path, format!("{what}: {e} (expected an .npz written by `hilt collect`)"))
+            Error::data(
+                path,
+                format!("{what}: {e} (expected an .npz written by `hilt collect`)"),
+            )
         };
         let mut npz = NpzReader::new(file).map_err(|e| bad("not an npz archive", e))?;
         let x: Array2<f32> = npz.by_name("x").map_err(|e| bad("x", e))?;

@@ -95,7 +95,11 @@ impl Encoder {
             Encoder::Concat => {
                 let d = x.ncols() + theta.ncols();
                 Array2::from_shape_fn((n, d), |(i, j)| {
-                    if j < x.ncols() { x[(i, j)] } else { theta[(row_t(i), j - x.ncols())] }
+                    if j < x.ncols() {
+                        x[(i, j)]
+                    } else {
+                        theta[(row_t(i), j - x.ncols())]
+                    }
                 })
             }
         }
@@ -163,12 +167,19 @@ mod tests {
         let g = e.encode(&xt, &tt).unwrap().to_vec2::<f32>().unwrap();
         for i in 0..2 {
             let mut want = [0f32; 4];
-            enc.compose(x.row(i).as_slice().unwrap(), th.row(0).as_slice().unwrap(), &mut want);
+            enc.compose(
+                x.row(i).as_slice().unwrap(),
+                th.row(0).as_slice().unwrap(),
+                &mut want,
+            );
             for k in 0..4 {
                 assert!((g[i][k] - want[k]).abs() < 1e-6 && (rows[(i, k)] - want[k]).abs() < 1e-6);
             }
         }
         let c = Encoder::for_spec(&spec(None)).unwrap();
-        assert_eq!(c.encode_rows(&x, &th).row(1).to_vec(), vec![0.4, 0.3, 0.5, -0.6]);
+        assert_eq!(
+            c.encode_rows(&x, &th).row(1).to_vec(),
+            vec![0.4, 0.3, 0.5, -0.6]
+        );
     }
 }

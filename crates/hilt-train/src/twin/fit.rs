@@ -40,7 +40,11 @@ impl Default for FitOptions {
 
 fn tensor(a: &Array2<f32>) -> Result<Tensor> {
     let a = a.as_standard_layout();
-    Ok(Tensor::from_slice(a.as_slice().unwrap_or_default(), a.dim(), &Device::Cpu)?)
+    Ok(Tensor::from_slice(
+        a.as_slice().unwrap_or_default(),
+        a.dim(),
+        &Device::Cpu,
+    )?)
 }
 
 fn row(v: ndarray::Array1<f32>) -> Result<Tensor> {
@@ -58,14 +62,22 @@ pub fn fit(data: &TwinData, opt: &FitOptions) -> Result<Twin> {
         )));
     }
     if opt.epochs == 0 || opt.batch == 0 || opt.hidden.contains(&0) {
-        return Err(Error::invalid("--epochs, --batch and every hidden width must be at least 1"));
+        return Err(Error::invalid(
+            "--epochs, --batch and every hidden width must be at least 1",
+        ));
     }
     let enc = Encoder::for_spec(&data.spec)?;
     let feats = enc.encode_rows(&data.x, &data.theta);
     let y = data.y_mean();
     let n_tr = n - n_hold;
-    let (f_tr, f_ho) = (feats.slice_axis(Axis(0), Slice::from(..n_tr)).to_owned(), feats.slice_axis(Axis(0), Slice::from(n_tr..)).to_owned());
-    let (y_tr, y_ho) = (y.slice_axis(Axis(0), Slice::from(..n_tr)).to_owned(), y.slice_axis(Axis(0), Slice::from(n_tr..)).to_owned());
+    let (f_tr, f_ho) = (
+        feats.slice_axis(Axis(0), Slice::from(..n_tr)).to_owned(),
+        feats.slice_axis(Axis(0), Slice::from(n_tr..)).to_owned(),
+    );
+    let (y_tr, y_ho) = (
+        y.slice_axis(Axis(0), Slice::from(..n_tr)).to_owned(),
+        y.slice_axis(Axis(0), Slice::from(n_tr..)).to_owned(),
+    );
 
     let in_mean = f_tr.mean_axis(Axis(0)).unwrap_or_default();
     let in_std = f_tr.std_axis(Axis(0), 0.0).mapv(|v| v.max(1e-3));
@@ -81,8 +93,12 @@ pub fn fit(data: &TwinData, opt: &FitOptions) -> Result<Twin> {
     };
 
     let ft = tensor(&f_tr)?;
-    let yt = tensor(&y_tr)?.broadcast_sub(&norm.out_mean)?.broadcast_div(&norm.out_std)?;
-    let zt = ft.broadcast_sub(&norm.in_mean)?.broadcast_div(&norm.in_std)?;
+    let yt = tensor(&y_tr)?
+        .broadcast_sub(&norm.out_mean)?
+        .broadcast_div(&norm.out_std)?;
+    let zt = ft
+        .broadcast_sub(&norm.in_mean)?
+        .broadcast_div(&norm.in_std)?;
 
     let mut sizes = vec![feats.ncols()];
     sizes.extend_from_slice(&opt.hidden);
@@ -107,7 +123,8 @@ pub fn fit(data: &TwinData, opt: &FitOptions) -> Result<Twin> {
         let mut epoch_loss = 0.0;
         for chunk in order.chunks(opt.batch) {
             // Cosine decay to 1 % of the initial rate.
-            let lr = opt.lr * (0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total).cos()));
+            let lr = opt.lr
+                * (0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total).cos()));
             adam.set_learning_rate(lr);
             let idx = Tensor::from_slice(chunk, chunk.len(), &Device::Cpu)?;
             let pred = mlp_forward(&mlp.layers(), &zt.index_select(&idx, 0)?)?;

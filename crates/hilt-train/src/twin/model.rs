@@ -67,9 +67,19 @@ impl TrainableMlp {
             let (fan_in, fan_out) = (w[0], w[1]);
             // Kaiming-uniform bound for SiLU-like activations.
             let bound = (6.0 / fan_in as f32).sqrt();
-            let wv: Vec<f32> = (0..fan_in * fan_out).map(|_| rng.random_range(-bound..bound) * 0.5).collect();
-            vars.push(Var::from_tensor(&Tensor::from_vec(wv, (fan_out, fan_in), &Device::Cpu)?)?);
-            vars.push(Var::from_tensor(&Tensor::zeros(fan_out, candle_core::DType::F32, &Device::Cpu)?)?);
+            let wv: Vec<f32> = (0..fan_in * fan_out)
+                .map(|_| rng.random_range(-bound..bound) * 0.5)
+                .collect();
+            vars.push(Var::from_tensor(&Tensor::from_vec(
+                wv,
+                (fan_out, fan_in),
+                &Device::Cpu,
+            )?)?);
+            vars.push(Var::from_tensor(&Tensor::zeros(
+                fan_out,
+                candle_core::DType::F32,
+                &Device::Cpu,
+            )?)?);
         }
         Ok(TrainableMlp { vars })
     }
@@ -101,7 +111,10 @@ impl Twin {
         Ok(Twin {
             meta,
             encoder,
-            layers: layers.into_iter().map(|(w, b)| (w.detach(), b.detach())).collect(),
+            layers: layers
+                .into_iter()
+                .map(|(w, b)| (w.detach(), b.detach()))
+                .collect(),
             in_mean: norm.in_mean,
             in_std: norm.in_std,
             out_mean: norm.out_mean,
@@ -147,23 +160,38 @@ impl Twin {
         let meta = serde_json::to_string(&self.meta).map_err(|e| Error::invalid(e.to_string()))?;
         let info = HashMap::from([(META_KEY.to_string(), meta)]);
         fsio::write_atomic(path, |tmp| {
-            safetensors::serialize_to_file(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(info), tmp)
-                .map_err(|e| Error::data(tmp, e.to_string()))
+            safetensors::serialize_to_file(
+                tensors.iter().map(|(k, v)| (k.as_str(), v)),
+                Some(info),
+                tmp,
+            )
+            .map_err(|e| Error::data(tmp, e.to_string()))
         })
     }
 
     pub fn load(path: &Path) -> Result<Self> {
         let buf = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let bad = |r: String| Error::data(path, format!("{r} (expected a twin written by `hilt twin fit`)"));
-        let (_, header) = safetensors::SafeTensors::read_metadata(&buf).map_err(|e| bad(e.to_string()))?;
+        let bad = |r: String| {
+            Error::data(
+                path,
+                format!("{r} (expected a twin written by `hilt twin fit`)"),
+            )
+        };
+        let (_, header) =
+            safetensors::SafeTensors::read_metadata(&buf).map_err(|e| bad(e.to_string()))?;
         let meta_json = header
             .metadata()
             .as_ref()
             .and_then(|m| m.get(META_KEY))
             .ok_or_else(|| bad(format!("no '{META_KEY}' metadata")))?;
-        let meta: TwinMeta = serde_json::from_str(meta_json).map_err(|e| bad(format!("{META_KEY}: {e}")))?;
-        let mut t = candle_core::safetensors::load_buffer(&buf, &Device::Cpu).map_err(|e| bad(e.to_string()))?;
-        let mut take = |k: &str| t.remove(k).ok_or_else(|| bad(format!("tensor '{k}' missing")));
+        let meta: TwinMeta =
+            serde_json::from_str(meta_json).map_err(|e| bad(format!("{META_KEY}: {e}")))?;
+        let mut t = candle_core::safetensors::load_buffer(&buf, &Device::Cpu)
+            .map_err(|e| bad(e.to_string()))?;
+        let mut take = |k: &str| {
+            t.remove(k)
+                .ok_or_else(|| bad(format!("tensor '{k}' missing")))
+        };
         let norm = Norm {
             in_mean: take("in_mean")?,
             in_std: take("in_std")?,
@@ -172,7 +200,10 @@ impl Twin {
         };
         let mut layers = Vec::new();
         for i in 0..=meta.hidden.len() {
-            layers.push((take(&format!("layer{i}.weight"))?, take(&format!("layer{i}.bias"))?));
+            layers.push((
+                take(&format!("layer{i}.weight"))?,
+                take(&format!("layer{i}.bias"))?,
+            ));
         }
         Twin::new(meta, layers, norm)
     }

@@ -74,9 +74,17 @@ fn fits_a_smooth_device_and_reports_held_out_error_and_noise_floor() {
     let twin = fit(&data, &quick()).unwrap();
     let m = &twin.meta;
     assert_eq!((m.train_rows, m.heldout_rows), (2700, 300));
-    assert!(m.heldout_rel_error < 0.1, "held-out error {}", m.heldout_rel_error);
+    assert!(
+        m.heldout_rel_error < 0.1,
+        "held-out error {}",
+        m.heldout_rel_error
+    );
     // ±0.01 uniform noise, mean of two: floor ≈ 0.0041/spread, well below 5 %.
-    assert!(m.noise_floor_rel > 0.0 && m.noise_floor_rel < 0.05, "{}", m.noise_floor_rel);
+    assert!(
+        m.noise_floor_rel > 0.0 && m.noise_floor_rel < 0.05,
+        "{}",
+        m.noise_floor_rel
+    );
     assert!(m.heldout_rel_error > m.noise_floor_rel);
 }
 
@@ -91,7 +99,14 @@ fn twin_and_data_files_round_trip_exactly() {
     assert_eq!(back.y, data.y);
     assert_eq!(back.spec, data.spec);
 
-    let twin = fit(&data, &FitOptions { epochs: 2, ..quick() }).unwrap();
+    let twin = fit(
+        &data,
+        &FitOptions {
+            epochs: 2,
+            ..quick()
+        },
+    )
+    .unwrap();
     let st = dir.path().join("t.safetensors");
     twin.save(&st).unwrap();
     let again = Twin::load(&st).unwrap();
@@ -109,7 +124,10 @@ fn foreign_or_truncated_files_are_refused_by_name() {
     let p = dir.path().join("junk.safetensors");
     std::fs::write(&p, b"not a twin").unwrap();
     let e = Twin::load(&p).unwrap_err().to_string();
-    assert!(e.contains("junk.safetensors") && e.contains("hilt twin fit"), "{e}");
+    assert!(
+        e.contains("junk.safetensors") && e.contains("hilt twin fit"),
+        "{e}"
+    );
     let q = dir.path().join("junk.npz");
     std::fs::write(&q, b"PK\x03\x04 broken").unwrap();
     let e = TwinData::load(&q).unwrap_err().to_string();
