@@ -30,7 +30,8 @@ pub struct Metrics {
     /// What the twins predicted for the final network's test accuracy.
     pub twin_test_accuracy: f64,
     pub epochs: usize,
-    /// The whole command, including twin collection and fitting.
+    /// The whole run, including twin collection and fitting when this run
+    /// did them (`hilt demo` fits once, before both runs).
     pub wall_seconds: f64,
     pub train_wall_seconds: f64,
     /// Share of the training phase's wall time the rigs spent measuring.

@@ -157,7 +157,10 @@ pub async fn initialise(
         if let (Params::Physical { theta }, LayerSpec::Physical { device }) =
             (&net.params[i], &net.spec.layers[i])
         {
-            let (d, twin) = (&net.devices[device], &twins[device]);
+            let d = net.device_of(i)?;
+            let twin = twins
+                .get(device)
+                .ok_or_else(|| Error::invalid(format!("no twin for device '{device}'")))?;
             let r = d.param_range;
             let xin = h.clamp(d.input_range.min, d.input_range.max)?;
             let mut best = (f64::NEG_INFINITY, theta.as_tensor().clone());
@@ -194,7 +197,7 @@ pub async fn initialise(
             let std = (var_f.broadcast_add(&(var_g * (SPREAD_FLOOR * SPREAD_FLOOR))?)? + 1e-12)?
                 .sqrt()?;
             let next = net.spec.layers[i + 1..].iter().find_map(|l| match l {
-                LayerSpec::Physical { device } => Some(net.devices[device].input_range),
+                LayerSpec::Physical { device } => net.devices.get(device).map(|d| d.input_range),
                 _ => None,
             });
             let (scale, centre) = match next {

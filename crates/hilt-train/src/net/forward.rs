@@ -68,7 +68,7 @@ impl Network {
         })
     }
 
-    fn device_of(&self, i: usize) -> Result<&hilt_core::DeviceSpec> {
+    pub(crate) fn device_of(&self, i: usize) -> Result<&hilt_core::DeviceSpec> {
         match &self.spec.layers[i] {
             super::LayerSpec::Physical { device } => self
                 .devices

@@ -146,7 +146,10 @@ impl Network {
         for layer in &spec.layers {
             params.push(match layer {
                 LayerSpec::Physical { device } => {
-                    let d = &devices[device];
+                    // `resolve` has checked every physical layer's device.
+                    let d = devices.get(device).ok_or_else(|| {
+                        Error::invalid(format!("layer device '{device}' unknown"))
+                    })?;
                     let r = d.param_range;
                     let th = (0..d.n_par)
                         .map(|_| rng.random_range(r.min..=r.max))
