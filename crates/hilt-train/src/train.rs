@@ -163,7 +163,7 @@ pub async fn initialise(
                 .ok_or_else(|| Error::invalid(format!("no twin for device '{device}'")))?;
             let r = d.param_range;
             let xin = h.clamp(d.input_range.min, d.input_range.max)?;
-            let mut best = (f64::NEG_INFINITY, theta.as_tensor().clone());
+            let mut best = (f64::NEG_INFINITY, theta.as_tensor().detach().copy()?);
             for k in 0..THETA_DRAWS {
                 let cand = if k == 0 {
                     theta.as_tensor().detach().copy()?
