@@ -129,7 +129,7 @@ async fn run_both(cfg: &DemoConfig, dataset: data::Dataset, server: &str) -> Res
     };
     // One set of twins for both methods: the comparison is of methods only.
     let devices = run::describe_all(&client, &base.network().devices()).await?;
-    let (twins, _) = run::twins_for(
+    let (_, summary) = run::twins_for(
         &client,
         &devices,
         &HashMap::new(),
@@ -138,14 +138,9 @@ async fn run_both(cfg: &DemoConfig, dataset: data::Dataset, server: &str) -> Res
         &base.fit,
     )
     .await?;
-    base.twin_files = twins
-        .keys()
-        .map(|id| {
-            (
-                id.clone(),
-                cfg.out.join("twins").join(format!("{id}.safetensors")),
-            )
-        })
+    base.twin_files = summary
+        .iter()
+        .map(|(id, t)| (id.clone(), PathBuf::from(&t.file)))
         .collect();
     let mut all = Vec::new();
     for method in [Method::Pat, Method::Insilico] {

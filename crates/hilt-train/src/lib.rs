@@ -13,6 +13,7 @@ pub mod net;
 pub mod report;
 pub mod rig;
 pub mod run;
+pub mod tensorfile;
 pub mod train;
 pub mod twin;
 pub mod ui;

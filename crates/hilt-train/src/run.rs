@@ -111,8 +111,9 @@ pub async fn twins_for(
     ids.sort();
     for id in ids {
         let spec = &devices[id];
-        let file = match files.get(id) {
-            Some(f) => f.clone(),
+        // A freshly fitted twin is used as fitted, not read back.
+        let (file, t) = match files.get(id) {
+            Some(f) => (f.clone(), Twin::load(f)?),
             None => {
                 crate::fsio::create_dir(dir)?;
                 let npz = dir.join(format!("{id}.npz"));
@@ -124,10 +125,9 @@ pub async fn twins_for(
                 data.save(&npz)?;
                 let t = twin::fit(&data, fit)?;
                 t.save(&st)?;
-                st
+                (st, t)
             }
         };
-        let t = Twin::load(&file)?;
         check_twin(&t, spec, &file)?;
         summary.insert(
             id.clone(),

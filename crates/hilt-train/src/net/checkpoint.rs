@@ -4,14 +4,14 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Tensor, Var};
 use hilt_core::DeviceSpec;
 use serde::{Deserialize, Serialize};
 
 use super::{Network, NetworkSpec, Params};
 use crate::data::Task;
-use crate::error::{Error, Result};
-use crate::fsio;
+use crate::error::Result;
+use crate::tensorfile::{self, Loaded};
 
 const META_KEY: &str = "hilt.network";
 
@@ -60,51 +60,25 @@ impl Network {
             .flat_map(|(i, p)| names(i, p))
             .map(|(k, v)| (k, v.as_tensor().detach()))
             .collect();
-        let json = serde_json::to_string(meta).map_err(|e| Error::invalid(e.to_string()))?;
-        let info = HashMap::from([(META_KEY.to_string(), json)]);
-        fsio::write_atomic(path, |tmp| {
-            safetensors::serialize_to_file(
-                tensors.iter().map(|(k, v)| (k.as_str(), v)),
-                Some(info),
-                tmp,
-            )
-            .map_err(|e| Error::data(tmp, e.to_string()))
-        })
+        tensorfile::save(path, META_KEY, meta, &tensors)
     }
 
     pub fn load(path: &Path) -> Result<(Network, Checkpoint)> {
-        let buf = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let bad = |r: String| {
-            Error::data(
-                path,
-                format!("{r} (expected a checkpoint written by `hilt train`)"),
-            )
-        };
-        let (_, header) =
-            safetensors::SafeTensors::read_metadata(&buf).map_err(|e| bad(e.to_string()))?;
-        let json = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(META_KEY))
-            .ok_or_else(|| bad(format!("no '{META_KEY}' metadata")))?;
-        let meta: Checkpoint =
-            serde_json::from_str(json).map_err(|e| bad(format!("{META_KEY}: {e}")))?;
+        let mut file: Loaded<Checkpoint> =
+            Loaded::read(path, META_KEY, "a checkpoint written by `hilt train`")?;
+        let meta = file.meta.clone();
         let net = Network::init(meta.network.clone(), meta.devices.clone(), 0)?;
-        let saved = candle_core::safetensors::load_buffer(&buf, &Device::Cpu)
-            .map_err(|e| bad(e.to_string()))?;
         for (i, p) in net.params.iter().enumerate() {
             for (name, var) in names(i, p) {
-                let t = saved
-                    .get(&name)
-                    .ok_or_else(|| bad(format!("tensor '{name}' missing")))?;
+                let t = file.take(&name)?;
                 if t.dims() != var.dims() {
-                    return Err(bad(format!(
+                    return Err(file.bad(format!(
                         "tensor '{name}' has shape {:?}, expected {:?}",
                         t.dims(),
                         var.dims()
                     )));
                 }
-                var.set(t)?;
+                var.set(&t)?;
             }
         }
         Ok((net, meta))

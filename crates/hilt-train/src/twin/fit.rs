@@ -5,13 +5,14 @@
 
 use candle_core::{Device, Tensor};
 use candle_nn::Optimizer;
-use ndarray::{Array2, Axis, Slice};
+use ndarray::{Axis, Slice};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
 use super::model::{Norm, TrainableMlp, Twin, TwinMeta, forward_normalised, mlp_forward};
 use super::{Encoder, TwinData};
 use crate::error::{Error, Result};
+use crate::net::tensor2;
 
 #[derive(Debug, Clone)]
 pub struct FitOptions {
@@ -36,15 +37,6 @@ impl Default for FitOptions {
             quiet: false,
         }
     }
-}
-
-fn tensor(a: &Array2<f32>) -> Result<Tensor> {
-    let a = a.as_standard_layout();
-    Ok(Tensor::from_slice(
-        a.as_slice().unwrap_or_default(),
-        a.dim(),
-        &Device::Cpu,
-    )?)
 }
 
 fn row(v: ndarray::Array1<f32>) -> Result<Tensor> {
@@ -92,8 +84,8 @@ pub fn fit(data: &TwinData, opt: &FitOptions) -> Result<Twin> {
         out_std: row(out_std)?,
     };
 
-    let ft = tensor(&f_tr)?;
-    let yt = tensor(&y_tr)?
+    let ft = tensor2(&f_tr)?;
+    let yt = tensor2(&y_tr)?
         .broadcast_sub(&norm.out_mean)?
         .broadcast_div(&norm.out_std)?;
     let zt = ft
@@ -139,7 +131,7 @@ pub fn fit(data: &TwinData, opt: &FitOptions) -> Result<Twin> {
     pb.finish_and_clear();
 
     let layers = mlp.layers();
-    let pred = forward_normalised(&layers, &tensor(&f_ho)?, &norm)?;
+    let pred = forward_normalised(&layers, &tensor2(&f_ho)?, &norm)?;
     let pred: Vec<Vec<f32>> = pred.to_vec2()?;
     let (mut err, mut spread) = (0.0f64, 0.0f64);
     for (i, p) in pred.iter().enumerate() {

@@ -2,7 +2,6 @@
 //! outputs, with the normalisation and the device spec it was fitted for,
 //! all in one safetensors file (spec and metrics in the header metadata).
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor, Var};
@@ -10,8 +9,8 @@ use hilt_core::DeviceSpec;
 use serde::{Deserialize, Serialize};
 
 use super::encode::Encoder;
-use crate::error::{Error, Result};
-use crate::fsio;
+use crate::error::Result;
+use crate::tensorfile::{self, Loaded};
 
 const META_KEY: &str = "hilt.twin";
 
@@ -157,41 +156,14 @@ impl Twin {
             tensors.push((format!("layer{i}.weight"), w.clone()));
             tensors.push((format!("layer{i}.bias"), b.clone()));
         }
-        let meta = serde_json::to_string(&self.meta).map_err(|e| Error::invalid(e.to_string()))?;
-        let info = HashMap::from([(META_KEY.to_string(), meta)]);
-        fsio::write_atomic(path, |tmp| {
-            safetensors::serialize_to_file(
-                tensors.iter().map(|(k, v)| (k.as_str(), v)),
-                Some(info),
-                tmp,
-            )
-            .map_err(|e| Error::data(tmp, e.to_string()))
-        })
+        tensorfile::save(path, META_KEY, &self.meta, &tensors)
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let buf = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let bad = |r: String| {
-            Error::data(
-                path,
-                format!("{r} (expected a twin written by `hilt twin fit`)"),
-            )
-        };
-        let (_, header) =
-            safetensors::SafeTensors::read_metadata(&buf).map_err(|e| bad(e.to_string()))?;
-        let meta_json = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(META_KEY))
-            .ok_or_else(|| bad(format!("no '{META_KEY}' metadata")))?;
-        let meta: TwinMeta =
-            serde_json::from_str(meta_json).map_err(|e| bad(format!("{META_KEY}: {e}")))?;
-        let mut t = candle_core::safetensors::load_buffer(&buf, &Device::Cpu)
-            .map_err(|e| bad(e.to_string()))?;
-        let mut take = |k: &str| {
-            t.remove(k)
-                .ok_or_else(|| bad(format!("tensor '{k}' missing")))
-        };
+        let mut file: Loaded<TwinMeta> =
+            Loaded::read(path, META_KEY, "a twin written by `hilt twin fit`")?;
+        let meta = file.meta.clone();
+        let mut take = |k: &str| file.take(k);
         let norm = Norm {
             in_mean: take("in_mean")?,
             in_std: take("in_std")?,
