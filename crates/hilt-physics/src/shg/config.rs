@@ -84,9 +84,20 @@ pub struct ShgConfig {
     pub read_noise: f64,
     /// Shot-to-shot laser power noise, relative std (SH sees twice this).
     pub power_noise: f64,
+    /// Shot-to-shot noise of each channel's field amplitude, relative std
+    /// (source spectral fluctuations and DMD flicker). Unlike power noise
+    /// it enters before the nonlinearity, differently per channel, so no
+    /// normalisation removes it: the "~2 % input noise" of `physics.md`
+    /// §2.5.
+    pub spectral_noise: f64,
     /// Slow laser power drift: OU process on the virtual clock.
     pub drift_sigma: f64,
     pub drift_tau_s: f64,
+    /// Creep of the shaper-to-spectrum registration, channels per virtual
+    /// hour (thermal creep of the 4f shaper): the source spectrum slides
+    /// across the mask, so the rig leaves its calibration even with a
+    /// perfectly stable laser. The true rig draws the direction per seed.
+    pub registration_drift_ch_per_h: f64,
     /// Relative laser power (SH scales with its square).
     pub laser_power: f64,
     /// Virtual seconds per shot (DMD update + integration).
@@ -121,8 +132,10 @@ impl Default for ShgConfig {
             dark_counts: 500.0,
             read_noise: 65.0,
             power_noise: 0.01,
+            spectral_noise: 0.02,
             drift_sigma: 0.02,
             drift_tau_s: 600.0,
+            registration_drift_ch_per_h: 0.1,
             laser_power: 1.0,
             exposure_s: 0.005,
         }
@@ -198,7 +211,9 @@ impl ShgConfig {
             ("dark_counts", self.dark_counts),
             ("read_noise", self.read_noise),
             ("power_noise", self.power_noise),
+            ("spectral_noise", self.spectral_noise),
             ("drift_sigma", self.drift_sigma),
+            ("registration_drift_ch_per_h", self.registration_drift_ch_per_h),
             ("exposure_s", self.exposure_s),
         ] {
             if !(v.is_finite() && v >= 0.0) {

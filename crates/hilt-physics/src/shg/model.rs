@@ -27,6 +27,8 @@ pub struct ShgModel {
     map: ControlEncoding,
     n_par: usize,
     optics: Optics,
+    /// Slow creep of the source across the mask (true rig only).
+    registration: Option<optics::Registration>,
     resolution: Vec<f64>,
     /// Counts per unit SH intensity at laser power 1.
     gain: f64,
@@ -47,7 +49,7 @@ impl ShgModel {
         let n = cfg.n_channels;
         let (map, n_par) = channel_map(&cfg);
         let dw = optics::channel_step(cfg.center_nm, cfg.span_nm, n);
-        let (optics, resolution) = match variant {
+        let (optics, resolution, registration) = match variant {
             Variant::Nominal => (
                 Optics {
                     source: optics::source_field(n, cfg.source_fwhm, 0.0),
@@ -57,6 +59,7 @@ impl ShgModel {
                     pm: vec![num_complex::Complex64::new(1.0, 0.0); 2 * n - 1],
                 },
                 Vec::new(),
+                None,
             ),
             Variant::True => {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -65,10 +68,10 @@ impl ShgModel {
                 let mm = cfg.mismatch;
                 // Registration error of the shaper against the spectrum.
                 let shift = 2.5 * mm * (draw(1.0) - 1.0);
-                let mut source = optics::source_field(n, cfg.source_fwhm * draw(0.25 * mm), shift);
-                for a in &mut source {
-                    *a *= draw(cfg.channel_gain_error).max(0.0);
-                }
+                let fwhm = cfg.source_fwhm * draw(0.25 * mm);
+                let gains: Vec<f64> = (0..n)
+                    .map(|_| draw(cfg.channel_gain_error).max(0.0))
+                    .collect();
                 let ripple: Vec<f64> = (0..n).map(|_| cfg.ripple_rad * (draw(1.0) - 1.0)).collect();
                 let phase = optics::spectral_phase(
                     dw,
@@ -78,6 +81,14 @@ impl ShgModel {
                 );
                 let xtalk = optics::gaussian_kernel((cfg.crosstalk_channels * draw(mm)).max(0.0));
                 let gvm_l = cfg.gvm_fs_per_mm * cfg.crystal_mm * draw(0.25 * mm);
+                // Drawn last, so adding it left every other draw as it was.
+                let creep = if draw(1.0) >= 1.0 { 1.0 } else { -1.0 };
+                let registration = optics::Registration::new(
+                    fwhm,
+                    gains,
+                    shift,
+                    creep * cfg.registration_drift_ch_per_h / 3600.0,
+                );
                 let levels = if cfg.mask_bits > 0 {
                     f64::from((1u32 << cfg.mask_bits) - 1)
                 } else {
@@ -85,13 +96,14 @@ impl ShgModel {
                 };
                 (
                     Optics {
-                        source,
+                        source: registration.source(),
                         phase,
                         xtalk,
                         levels,
                         pm: optics::phase_matching(n, dw, gvm_l),
                     },
                     optics::gaussian_kernel(cfg.resolution_px),
+                    Some(registration),
                 )
             }
         };
@@ -116,6 +128,7 @@ impl ShgModel {
             map,
             n_par,
             optics,
+            registration,
             resolution,
             gain,
             reference_total,
@@ -135,6 +148,14 @@ impl ShgModel {
         &self.cfg
     }
 
+    /// Offset of the source spectrum on the shaper now, channels (0 for
+    /// the nominal rig).
+    pub fn registration(&self) -> f64 {
+        self.registration
+            .as_ref()
+            .map_or(0.0, |r| r.shift_at(self.clock))
+    }
+
     /// Pixel index ranges `[start, end)` of the output bins.
     pub fn bins(&self) -> &[(usize, usize)] {
         &self.bins
@@ -145,6 +166,16 @@ impl ShgModel {
     /// `k + l` holding the sum frequency of channels k and l. Returns
     /// whether a pixel saturated.
     pub fn shot_mask(&mut self, mask: &[f64], pixels: &mut [f64]) -> bool {
+        if let Some(r) = &mut self.registration {
+            r.follow(self.clock, &mut self.optics.source);
+        }
+        if self.variant == Variant::True && self.cfg.spectral_noise > 0.0 {
+            let sigma = self.cfg.spectral_noise;
+            for g in &mut self.scratch.field_noise {
+                let z: f64 = self.rng.sample(StandardNormal);
+                *g = (1.0 + sigma * z).max(0.0);
+            }
+        }
         self.optics
             .sh_intensity(mask, &mut self.scratch, &mut self.sh);
         optics::blur(&self.sh, &self.resolution, pixels);
@@ -277,8 +308,13 @@ impl PhysicalModel for ShgModel {
         put("dark_counts", c.dark_counts.to_string());
         put("read_noise", c.read_noise.to_string());
         put("power_noise", c.power_noise.to_string());
+        put("spectral_noise", c.spectral_noise.to_string());
         put("drift_sigma", c.drift_sigma.to_string());
         put("drift_tau_s", c.drift_tau_s.to_string());
+        put(
+            "registration_drift_ch_per_h",
+            c.registration_drift_ch_per_h.to_string(),
+        );
         put("laser_power", c.laser_power.to_string());
         put("exposure_s", c.exposure_s.to_string());
         put("variant", self.variant.as_str().to_string());

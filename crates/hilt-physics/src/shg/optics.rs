@@ -11,7 +11,8 @@ const C_NM_PER_FS: f64 = 299.792_458;
 /// Constants of one rig's optics, fixed at construction.
 #[derive(Debug, Clone)]
 pub(crate) struct Optics {
-    /// Source field amplitude per channel (including channel gain errors).
+    /// Source field amplitude per channel (including channel gain errors),
+    /// at the current spectral registration.
     pub source: Vec<f64>,
     /// exp(iφ_k): residual chirp and ripple.
     pub phase: Vec<Complex64>,
@@ -40,6 +41,57 @@ pub(crate) fn source_field(n: usize, fwhm_fraction: f64, shift: f64) -> Vec<f64>
     (0..n)
         .map(|k| (-(offset(k, n) - shift).powi(2) / (4.0 * sigma * sigma)).exp())
         .collect()
+}
+
+/// Registration moves smaller than this (channels) are not re-applied:
+/// at 0.1 channel/h the source is recomputed every ~36 virtual seconds,
+/// not every shot, and the step is far below the shaper's resolution.
+const REGISTRATION_STEP: f64 = 1e-3;
+
+/// The source spectrum as the shaper's pixels see it. The envelope slides
+/// with the registration; the per-channel transmission errors belong to
+/// the pixels and stay put.
+#[derive(Debug, Clone)]
+pub(crate) struct Registration {
+    pub fwhm_fraction: f64,
+    pub gains: Vec<f64>,
+    /// Offset at calibration, channels.
+    pub shift0: f64,
+    /// Signed creep, channels per virtual second.
+    pub rate: f64,
+    applied: f64,
+}
+
+impl Registration {
+    pub fn new(fwhm_fraction: f64, gains: Vec<f64>, shift0: f64, rate: f64) -> Self {
+        Registration {
+            fwhm_fraction,
+            gains,
+            shift0,
+            rate,
+            applied: shift0,
+        }
+    }
+
+    pub fn source(&self) -> Vec<f64> {
+        let mut s = source_field(self.gains.len(), self.fwhm_fraction, self.applied);
+        s.iter_mut().zip(&self.gains).for_each(|(a, g)| *a *= g);
+        s
+    }
+
+    /// Offset at virtual time `t` seconds, channels.
+    pub fn shift_at(&self, t: f64) -> f64 {
+        self.shift0 + self.rate * t
+    }
+
+    /// Brings `source` to the registration of virtual time `t`.
+    pub fn follow(&mut self, t: f64, source: &mut Vec<f64>) {
+        let shift = self.shift_at(t);
+        if (shift - self.applied).abs() >= REGISTRATION_STEP {
+            self.applied = shift;
+            *source = self.source();
+        }
+    }
 }
 
 /// exp(i·(β2Ω²/2 + β3Ω³/6 + ripple_k)).
@@ -104,6 +156,9 @@ pub(crate) fn phase_matching(n: usize, dw: f64, gvm_l_fs: f64) -> Vec<Complex64>
 /// Scratch buffers, so a shot allocates nothing.
 #[derive(Debug, Clone)]
 pub(crate) struct Scratch {
+    /// This shot's multiplicative noise on each channel's field (1 = none);
+    /// the model fills it before each shot.
+    pub field_noise: Vec<f64>,
     quantised: Vec<f64>,
     blurred: Vec<f64>,
     field: Vec<Complex64>,
@@ -112,6 +167,7 @@ pub(crate) struct Scratch {
 impl Scratch {
     pub fn new(n: usize) -> Self {
         Scratch {
+            field_noise: vec![1.0; n],
             quantised: vec![0.0; n],
             blurred: vec![0.0; n],
             field: vec![Complex64::new(0.0, 0.0); n],
@@ -138,7 +194,7 @@ impl Optics {
         }
         blur(&s.quantised, &self.xtalk, &mut s.blurred);
         for k in 0..n {
-            s.field[k] = self.phase[k] * (self.source[k] * s.blurred[k]);
+            s.field[k] = self.phase[k] * (self.source[k] * s.field_noise[k] * s.blurred[k]);
         }
         // B_n = H_n Σ_{k+l=n} E_k E_l: each off-diagonal pair counted twice.
         for (g, o) in out.iter_mut().enumerate() {

@@ -8,10 +8,13 @@ fn nominal(cfg: ShgConfig) -> ShgModel {
     ShgModel::new(cfg, Variant::Nominal, 1).expect("valid config")
 }
 
+/// The true rig without drift or spectral noise: component mismatch,
+/// power, shot and read noise only.
 fn quiet_true(cfg: ShgConfig, seed: u64) -> ShgModel {
     ShgModel::new(
         ShgConfig {
             drift_sigma: 0.0,
+            spectral_noise: 0.0,
             ..cfg
         },
         Variant::True,
@@ -303,5 +306,89 @@ fn configuration_errors_name_the_field() {
             .unwrap_err()
             .to_string()
             .starts_with("bin_window")
+    );
+}
+
+#[test]
+fn registration_creeps_at_its_rate_and_moves_the_sh_spectrum() {
+    // 1 channel per virtual second: 200 shots of 5 ms slide the source one
+    // channel across the mask, so the SH of the open mask (pixel k + l)
+    // moves two pixels, in the direction the seed drew. A narrow source and
+    // a thin crystal, so neither the mask's edges nor phase matching pull
+    // the centroid.
+    let cfg = ShgConfig {
+        source_fwhm: 0.2,
+        crystal_mm: 0.0,
+        spectral_noise: 0.0,
+        power_noise: 0.0,
+        read_noise: 0.0,
+        drift_sigma: 0.0,
+        registration_drift_ch_per_h: 3600.0,
+        ..ShgConfig::default()
+    };
+    let mut m = ShgModel::new(cfg, Variant::True, 3).expect("valid");
+    let open = vec![1.0; 64];
+    let mut px = vec![0.0; 127];
+    let centroid = |px: &[f64]| {
+        px.iter().enumerate().map(|(i, v)| i as f64 * v).sum::<f64>() / px.iter().sum::<f64>()
+    };
+    let r0 = m.registration();
+    m.shot_mask(&open, &mut px);
+    let c0 = centroid(&px);
+    for _ in 0..199 {
+        m.shot_mask(&open, &mut px);
+    }
+    let moved = m.registration() - r0;
+    assert!((moved.abs() - 1.0).abs() < 1e-9, "registration moved {moved}");
+    m.shot_mask(&open, &mut px);
+    let dc = centroid(&px) - c0;
+    assert!(
+        dc * moved > 0.0 && (dc.abs() - 2.0).abs() < 0.05,
+        "centroid moved {dc} px for {moved} channels"
+    );
+    // The nominal rig has no creep.
+    let mut n = nominal(ShgConfig::default());
+    for _ in 0..10 {
+        n.shot_mask(&open, &mut px);
+    }
+    assert_eq!(n.registration(), 0.0);
+}
+
+#[test]
+fn spectral_noise_enters_before_the_quartic_nonlinearity() {
+    // One open channel: SH ∝ |E_k|⁴, so 2 % field noise is ≈ 8 % on the
+    // SH (exact: the moments of (1 + σz)⁴), on top of shot noise. No
+    // crosstalk, which would mix in the neighbours' independent noise; a
+    // laser 8× brighter, so the lone channel gives ~2000 counts.
+    let sigma = 0.02f64;
+    let cfg = ShgConfig {
+        crosstalk_channels: 0.0,
+        power_noise: 0.0,
+        read_noise: 0.0,
+        drift_sigma: 0.0,
+        registration_drift_ch_per_h: 0.0,
+        spectral_noise: sigma,
+        laser_power: 8.0,
+        ..ShgConfig::default()
+    };
+    let mut m = ShgModel::new(cfg, Variant::True, 4).expect("valid");
+    let mut mask = vec![0.0; 64];
+    mask[32] = 1.0;
+    let mut px = vec![0.0; 127];
+    let totals: Vec<f64> = (0..4000)
+        .map(|_| {
+            m.shot_mask(&mask, &mut px);
+            px.iter().sum()
+        })
+        .collect();
+    let (mean, std) = mean_std(&totals);
+    let s2 = sigma * sigma;
+    let m4 = 1.0 + 6.0 * s2 + 3.0 * s2 * s2;
+    let m8 = 1.0 + 28.0 * s2 + 210.0 * s2 * s2 + 420.0 * s2 * s2 * s2 + 105.0 * s2.powi(4);
+    let expected = ((m8 - m4 * m4) / (m4 * m4) + 1.0 / mean).sqrt();
+    assert!(
+        (std / mean / expected - 1.0).abs() < 0.1,
+        "relative std {}, expected {expected} ({mean} counts)",
+        std / mean
     );
 }
