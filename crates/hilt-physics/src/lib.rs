@@ -7,10 +7,14 @@
 //! mismatch, noise, drift on a virtual clock, quantisation and saturation)
 //! that plays the role of reality. See `physics.md` §2 in the shared docs.
 
+pub mod circuit;
 mod error;
+mod hyper;
 mod model;
 mod ou;
+pub mod plate;
 pub mod shg;
+pub mod waveform;
 
 pub use error::Error;
 pub use model::{PhysicalModel, Variant, forward};

@@ -213,7 +213,10 @@ impl ShgConfig {
             ("power_noise", self.power_noise),
             ("spectral_noise", self.spectral_noise),
             ("drift_sigma", self.drift_sigma),
-            ("registration_drift_ch_per_h", self.registration_drift_ch_per_h),
+            (
+                "registration_drift_ch_per_h",
+                self.registration_drift_ch_per_h,
+            ),
             ("exposure_s", self.exposure_s),
         ] {
             if !(v.is_finite() && v >= 0.0) {

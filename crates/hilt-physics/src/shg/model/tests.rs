@@ -330,7 +330,11 @@ fn registration_creeps_at_its_rate_and_moves_the_sh_spectrum() {
     let open = vec![1.0; 64];
     let mut px = vec![0.0; 127];
     let centroid = |px: &[f64]| {
-        px.iter().enumerate().map(|(i, v)| i as f64 * v).sum::<f64>() / px.iter().sum::<f64>()
+        px.iter()
+            .enumerate()
+            .map(|(i, v)| i as f64 * v)
+            .sum::<f64>()
+            / px.iter().sum::<f64>()
     };
     let r0 = m.registration();
     m.shot_mask(&open, &mut px);
@@ -339,7 +343,10 @@ fn registration_creeps_at_its_rate_and_moves_the_sh_spectrum() {
         m.shot_mask(&open, &mut px);
     }
     let moved = m.registration() - r0;
-    assert!((moved.abs() - 1.0).abs() < 1e-9, "registration moved {moved}");
+    assert!(
+        (moved.abs() - 1.0).abs() < 1e-9,
+        "registration moved {moved}"
+    );
     m.shot_mask(&open, &mut px);
     let dc = centroid(&px) - c0;
     assert!(

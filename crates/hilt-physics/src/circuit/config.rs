@@ -1,0 +1,214 @@
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::waveform::{DriveConfig, Readout};
+
+/// Which voltage the scope records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Probe {
+    /// The collector's drop below the supply, R_c·i_C (clipped at
+    /// saturation): 0 while the transistor is off.
+    Collector,
+    /// The RLC's capacitor node.
+    Capacitor,
+}
+
+impl Probe {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Probe::Collector => "collector",
+            Probe::Capacitor => "capacitor",
+        }
+    }
+}
+
+/// The analog circuit (`physics.md` §2.3): a waveform generator drives a
+/// series RLC whose capacitor node drives a BJT's base; a scope records
+/// the transient. Defaults are the [I] values there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitConfig {
+    pub drive: DriveConfig,
+    /// Samples each drive element is held for (zero-order hold; 5 µs at 1 MS/s).
+    pub hold_samples: usize,
+    /// ADC (and AO) rate.
+    pub sample_rate_hz: f64,
+    /// Integration steps per ADC sample (0.1 µs at 1 MS/s).
+    pub substeps: usize,
+    /// Volts at drive element 1.0.
+    pub full_scale_v: f64,
+    pub guard_s: f64,
+    pub n_bins: usize,
+    pub readout: Readout,
+    pub probe: Probe,
+
+    pub l_mh: f64,
+    pub c_nf: f64,
+    pub r_ohm: f64,
+    pub i_s_a: f64,
+    pub beta_f: f64,
+    pub ideality: f64,
+    pub vcc_v: f64,
+    pub rc_ohm: f64,
+    /// Base resistance (0 = ideal junction clamp, the nominal model).
+    pub rb_ohm: f64,
+    pub vce_sat_v: f64,
+    pub temperature_k: f64,
+
+    /// True model: component tolerance (relative std), inductor ESR,
+    /// parasitic capacitance on the capacitor node, junction capacitance.
+    pub tolerance: f64,
+    pub esr_ohm: f64,
+    pub c_parasitic_pf: f64,
+    pub c_je_pf: f64,
+    /// ADC and AO noise, V rms; ADC resolution over ±range.
+    pub adc_noise_v: f64,
+    pub ao_noise_v: f64,
+    pub adc_bits: u32,
+    pub adc_range_v: f64,
+    /// Trigger jitter, ± samples.
+    pub trigger_jitter: u32,
+    /// Junction temperature: OU process, K; V_BE moves by `vbe_tempco`.
+    pub temp_sigma_k: f64,
+    pub temp_tau_s: f64,
+    pub vbe_tempco_v_per_k: f64,
+    /// Supply droop reached after long running (relative), time constant.
+    pub supply_droop: f64,
+    pub supply_droop_tau_s: f64,
+}
+
+impl Default for CircuitConfig {
+    fn default() -> Self {
+        CircuitConfig {
+            drive: DriveConfig::default(),
+            hold_samples: 5,
+            sample_rate_hz: 1e6,
+            substeps: 10,
+            full_scale_v: 2.0,
+            guard_s: 2e-4,
+            n_bins: 10,
+            readout: Readout::Mean,
+            probe: Probe::Collector,
+            l_mh: 1.0,
+            c_nf: 10.0,
+            r_ohm: 100.0,
+            i_s_a: 1e-14,
+            beta_f: 100.0,
+            ideality: 1.0,
+            vcc_v: 5.0,
+            rc_ohm: 1000.0,
+            rb_ohm: 1000.0,
+            vce_sat_v: 0.2,
+            temperature_k: 300.0,
+            tolerance: 0.05,
+            esr_ohm: 2.0,
+            c_parasitic_pf: 47.0,
+            c_je_pf: 10.0,
+            adc_noise_v: 1e-3,
+            ao_noise_v: 1e-3,
+            adc_bits: 16,
+            adc_range_v: 10.0,
+            trigger_jitter: 1,
+            temp_sigma_k: 1.0,
+            temp_tau_s: 1200.0,
+            vbe_tempco_v_per_k: -2e-3,
+            supply_droop: 1e-3,
+            supply_droop_tau_s: 3600.0,
+        }
+    }
+}
+
+impl CircuitConfig {
+    pub fn validate(&self) -> Result<(), Error> {
+        self.drive.validate()?;
+        if self.hold_samples == 0 || self.hold_samples > 1024 {
+            return Err(Error::config(
+                "hold_samples",
+                format!("{} is not in 1..=1024", self.hold_samples),
+            ));
+        }
+        for (field, v) in [
+            ("sample_rate_hz", self.sample_rate_hz),
+            ("full_scale_v", self.full_scale_v),
+            ("l_mh", self.l_mh),
+            ("c_nf", self.c_nf),
+            ("i_s_a", self.i_s_a),
+            ("beta_f", self.beta_f),
+            ("ideality", self.ideality),
+            ("vcc_v", self.vcc_v),
+            ("rc_ohm", self.rc_ohm),
+            ("temperature_k", self.temperature_k),
+            ("adc_range_v", self.adc_range_v),
+            ("temp_tau_s", self.temp_tau_s),
+            ("supply_droop_tau_s", self.supply_droop_tau_s),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::config(field, format!("{v} must be finite and > 0")));
+            }
+        }
+        for (field, v) in [
+            ("guard_s", self.guard_s),
+            ("r_ohm", self.r_ohm),
+            ("rb_ohm", self.rb_ohm),
+            ("vce_sat_v", self.vce_sat_v),
+            ("tolerance", self.tolerance),
+            ("esr_ohm", self.esr_ohm),
+            ("c_parasitic_pf", self.c_parasitic_pf),
+            ("c_je_pf", self.c_je_pf),
+            ("adc_noise_v", self.adc_noise_v),
+            ("ao_noise_v", self.ao_noise_v),
+            ("temp_sigma_k", self.temp_sigma_k),
+            ("supply_droop", self.supply_droop),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::config(field, format!("{v} must be finite and >= 0")));
+            }
+        }
+        if !self.vbe_tempco_v_per_k.is_finite() {
+            return Err(Error::config("vbe_tempco_v_per_k", "must be finite"));
+        }
+        if !(1..=1000).contains(&self.substeps) {
+            return Err(Error::config(
+                "substeps",
+                format!("{} is not in 1..=1000", self.substeps),
+            ));
+        }
+        if self.vce_sat_v >= self.vcc_v {
+            return Err(Error::config("vce_sat_v", "must be below vcc_v"));
+        }
+        if (self.rb_ohm > 0.0) != (self.c_je_pf > 0.0) && self.rb_ohm == 0.0 {
+            return Err(Error::config(
+                "c_je_pf",
+                "a junction capacitance needs a base resistance (rb_ohm > 0)",
+            ));
+        }
+        if self.n_bins == 0 || self.n_bins > self.drive_samples() {
+            return Err(Error::config(
+                "n_bins",
+                format!(
+                    "{} bins cannot split {} drive samples",
+                    self.n_bins,
+                    self.drive_samples()
+                ),
+            ));
+        }
+        if !(1..=24).contains(&self.adc_bits) {
+            return Err(Error::config("adc_bits", "must be in 1..=24"));
+        }
+        if self.full_scale_v >= self.adc_range_v {
+            return Err(Error::config("full_scale_v", "must be below adc_range_v"));
+        }
+        Ok(())
+    }
+
+    /// Samples of the drive.
+    pub fn drive_samples(&self) -> usize {
+        self.drive.n_elements() * self.hold_samples
+    }
+
+    /// Virtual seconds per sample: the drive plus the guard.
+    pub fn seconds_per_sample(&self) -> f64 {
+        self.drive_samples() as f64 / self.sample_rate_hz + self.guard_s
+    }
+}

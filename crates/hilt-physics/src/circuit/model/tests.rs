@@ -1,0 +1,153 @@
+//! Physics checks: each would fail on a plausible wrong model.
+
+use super::*;
+use crate::forward;
+
+fn quiet(cfg: CircuitConfig) -> CircuitConfig {
+    CircuitConfig {
+        adc_noise_v: 0.0,
+        ao_noise_v: 0.0,
+        trigger_jitter: 0,
+        temp_sigma_k: 0.0,
+        supply_droop: 0.0,
+        ..cfg
+    }
+}
+
+/// The DC operating point, solved independently of the integrator:
+/// V = (R + R_b)·i_B + n·V_T·ln(i_B·β/I_S + 1), by bisection on i_B.
+fn analytic_base_current(p: &Components, v: f64) -> f64 {
+    let f = |ib: f64| (p.r + p.rb) * ib + p.n_vt * (ib * p.beta / p.i_s + 1.0).ln() - v;
+    let (mut lo, mut hi) = (0.0, v / (p.r + p.rb).max(1.0));
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if f(mid) > 0.0 {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+fn settle(m: &CircuitModel, v: f64) -> f64 {
+    // 40 envelope time constants (2L/R = 20 µs) of constant drive.
+    let mut out = Vec::new();
+    m.respond(&vec![v; 800], 0.0, &mut out);
+    *out.last().expect("non-empty")
+}
+
+#[test]
+fn dc_operating_point_matches_the_analytic_value() {
+    for (variant, seed) in [(Variant::Nominal, 0), (Variant::True, 4)] {
+        let m = CircuitModel::new(quiet(CircuitConfig::default()), variant, seed).expect("valid");
+        let p = m.components().clone();
+        for v in [0.7, 1.0, 1.5] {
+            let ib = analytic_base_current(&p, v);
+            let expected = p.collector_drop(ib, p.vcc);
+            let got = settle(&m, v);
+            assert!(
+                (got - expected).abs() < 1e-6 + 1e-4 * expected,
+                "{variant:?} at {v} V: collector drop {got} V, analytic {expected} V"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_junction_rectifies() {
+    let m = CircuitModel::new(quiet(CircuitConfig::default()), Variant::True, 1).expect("valid");
+    let up = settle(&m, 1.5);
+    let down = settle(&m, -1.5);
+    assert!(up > 1.0, "forward drive: drop {up} V");
+    assert!(down.abs() < 1e-6, "reverse drive: drop {down} V");
+    // And the capacitor node is clamped near a diode drop one way only.
+    let cfg = CircuitConfig {
+        probe: Probe::Capacitor,
+        ..quiet(CircuitConfig::default())
+    };
+    let m = CircuitModel::new(cfg, Variant::Nominal, 1).expect("valid");
+    let (pos, neg) = (settle(&m, 1.5), settle(&m, -1.5));
+    assert!(
+        pos < 0.9 && (neg + 1.5).abs() < 1e-6,
+        "v_C at ±1.5 V: {pos}, {neg}"
+    );
+}
+
+fn drive_response(substeps: usize) -> Vec<f32> {
+    let cfg = CircuitConfig {
+        substeps,
+        ..quiet(CircuitConfig::default())
+    };
+    let mut m = CircuitModel::new(cfg, Variant::True, 2).expect("valid");
+    let x = ndarray::Array2::from_shape_fn((1, 196), |(_, j)| ((j * 37) % 11) as f32 / 10.0);
+    let theta = ndarray::Array2::from_elem((1, 196), -0.3f32);
+    forward(&mut m, x.view(), theta.view())
+        .0
+        .into_raw_vec_and_offset()
+        .0
+}
+
+#[test]
+fn halving_the_step_changes_the_output_by_less_than_a_millivolt() {
+    let coarse = drive_response(10);
+    let fine = drive_response(20);
+    let worst = coarse
+        .iter()
+        .zip(&fine)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    let scale = fine.iter().copied().fold(0.0f32, f32::max);
+    assert!(
+        scale > 0.1,
+        "the drive should switch the transistor on ({scale} V)"
+    );
+    // The ADC's own noise is 1 mV: the integrator stays below it.
+    assert!(worst < 1e-3, "step halving moved a bin by {worst} V");
+}
+
+#[test]
+fn same_seed_same_circuit_and_noise_other_seed_differs() {
+    let x = ndarray::Array2::from_shape_fn((3, 196), |(i, j)| ((i * 196 + j) % 17) as f32 / 16.0);
+    let theta = ndarray::Array2::from_elem((1, 196), 0.1f32);
+    let run = |seed| {
+        let mut m =
+            CircuitModel::new(CircuitConfig::default(), Variant::True, seed).expect("valid");
+        forward(&mut m, x.view(), theta.view()).0
+    };
+    assert_eq!(run(5), run(5));
+    assert_ne!(run(5), run(6));
+}
+
+#[test]
+fn a_warmer_junction_conducts_like_more_drive() {
+    // −2 mV/K: 10 K warmer shifts V_BE by −20 mV, as 20 mV more drive
+    // would (in the active region, where R·i_B is small).
+    let m = CircuitModel::new(quiet(CircuitConfig::default()), Variant::Nominal, 0).expect("valid");
+    let (mut warm, mut more) = (Vec::new(), Vec::new());
+    m.respond(&[0.66; 800], -0.02, &mut warm);
+    m.respond(&[0.68; 800], 0.0, &mut more);
+    let (w, c) = (warm[799], more[799]);
+    assert!(w > 0.01 && w < 4.0, "not in the active region: {w} V");
+    assert!(
+        (w / c - 1.0).abs() < 0.05,
+        "warm {w} V vs 20 mV more drive {c} V"
+    );
+    let mut cool = Vec::new();
+    m.respond(&[0.66; 800], 0.0, &mut cool);
+    assert!(cool[799] < 0.5 * w, "cool {} V vs warm {w} V", cool[799]);
+}
+
+#[test]
+fn configuration_errors_name_the_field() {
+    let bad = CircuitConfig {
+        substeps: 0,
+        ..CircuitConfig::default()
+    };
+    assert!(
+        CircuitModel::new(bad, Variant::True, 0)
+            .unwrap_err()
+            .to_string()
+            .starts_with("substeps")
+    );
+}

@@ -1,0 +1,272 @@
+//! What the two time-domain rigs (plate, circuit) share: x and θ become one
+//! drive waveform, and the response is read out as time bins
+//! (`physics.md` §2.2–2.3). The drive elements are published as a
+//! `ControlEncoding`, so a twin sees exactly what the actuator played.
+
+use hilt_core::ControlEncoding;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// How inputs and parameters share the drive waveform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// One element per input, carrying `input_scale·x_i + θ_i`: the two
+    /// waveforms played on top of each other, time-aligned.
+    Superpose,
+    /// `x_0, θ_0, x_1, θ_1, …`: each input followed by its own parameter.
+    Interleave,
+    /// `θ_pre | x | θ_post`: parameter waveforms before and after the data
+    /// (they set the state the input arrives into, and shape the ring-down).
+    Concat,
+}
+
+impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Superpose => "superpose",
+            Encoding::Interleave => "interleave",
+            Encoding::Concat => "concat",
+        }
+    }
+}
+
+/// The drive encoding of a time-domain rig. The elements are dimensionless
+/// in `[-limit, limit]`; the rig multiplies them by its full-scale voltage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriveConfig {
+    pub encoding: Encoding,
+    /// Input dimension (196 for 14×14 MNIST).
+    pub n_in: usize,
+    /// Concat: parameter elements before and after the inputs.
+    pub n_pre: usize,
+    pub n_post: usize,
+    /// Gain on x in the drive (superpose/interleave/concat alike).
+    pub input_scale: f32,
+    /// Hard limit of the drive, as a fraction of full scale: every element
+    /// is clamped into `[-limit, limit]` before it reaches the amplifier.
+    /// This is what protects the speaker (or the circuit), whatever x and
+    /// θ a client sends.
+    pub limit: f32,
+}
+
+impl Default for DriveConfig {
+    fn default() -> Self {
+        DriveConfig {
+            encoding: Encoding::Superpose,
+            n_in: 196,
+            n_pre: 32,
+            n_post: 32,
+            input_scale: 1.0,
+            limit: 1.0,
+        }
+    }
+}
+
+impl DriveConfig {
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.n_in == 0 || self.n_in > 65_536 {
+            return Err(Error::config(
+                "drive.n_in",
+                format!("{} is not in 1..=65536", self.n_in),
+            ));
+        }
+        if self.encoding == Encoding::Concat && self.n_pre + self.n_post == 0 {
+            return Err(Error::config(
+                "drive.n_pre",
+                "concat needs at least one parameter element (n_pre + n_post >= 1)",
+            ));
+        }
+        if !(self.limit.is_finite() && self.limit > 0.0 && self.limit <= 1.0) {
+            return Err(Error::config(
+                "drive.limit",
+                format!("{} is not in (0, 1]", self.limit),
+            ));
+        }
+        if !(self.input_scale.is_finite() && self.input_scale > 0.0) {
+            return Err(Error::config("drive.input_scale", "must be finite and > 0"));
+        }
+        Ok(())
+    }
+
+    /// Drive elements per sample.
+    pub fn n_elements(&self) -> usize {
+        match self.encoding {
+            Encoding::Superpose => self.n_in,
+            Encoding::Interleave => 2 * self.n_in,
+            Encoding::Concat => self.n_pre + self.n_in + self.n_post,
+        }
+    }
+
+    pub fn n_par(&self) -> usize {
+        match self.encoding {
+            Encoding::Superpose | Encoding::Interleave => self.n_in,
+            Encoding::Concat => self.n_pre + self.n_post,
+        }
+    }
+
+    /// Which element carries which input and parameter.
+    pub fn encoding_map(&self) -> ControlEncoding {
+        let n = self.n_elements();
+        let mut input_index = vec![-1i32; n];
+        let mut param_index = vec![-1i32; n];
+        let idx = |v: usize| i32::try_from(v).expect("element counts are validated");
+        match self.encoding {
+            Encoding::Superpose => {
+                for k in 0..n {
+                    input_index[k] = idx(k);
+                    param_index[k] = idx(k);
+                }
+            }
+            Encoding::Interleave => {
+                for i in 0..self.n_in {
+                    input_index[2 * i] = idx(i);
+                    param_index[2 * i + 1] = idx(i);
+                }
+            }
+            Encoding::Concat => {
+                for k in 0..n {
+                    if k < self.n_pre {
+                        param_index[k] = idx(k);
+                    } else if k < self.n_pre + self.n_in {
+                        input_index[k] = idx(k - self.n_pre);
+                    } else {
+                        param_index[k] = idx(k - self.n_in);
+                    }
+                }
+            }
+        }
+        ControlEncoding {
+            layout: self.encoding.as_str().to_string(),
+            input_index,
+            param_index,
+            input_scale: self.input_scale,
+            control_min: -self.limit,
+            control_max: self.limit,
+        }
+    }
+}
+
+/// Bins of a recorded trace: `n` equal windows covering `[start, end)`.
+pub fn bin_edges(start: usize, end: usize, n: usize) -> Vec<(usize, usize)> {
+    let w = end - start;
+    (0..n)
+        .map(|j| (start + j * w / n, start + (j + 1) * w / n))
+        .collect()
+}
+
+/// How a time bin becomes one output value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Readout {
+    /// Root mean square: the loudness of the bin (sign-free).
+    Rms,
+    /// Mean: the DC level of the bin (keeps the sign).
+    Mean,
+}
+
+impl Readout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Readout::Rms => "rms",
+            Readout::Mean => "mean",
+        }
+    }
+
+    pub fn apply(self, trace: &[f64], bins: &[(usize, usize)], scale: f64, y: &mut [f32]) {
+        for (out, &(a, b)) in y.iter_mut().zip(bins) {
+            let s = &trace[a..b];
+            let n = s.len().max(1) as f64;
+            let v = match self {
+                Readout::Rms => (s.iter().map(|v| v * v).sum::<f64>() / n).sqrt(),
+                Readout::Mean => s.iter().sum::<f64>() / n,
+            };
+            *out = (v * scale) as f32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drive(encoding: Encoding, n_in: usize) -> DriveConfig {
+        DriveConfig {
+            encoding,
+            n_in,
+            n_pre: 2,
+            n_post: 1,
+            ..DriveConfig::default()
+        }
+    }
+
+    fn compose(cfg: &DriveConfig, x: &[f32], theta: &[f32]) -> Vec<f32> {
+        let map = cfg.encoding_map();
+        let mut out = vec![0.0f32; map.n_controls()];
+        map.compose(x, theta, &mut out);
+        out
+    }
+
+    #[test]
+    fn superpose_adds_parameter_to_input() {
+        let c = drive(Encoding::Superpose, 3);
+        assert_eq!(c.n_par(), 3);
+        assert_eq!(
+            compose(&c, &[0.1, 0.2, 0.3], &[0.5, -0.5, 0.0]),
+            [0.6, -0.3, 0.3]
+        );
+    }
+
+    #[test]
+    fn interleave_alternates_input_and_parameter() {
+        let c = drive(Encoding::Interleave, 2);
+        assert_eq!(c.n_elements(), 4);
+        assert_eq!(compose(&c, &[0.1, 0.2], &[0.7, 0.8]), [0.1, 0.7, 0.2, 0.8]);
+    }
+
+    #[test]
+    fn concat_frames_the_input_with_parameters() {
+        let c = drive(Encoding::Concat, 2);
+        assert_eq!(c.n_par(), 3);
+        assert_eq!(
+            compose(&c, &[0.1, 0.2], &[0.7, 0.8, 0.9]),
+            [0.7, 0.8, 0.1, 0.2, 0.9]
+        );
+    }
+
+    #[test]
+    fn the_limit_clamps_every_element() {
+        let c = DriveConfig {
+            limit: 0.5,
+            ..drive(Encoding::Superpose, 2)
+        };
+        assert_eq!(compose(&c, &[1.0, -1.0], &[1.0, -1.0]), [0.5, -0.5]);
+    }
+
+    #[test]
+    fn readouts() {
+        let trace = [3.0, -3.0, 1.0, 1.0];
+        let bins = bin_edges(0, 4, 2);
+        let mut y = [0.0f32; 2];
+        Readout::Rms.apply(&trace, &bins, 1.0, &mut y);
+        assert_eq!(y, [3.0, 1.0]);
+        Readout::Mean.apply(&trace, &bins, 2.0, &mut y);
+        assert_eq!(y, [0.0, 2.0]);
+    }
+
+    #[test]
+    fn bad_drive_names_the_field() {
+        let bad = DriveConfig {
+            limit: 1.5,
+            ..DriveConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("drive.limit")
+        );
+    }
+}
