@@ -7,6 +7,8 @@ use std::path::Path;
 
 use hilt_core::{LimitPolicy, Range};
 use hilt_physics::Variant;
+use hilt_physics::circuit::CircuitConfig;
+use hilt_physics::plate::PlateConfig;
 use hilt_physics::shg::ShgConfig;
 use serde::Deserialize;
 use toml::Spanned;
@@ -57,7 +59,20 @@ impl Default for ServerConfig {
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
     Shg,
+    Plate,
+    Circuit,
     Loopback,
+}
+
+impl DeviceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceKind::Shg => "shg",
+            DeviceKind::Plate => "plate",
+            DeviceKind::Circuit => "circuit",
+            DeviceKind::Loopback => "loopback",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -88,6 +103,8 @@ pub struct DeviceConfig {
     #[serde(default)]
     pub limits: LimitsConfig,
     pub shg: Option<ShgConfig>,
+    pub plate: Option<PlateConfig>,
+    pub circuit: Option<CircuitConfig>,
     pub loopback: Option<LoopbackConfig>,
 }
 
@@ -200,13 +217,17 @@ impl Config {
             if self.devices[..i].iter().any(|o| o.id.get_ref() == id) {
                 return Err(Error::Config(format!("{at}: duplicate device id")));
             }
-            let (wanted, other) = match d.kind {
-                DeviceKind::Shg => ("shg", d.loopback.is_some().then_some("loopback")),
-                DeviceKind::Loopback => ("loopback", d.shg.is_some().then_some("shg")),
-            };
-            if let Some(other) = other {
+            let tables = [
+                (DeviceKind::Shg, d.shg.is_some()),
+                (DeviceKind::Plate, d.plate.is_some()),
+                (DeviceKind::Circuit, d.circuit.is_some()),
+                (DeviceKind::Loopback, d.loopback.is_some()),
+            ];
+            if let Some((other, _)) = tables.iter().find(|(k, given)| *given && *k != d.kind) {
                 return Err(Error::Config(format!(
-                    "{at}: [device.{other}] given for a device of kind '{wanted}'"
+                    "{at}: [device.{}] given for a device of kind '{}'",
+                    other.as_str(),
+                    d.kind.as_str()
                 )));
             }
             if d.kind == DeviceKind::Loopback && d.loopback.is_none() {
@@ -224,9 +245,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn embedded_default_parses_and_serves_shg0() {
+    fn embedded_default_serves_the_three_rigs() {
         let c = Config::embedded_default();
-        assert_eq!(c.devices[0].id.get_ref(), "shg0");
+        let ids: Vec<&str> = c.devices.iter().map(|d| d.id.get_ref().as_str()).collect();
+        assert_eq!(ids, ["shg0", "plate0", "circuit0", "loopback0"]);
         assert_eq!(c.server.listen, SocketAddr::from(([127, 0, 0, 1], 50051)));
     }
 

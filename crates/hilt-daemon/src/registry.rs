@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use hilt_core::{Device, DeviceSpec};
 use hilt_drivers::{LoopbackModel, SimDevice, SimSettings};
+use hilt_physics::PhysicalModel;
+use hilt_physics::circuit::CircuitModel;
+use hilt_physics::plate::PlateModel;
 use hilt_physics::shg::ShgModel;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -95,14 +98,31 @@ fn build_device(cfg: &Config, d: &DeviceConfig) -> Result<(DeviceEntry, JoinHand
         emulate_seconds_per_sample: d.emulate_seconds_per_sample,
     };
     let depth = cfg.server.queue_depth;
+    fn sim<M: PhysicalModel>(
+        model: M,
+        settings: SimSettings,
+        depth: usize,
+    ) -> Result<(DeviceEntry, JoinHandle<()>), String> {
+        Ok(start(
+            SimDevice::new(model, settings).map_err(|e| e.to_string())?,
+            depth,
+        ))
+    }
     match d.kind {
         DeviceKind::Shg => {
             let model = ShgModel::new(d.shg.clone().unwrap_or_default(), d.model, d.seed)
                 .map_err(|e| format!("shg.{e}"))?;
-            Ok(start(
-                SimDevice::new(model, settings).map_err(|e| e.to_string())?,
-                depth,
-            ))
+            sim(model, settings, depth)
+        }
+        DeviceKind::Plate => {
+            let model = PlateModel::new(d.plate.clone().unwrap_or_default(), d.model, d.seed)
+                .map_err(|e| format!("plate.{e}"))?;
+            sim(model, settings, depth)
+        }
+        DeviceKind::Circuit => {
+            let model = CircuitModel::new(d.circuit.clone().unwrap_or_default(), d.model, d.seed)
+                .map_err(|e| format!("circuit.{e}"))?;
+            sim(model, settings, depth)
         }
         DeviceKind::Loopback => {
             let lb = d
@@ -112,11 +132,7 @@ fn build_device(cfg: &Config, d: &DeviceConfig) -> Result<(DeviceEntry, JoinHand
             if lb.n_in == 0 || lb.n_in > 1 << 16 || lb.n_par > 1 << 16 {
                 return Err("loopback: n_in must be 1..=65536 and n_par at most 65536".into());
             }
-            let model = LoopbackModel::new(lb.n_in, lb.n_par);
-            Ok(start(
-                SimDevice::new(model, settings).map_err(|e| e.to_string())?,
-                depth,
-            ))
+            sim(LoopbackModel::new(lb.n_in, lb.n_par), settings, depth)
         }
     }
 }
