@@ -61,6 +61,10 @@ pub struct PlateConfig {
     pub adc_bits: u32,
     /// Audio-interface latency jitter, ± samples.
     pub latency_jitter: u32,
+    /// Undo the jitter as a lab would: record the drive on a loopback
+    /// input through the same interface, find the lag that best matches
+    /// the drive (cross-correlation) and shift the microphone by it.
+    pub align_loopback: bool,
 
     /// True model: relative spread of modal frequencies, of Q, of the
     /// coil's components.
@@ -108,6 +112,7 @@ impl Default for PlateConfig {
             adc_headroom: 16.0,
             adc_bits: 16,
             latency_jitter: 1,
+            align_loopback: true,
             freq_error: 0.02,
             q_error: 0.3,
             component_error: 0.05,

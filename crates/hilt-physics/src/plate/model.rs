@@ -211,6 +211,43 @@ impl PlateModel {
     }
 }
 
+impl PlateModel {
+    /// The interface's latency offset as the loopback channel shows it:
+    /// the drive comes back `true_lag` samples late, with the input noise,
+    /// and the lag within ±jitter that correlates best is taken.
+    fn loopback_lag(&mut self, controls: &[f64], true_lag: i64) -> i64 {
+        let hold = self.cfg.hold_samples;
+        let n = controls.len() * hold;
+        let j = i64::from(self.cfg.latency_jitter);
+        let drive = |t: i64| {
+            usize::try_from(t)
+                .ok()
+                .filter(|&t| t < n)
+                .map_or(0.0, |t| controls[t / hold])
+        };
+        let sigma = 10f64.powf(-self.cfg.snr_db / 20.0);
+        let recorded: Vec<f64> = (-j..n as i64 + j)
+            .map(|t| {
+                let z: f64 = self.rng.sample(StandardNormal);
+                drive(t - true_lag) + sigma * z
+            })
+            .collect();
+        (-j..=j)
+            .map(|k| {
+                let c: f64 = recorded
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| drive(i as i64 - j - k) * r)
+                    .sum();
+                (k, c)
+            })
+            .fold((0, f64::NEG_INFINITY), |best, (k, c)| {
+                if c > best.1 { (k, c) } else { best }
+            })
+            .0
+    }
+}
+
 impl PhysicalModel for PlateModel {
     fn kind(&self) -> &'static str {
         "plate"
@@ -288,11 +325,17 @@ impl PhysicalModel for PlateModel {
         self.respond(&controls, scale, self.heat, &mut trace);
         let n = self.cfg.drive_samples();
         let jitter = i64::from(self.cfg.latency_jitter);
-        let start = if truth && jitter > 0 {
-            (self.delay as i64 + self.rng.random_range(-jitter..=jitter)).max(0) as usize
+        let lag = if truth && jitter > 0 {
+            let j = self.rng.random_range(-jitter..=jitter);
+            if self.cfg.align_loopback {
+                j - self.loopback_lag(&controls, j)
+            } else {
+                j
+            }
         } else {
-            self.delay
+            0
         };
+        let start = (self.delay as i64 + lag).max(0) as usize;
         let window = &mut trace[start..start + n];
         let mut saturated = false;
         for v in window.iter_mut() {
