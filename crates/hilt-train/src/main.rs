@@ -125,6 +125,10 @@ struct DataArgs {
     /// Use at most this many test examples (seeded subsample).
     #[arg(long)]
     max_test: Option<usize>,
+    /// Mean-pool images to this side (14: the 196 inputs of the plate and
+    /// circuit networks) [default: the images' own].
+    #[arg(long)]
+    image_side: Option<usize>,
 }
 
 impl DataArgs {
@@ -135,6 +139,9 @@ impl DataArgs {
             .or_else(|| std::env::var_os("HILT_DATA").map(PathBuf::from))
             .unwrap_or_else(|| task.default_dir());
         let mut d = data::load(task, &dir)?;
+        if let Some(side) = self.image_side {
+            d.pool_images(side)?;
+        }
         d.truncate(self.max_train, self.max_test);
         Ok(d)
     }

@@ -118,6 +118,48 @@ impl Dataset {
     }
 }
 
+impl Dataset {
+    /// Mean-pool square images down to `side`×`side` (28 → 14: the 196
+    /// inputs of the paper's plate and circuit networks). The side must
+    /// divide the images' own.
+    pub fn pool_images(&mut self, side: usize) -> Result<()> {
+        let n = self.n_features();
+        let native = (n as f64).sqrt().round() as usize;
+        if self.task == Task::Vowels || native * native != n {
+            return Err(Error::invalid(format!(
+                "--image-side: the {} data set has no square images",
+                self.task.as_str()
+            )));
+        }
+        if side == native {
+            return Ok(());
+        }
+        if side == 0 || side > native || native % side != 0 {
+            return Err(Error::invalid(format!(
+                "--image-side {side}: must divide the images' side of {native}"
+            )));
+        }
+        let f = native / side;
+        for split in [&mut self.train, &mut self.test] {
+            let mut out = Array2::<f32>::zeros((split.len(), side * side));
+            for (src, mut dst) in split.x.outer_iter().zip(out.outer_iter_mut()) {
+                for r in 0..native {
+                    for c in 0..native {
+                        dst[(r / f) * side + c / f] += src[r * native + c];
+                    }
+                }
+            }
+            out.mapv_inplace(|v| v / (f * f) as f32);
+            split.x = out;
+        }
+        self.split = format!(
+            "{}; images mean-pooled {native}×{native} → {side}×{side}",
+            self.split
+        );
+        Ok(())
+    }
+}
+
 /// Load `task` from `dir`.
 pub fn load(task: Task, dir: &Path) -> Result<Dataset> {
     if !dir.is_dir() {
@@ -154,6 +196,24 @@ fn stratified_split(labels: &[u32], n_classes: usize, test_share: f64) -> (Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pooling_averages_blocks_and_refuses_what_does_not_divide() {
+        let x = Array2::from_shape_fn((1, 16), |(_, j)| j as f32);
+        let split = Split { x, y: vec![0] };
+        let mut d = Dataset {
+            task: Task::Mnist,
+            classes: vec!["0".into()],
+            train: split.clone(),
+            test: split,
+            split: "s".into(),
+        };
+        assert!(d.pool_images(3).is_err());
+        d.pool_images(2).unwrap();
+        // Top-left 2×2 block of a 4×4 image 0..16: 0, 1, 4, 5.
+        assert_eq!(d.train.x.row(0).to_vec(), [2.5, 4.5, 10.5, 12.5]);
+        assert!(d.split.ends_with("4×4 → 2×2"));
+    }
 
     #[test]
     fn stratified_split_is_disjoint_complete_and_fixed() {
