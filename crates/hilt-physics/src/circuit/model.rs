@@ -123,8 +123,9 @@ impl CircuitModel {
         let vcc = self.vcc();
         let mut s: State = [0.0; 3];
         for &u in volts {
+            let mut f = self.parts.rates_at(&s, u, dv);
             for _ in 0..self.cfg.substeps {
-                self.parts.step(&mut s, u, dv, h);
+                self.parts.step(&mut s, &mut f, u, dv, h);
             }
             out.push(match self.cfg.probe {
                 Probe::Capacitor => s[1],
