@@ -78,6 +78,9 @@ enum TwinCmd {
 
 #[derive(Debug, Args, Clone)]
 struct FitOpts {
+    /// Twin form [default: waveform for plate and circuit, mlp otherwise].
+    #[arg(long, value_enum)]
+    twin_kind: Option<hilt_train::twin::TwinKind>,
     /// Hidden layer widths of the twin MLP.
     #[arg(long, value_delimiter = ',', default_value = "256,256,256")]
     twin_hidden: Vec<usize>,
@@ -90,6 +93,7 @@ struct FitOpts {
 impl FitOpts {
     fn options(&self, seed: u64, quiet: bool) -> FitOptions {
         FitOptions {
+            kind: self.twin_kind,
             hidden: self.twin_hidden.clone(),
             epochs: self.twin_epochs,
             lr: self.twin_lr,

@@ -134,7 +134,7 @@ impl Dataset {
         if side == native {
             return Ok(());
         }
-        if side == 0 || side > native || native % side != 0 {
+        if side == 0 || side > native || !native.is_multiple_of(side) {
             return Err(Error::invalid(format!(
                 "--image-side {side}: must divide the images' side of {native}"
             )));

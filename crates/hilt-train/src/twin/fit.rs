@@ -3,19 +3,22 @@
 //! the *last* ones recorded, so the error also covers drift during the
 //! recording rather than interpolating between neighbours in time.
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use candle_nn::Optimizer;
 use ndarray::{Axis, Slice};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
-use super::model::{Norm, TrainableMlp, Twin, TwinMeta, forward_normalised, mlp_forward};
+use super::model::{Body, Norm, TrainableMlp, Twin, TwinKind, TwinMeta, mlp_forward};
+use super::wiener::{Params as WienerParams, Shape, Wiener};
 use super::{Encoder, TwinData};
 use crate::error::{Error, Result};
 use crate::net::tensor2;
 
 #[derive(Debug, Clone)]
 pub struct FitOptions {
+    /// `None`: a waveform twin for time-domain rigs, an MLP otherwise.
+    pub kind: Option<TwinKind>,
     pub hidden: Vec<usize>,
     pub epochs: usize,
     pub batch: usize,
@@ -28,6 +31,7 @@ pub struct FitOptions {
 impl Default for FitOptions {
     fn default() -> Self {
         FitOptions {
+            kind: None,
             hidden: vec![256, 256, 256],
             epochs: 120,
             batch: 128,
@@ -92,12 +96,51 @@ pub fn fit(data: &TwinData, opt: &FitOptions) -> Result<Twin> {
         .broadcast_sub(&norm.in_mean)?
         .broadcast_div(&norm.in_std)?;
 
-    let mut sizes = vec![feats.ncols()];
-    sizes.extend_from_slice(&opt.hidden);
-    sizes.push(data.spec.n_out);
-    let mlp = TrainableMlp::new(&sizes, opt.seed)?;
+    let shape = Shape::for_spec(&data.spec)?;
+    let kind = match (opt.kind, &shape) {
+        (Some(TwinKind::Waveform), None) => {
+            return Err(Error::invalid(format!(
+                "--twin-kind waveform: device '{}' of kind '{}' takes no drive waveform",
+                data.spec.id, data.spec.kind
+            )));
+        }
+        (Some(k), _) => k,
+        (None, Some(_)) => TwinKind::Waveform,
+        (None, None) => TwinKind::Mlp,
+    };
+    // The model being fitted: its variables, and its prediction for a batch
+    // of rows in normalised output units.
+    let (vars, wiener) = match (kind, shape) {
+        (TwinKind::Waveform, Some(shape)) => {
+            let vars = WienerParams::init(&shape, opt.seed)?;
+            (vars, Some(Wiener::new(shape)?))
+        }
+        _ => {
+            let mut sizes = vec![feats.ncols()];
+            sizes.extend_from_slice(&opt.hidden);
+            sizes.push(data.spec.n_out);
+            (TrainableMlp::new(&sizes, opt.seed)?.vars, None)
+        }
+    };
+    let wiener_params = |vars: &[Var]| {
+        WienerParams::from_tensors(vars.iter().map(|v| v.as_tensor().clone()).collect())
+    };
+    let mlp_layers = |vars: &[Var]| -> Vec<(Tensor, Tensor)> {
+        vars.chunks(2)
+            .map(|p| (p[0].as_tensor().clone(), p[1].as_tensor().clone()))
+            .collect()
+    };
+    let predict = |vars: &[Var], raw: &Tensor, z: &Tensor| -> Result<Tensor> {
+        match &wiener {
+            Some(w) => Ok(w
+                .forward(&wiener_params(vars)?, raw)?
+                .broadcast_sub(&norm.out_mean)?
+                .broadcast_div(&norm.out_std)?),
+            None => mlp_forward(&mlp_layers(vars), z),
+        }
+    };
     let mut adam = candle_nn::AdamW::new(
-        mlp.vars.clone(),
+        vars.clone(),
         candle_nn::ParamsAdamW {
             lr: opt.lr,
             weight_decay: 0.0,
@@ -119,7 +162,11 @@ pub fn fit(data: &TwinData, opt: &FitOptions) -> Result<Twin> {
                 * (0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total).cos()));
             adam.set_learning_rate(lr);
             let idx = Tensor::from_slice(chunk, chunk.len(), &Device::Cpu)?;
-            let pred = mlp_forward(&mlp.layers(), &zt.index_select(&idx, 0)?)?;
+            let pred = predict(
+                &vars,
+                &ft.index_select(&idx, 0)?,
+                &zt.index_select(&idx, 0)?,
+            )?;
             let loss = (pred - yt.index_select(&idx, 0)?)?.sqr()?.mean_all()?;
             adam.backward_step(&loss)?;
             epoch_loss += f64::from(loss.to_scalar::<f32>()?);
@@ -130,9 +177,26 @@ pub fn fit(data: &TwinData, opt: &FitOptions) -> Result<Twin> {
     }
     pb.finish_and_clear();
 
-    let layers = mlp.layers();
-    let pred = forward_normalised(&layers, &tensor2(&f_ho)?, &norm)?;
-    let pred: Vec<Vec<f32>> = pred.to_vec2()?;
+    let body = match wiener {
+        Some(w) => Body::Waveform(Box::new(w), wiener_params(&vars)?),
+        None => Body::Mlp(mlp_layers(&vars)),
+    };
+    let meta = TwinMeta {
+        spec: data.spec.clone(),
+        hidden: if kind == TwinKind::Mlp {
+            opt.hidden.clone()
+        } else {
+            Vec::new()
+        },
+        heldout_rel_error: 0.0,
+        noise_floor_rel: 0.0,
+        train_rows: n_tr,
+        heldout_rows: n_hold,
+        epochs: opt.epochs,
+        kind,
+    };
+    let mut twin = Twin::new(meta, body, norm)?;
+    let pred: Vec<Vec<f32>> = twin.forward_features(&tensor2(&f_ho)?)?.to_vec2()?;
     let (mut err, mut spread) = (0.0f64, 0.0f64);
     for (i, p) in pred.iter().enumerate() {
         for (j, &v) in p.iter().enumerate() {
@@ -140,18 +204,9 @@ pub fn fit(data: &TwinData, opt: &FitOptions) -> Result<Twin> {
             spread += f64::from(y_ho[(i, j)] - out_mean[j]).powi(2);
         }
     }
-    let heldout_rel_error = (err / spread.max(1e-30)).sqrt() as f32;
-    let noise_floor_rel = noise_floor(data, n_tr, &out_mean, spread);
-    let meta = TwinMeta {
-        spec: data.spec.clone(),
-        hidden: opt.hidden.clone(),
-        heldout_rel_error,
-        noise_floor_rel,
-        train_rows: n_tr,
-        heldout_rows: n_hold,
-        epochs: opt.epochs,
-    };
-    Twin::new(meta, layers, norm)
+    twin.meta.heldout_rel_error = (err / spread.max(1e-30)).sqrt() as f32;
+    twin.meta.noise_floor_rel = noise_floor(data, n_tr, &out_mean, spread);
+    Ok(twin)
 }
 
 /// Relative RMS noise of the repeat mean on the held-out rows (0 when only

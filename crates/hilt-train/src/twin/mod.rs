@@ -5,12 +5,13 @@ mod data;
 mod encode;
 mod fit;
 mod model;
+mod wiener;
 
 pub use collect::{CollectOptions, collect};
 pub use data::TwinData;
 pub use encode::Encoder;
 pub use fit::{FitOptions, fit};
-pub use model::{Twin, TwinMeta};
+pub use model::{Twin, TwinKind, TwinMeta};
 
 #[cfg(test)]
 pub(crate) mod tests;

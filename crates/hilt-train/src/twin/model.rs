@@ -9,7 +9,8 @@ use hilt_core::DeviceSpec;
 use serde::{Deserialize, Serialize};
 
 use super::encode::Encoder;
-use crate::error::Result;
+use super::wiener::{Params as WienerParams, Shape, Wiener};
+use crate::error::{Error, Result};
 use crate::tensorfile::{self, Loaded};
 
 const META_KEY: &str = "hilt.twin";
@@ -29,13 +30,35 @@ pub struct TwinMeta {
     pub train_rows: usize,
     pub heldout_rows: usize,
     pub epochs: usize,
+    /// Absent in files from before waveform twins: those are MLPs.
+    #[serde(default)]
+    pub kind: TwinKind,
+}
+
+/// The twin's form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TwinKind {
+    /// An MLP on the normalised control vector: any device.
+    #[default]
+    Mlp,
+    /// FIR → pointwise nonlinearity → the device's time bins (plate,
+    /// circuit): see `wiener.rs`.
+    Waveform,
+}
+
+/// The fitted function.
+#[derive(Debug, Clone)]
+pub enum Body {
+    Mlp(Vec<(Tensor, Tensor)>),
+    Waveform(Box<Wiener>, WienerParams),
 }
 
 #[derive(Debug, Clone)]
 pub struct Twin {
     pub meta: TwinMeta,
     pub encoder: Encoder,
-    layers: Vec<(Tensor, Tensor)>,
+    body: Body,
     in_mean: Tensor,
     in_std: Tensor,
     out_mean: Tensor,
@@ -82,13 +105,6 @@ impl TrainableMlp {
         }
         Ok(TrainableMlp { vars })
     }
-
-    pub fn layers(&self) -> Vec<(Tensor, Tensor)> {
-        self.vars
-            .chunks(2)
-            .map(|p| (p[0].as_tensor().clone(), p[1].as_tensor().clone()))
-            .collect()
-    }
 }
 
 /// `x → silu(x Wᵀ + b) → … → x Wᵀ + b`: smooth activations give PAT smooth
@@ -105,15 +121,24 @@ pub fn mlp_forward(layers: &[(Tensor, Tensor)], x: &Tensor) -> Result<Tensor> {
 }
 
 impl Twin {
-    pub fn new(meta: TwinMeta, layers: Vec<(Tensor, Tensor)>, norm: Norm) -> Result<Self> {
+    pub fn new(meta: TwinMeta, body: Body, norm: Norm) -> Result<Self> {
         let encoder = Encoder::for_spec(&meta.spec)?;
+        let body = match body {
+            Body::Mlp(layers) => Body::Mlp(
+                layers
+                    .into_iter()
+                    .map(|(w, b)| (w.detach(), b.detach()))
+                    .collect(),
+            ),
+            Body::Waveform(w, p) => {
+                let t = p.tensors().map(Tensor::detach).to_vec();
+                Body::Waveform(w, WienerParams::from_tensors(t)?)
+            }
+        };
         Ok(Twin {
             meta,
             encoder,
-            layers: layers
-                .into_iter()
-                .map(|(w, b)| (w.detach(), b.detach()))
-                .collect(),
+            body,
             in_mean: norm.in_mean,
             in_std: norm.in_std,
             out_mean: norm.out_mean,
@@ -127,7 +152,10 @@ impl Twin {
 
     /// Predicted outputs in the device's units for features from `encoder`.
     pub fn forward_features(&self, f: &Tensor) -> Result<Tensor> {
-        forward_normalised(&self.layers, f, &self.norm())
+        match &self.body {
+            Body::Mlp(layers) => forward_normalised(layers, f, &self.norm()),
+            Body::Waveform(w, p) => w.forward(p, f),
+        }
     }
 
     /// Predicted outputs for `x [B, n_in]`, `theta [B or 1, n_par]`;
@@ -152,9 +180,18 @@ impl Twin {
             ("out_mean".into(), self.out_mean.clone()),
             ("out_std".into(), self.out_std.clone()),
         ];
-        for (i, (w, b)) in self.layers.iter().enumerate() {
-            tensors.push((format!("layer{i}.weight"), w.clone()));
-            tensors.push((format!("layer{i}.bias"), b.clone()));
+        match &self.body {
+            Body::Mlp(layers) => {
+                for (i, (w, b)) in layers.iter().enumerate() {
+                    tensors.push((format!("layer{i}.weight"), w.clone()));
+                    tensors.push((format!("layer{i}.bias"), b.clone()));
+                }
+            }
+            Body::Waveform(_, p) => {
+                for (name, t) in WienerParams::NAMES.iter().zip(p.tensors()) {
+                    tensors.push((format!("waveform.{name}"), t.clone()));
+                }
+            }
         }
         tensorfile::save(path, META_KEY, &self.meta, &tensors)
     }
@@ -170,14 +207,36 @@ impl Twin {
             out_mean: take("out_mean")?,
             out_std: take("out_std")?,
         };
-        let mut layers = Vec::new();
-        for i in 0..=meta.hidden.len() {
-            layers.push((
-                take(&format!("layer{i}.weight"))?,
-                take(&format!("layer{i}.bias"))?,
-            ));
-        }
-        Twin::new(meta, layers, norm)
+        let body = match meta.kind {
+            TwinKind::Mlp => {
+                let mut layers = Vec::new();
+                for i in 0..=meta.hidden.len() {
+                    layers.push((
+                        take(&format!("layer{i}.weight"))?,
+                        take(&format!("layer{i}.bias"))?,
+                    ));
+                }
+                Body::Mlp(layers)
+            }
+            TwinKind::Waveform => {
+                let shape = Shape::for_spec(&meta.spec)?.ok_or_else(|| {
+                    Error::invalid(format!(
+                        "{}: a waveform twin for a '{}' device, which takes no waveform",
+                        path.display(),
+                        meta.spec.kind
+                    ))
+                })?;
+                let mut t = Vec::new();
+                for name in WienerParams::NAMES {
+                    t.push(take(&format!("waveform.{name}"))?);
+                }
+                Body::Waveform(
+                    Box::new(Wiener::new(shape)?),
+                    WienerParams::from_tensors(t)?,
+                )
+            }
+        };
+        Twin::new(meta, body, norm)
     }
 }
 

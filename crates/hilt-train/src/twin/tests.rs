@@ -135,3 +135,94 @@ fn foreign_or_truncated_files_are_refused_by_name() {
     let e = fit(&synthetic(5, 0), &quick()).unwrap_err().to_string();
     assert!(e.contains("too few"), "{e}");
 }
+
+/// A time-domain "device" of the plate's shape: 8 superposed drive
+/// elements held 3 samples each, a damped ring, RMS over 4 time bins.
+fn ringing(n: usize, seed: u64) -> TwinData {
+    let (n_in, hold, n_bins) = (8usize, 3usize, 4usize);
+    let mut s = spec(n_in, n_in, n_bins);
+    s.kind = "plate".into();
+    s.input_range = Range::new(-1.0, 1.0);
+    s.param_range = Range::new(-1.0, 1.0);
+    s.hyperparameters
+        .insert("hold_samples".into(), hold.to_string());
+    s.hyperparameters.insert("readout".into(), "rms".into());
+    s.encoding = Some(hilt_core::ControlEncoding {
+        layout: "superpose".into(),
+        input_index: (0..n_in as i32).collect(),
+        param_index: (0..n_in as i32).collect(),
+        input_scale: 1.0,
+        control_min: -1.0,
+        control_max: 1.0,
+    });
+    let samples = n_in * hold;
+    let kernel: Vec<f32> = (0..samples)
+        .map(|t| (-(t as f32) / 6.0).exp() * (1.3 * t as f32).sin())
+        .collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let x = Array2::from_shape_fn((n, n_in), |_| rng.random_range(-0.5f32..0.5));
+    let theta = Array2::from_shape_fn((n, n_in), |_| rng.random_range(-0.5f32..0.5));
+    let mut y = Array3::zeros((2, n, n_bins));
+    for i in 0..n {
+        let drive: Vec<f32> = (0..samples)
+            .map(|t| x[(i, t / hold)] + theta[(i, t / hold)])
+            .collect();
+        let trace: Vec<f32> = (0..samples)
+            .map(|t| (0..=t).map(|s| kernel[t - s] * drive[s]).sum())
+            .collect();
+        for j in 0..n_bins {
+            let (a, b) = (j * samples / n_bins, (j + 1) * samples / n_bins);
+            let rms = (trace[a..b].iter().map(|v| v * v).sum::<f32>() / (b - a) as f32).sqrt();
+            for r in 0..2 {
+                y[(r, i, j)] = rms * (1.0 + 0.002 * rng.random_range(-1.0f32..1.0));
+            }
+        }
+    }
+    TwinData {
+        spec: s,
+        x,
+        theta,
+        y,
+        saturated: Array1::zeros(n),
+    }
+}
+
+#[test]
+fn a_waveform_twin_learns_a_ringing_device_and_survives_the_file() {
+    let data = ringing(2000, 3);
+    let opt = FitOptions {
+        epochs: 60,
+        lr: 1e-2,
+        ..quick()
+    };
+    let twin = fit(&data, &opt).unwrap();
+    assert_eq!(twin.meta.kind, TwinKind::Waveform, "chosen for a plate");
+    assert!(
+        twin.meta.heldout_rel_error < 0.05,
+        "held-out error {}",
+        twin.meta.heldout_rel_error
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().join("w.safetensors");
+    twin.save(&st).unwrap();
+    let again = Twin::load(&st).unwrap();
+    let x = candle_core::Tensor::rand(-0.5f32, 0.5, (4, 8), &candle_core::Device::Cpu).unwrap();
+    let th = candle_core::Tensor::rand(-0.5f32, 0.5, (1, 8), &candle_core::Device::Cpu).unwrap();
+    let a = twin.forward(&x, &th).unwrap().to_vec2::<f32>().unwrap();
+    let b = again.forward(&x, &th).unwrap().to_vec2::<f32>().unwrap();
+    assert_eq!(a, b);
+    // Asking for a waveform twin of a device without a waveform is refused.
+    let e = fit(
+        &synthetic(100, 0),
+        &FitOptions {
+            kind: Some(TwinKind::Waveform),
+            ..quick()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("--twin-kind waveform") && e.contains("no drive waveform"),
+        "{e}"
+    );
+}
