@@ -84,10 +84,12 @@ struct FitOpts {
     /// Hidden layer widths of the twin MLP.
     #[arg(long, value_delimiter = ',', default_value = "256,256,256")]
     twin_hidden: Vec<usize>,
-    #[arg(long, default_value_t = 120)]
-    twin_epochs: usize,
-    #[arg(long, default_value_t = 2e-3)]
-    twin_lr: f64,
+    /// [default: 120 for an MLP, 30 for a waveform twin]
+    #[arg(long)]
+    twin_epochs: Option<usize>,
+    /// [default: 0.002 for an MLP, 0.01 for a waveform twin]
+    #[arg(long)]
+    twin_lr: Option<f64>,
 }
 
 impl FitOpts {

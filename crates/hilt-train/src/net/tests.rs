@@ -13,7 +13,7 @@ fn setup() -> (Network, HashMap<String, Arc<crate::twin::Twin>>, Tensor) {
         &data,
         &FitOptions {
             hidden: vec![16],
-            epochs: 2,
+            epochs: Some(2),
             quiet: true,
             ..FitOptions::default()
         },

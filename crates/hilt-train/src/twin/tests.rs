@@ -60,9 +60,9 @@ pub(crate) fn synthetic(n: usize, seed: u64) -> TwinData {
 fn quick() -> FitOptions {
     FitOptions {
         hidden: vec![64, 64],
-        epochs: 40,
+        epochs: Some(40),
         batch: 64,
-        lr: 3e-3,
+        lr: Some(3e-3),
         quiet: true,
         ..FitOptions::default()
     }
@@ -102,7 +102,7 @@ fn twin_and_data_files_round_trip_exactly() {
     let twin = fit(
         &data,
         &FitOptions {
-            epochs: 2,
+            epochs: Some(2),
             ..quick()
         },
     )
@@ -191,8 +191,8 @@ fn ringing(n: usize, seed: u64) -> TwinData {
 fn a_waveform_twin_learns_a_ringing_device_and_survives_the_file() {
     let data = ringing(2000, 3);
     let opt = FitOptions {
-        epochs: 60,
-        lr: 1e-2,
+        epochs: Some(60),
+        lr: Some(1e-2),
         ..quick()
     };
     let twin = fit(&data, &opt).unwrap();
