@@ -177,6 +177,10 @@ struct TrainArgs {
     epochs: Option<usize>,
     #[arg(long)]
     batch: Option<usize>,
+    /// Draw the initial θ from this share of the parameter range, around
+    /// its middle [default: 1, all of it].
+    #[arg(long)]
+    theta_init: Option<f64>,
     #[arg(long)]
     lr_physical: Option<f64>,
     #[arg(long)]
@@ -333,6 +337,13 @@ async fn main_inner(cli: Cli) -> Result<()> {
             topt.epochs = a.epochs.unwrap_or(topt.epochs);
             topt.batch = a.batch.unwrap_or(topt.batch);
             topt.lr_physical = a.lr_physical.unwrap_or(topt.lr_physical);
+            topt.theta_init = a.theta_init.unwrap_or(topt.theta_init);
+            if !(topt.theta_init > 0.0 && topt.theta_init <= 1.0) {
+                return Err(hilt_train::error::Error::invalid(format!(
+                    "--theta-init {}: must be in (0, 1]",
+                    topt.theta_init
+                )));
+            }
             topt.lr_digital = a.lr_digital.unwrap_or(topt.lr_digital);
             topt.repeats = a.repeats.unwrap_or(topt.repeats);
             if !quiet {

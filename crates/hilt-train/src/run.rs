@@ -169,7 +169,14 @@ pub async fn run(client: &Client, cfg: &RunConfig) -> Result<Metrics> {
     .await?;
 
     let ds = &cfg.dataset;
-    train::initialise(&mut net, &tensor2(&ds.train.x)?, &twins, cfg.train.seed).await?;
+    train::initialise(
+        &mut net,
+        &tensor2(&ds.train.x)?,
+        &twins,
+        cfg.train.seed,
+        cfg.train.theta_init,
+    )
+    .await?;
     let mut rigs = HashMap::new();
     for id in devices.keys() {
         rigs.insert(id.clone(), Rig::open(client, id).await?);

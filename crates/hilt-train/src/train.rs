@@ -52,6 +52,10 @@ pub struct TrainOptions {
     /// evaluation alike).
     pub repeats: u32,
     pub seed: u64,
+    /// Initial θ is drawn from this share of each device's parameter range,
+    /// around its middle (1 = all of it). A drive that x and θ together
+    /// push into the limit clamps, and a clamped element has no gradient.
+    pub theta_init: f64,
     pub quiet: bool,
 }
 
@@ -67,6 +71,7 @@ impl Default for TrainOptions {
             lag_amp: 5.0,
             repeats: 1,
             seed: 0,
+            theta_init: 1.0,
             quiet: false,
         }
     }
@@ -148,6 +153,7 @@ pub async fn initialise(
     x: &Tensor,
     twins: &HashMap<String, Arc<Twin>>,
     seed: u64,
+    theta_init: f64,
 ) -> Result<()> {
     use rand::Rng;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x1417);
@@ -163,14 +169,20 @@ pub async fn initialise(
                 .ok_or_else(|| Error::invalid(format!("no twin for device '{device}'")))?;
             let r = d.param_range;
             let xin = h.clamp(d.input_range.min, d.input_range.max)?;
-            let mut best = (f64::NEG_INFINITY, theta.as_tensor().detach().copy()?);
+            // Draws within `theta_init` of the range around its middle.
+            let mid = f64::from(r.min + r.width() / 2.0);
+            let half = f64::from(r.width() / 2.0) * theta_init;
+            let (lo, hi) = ((mid - half) as f32, (mid + half) as f32);
+            let first = theta
+                .as_tensor()
+                .detach()
+                .affine(theta_init, mid * (1.0 - theta_init))?;
+            let mut best = (f64::NEG_INFINITY, first.copy()?);
             for k in 0..THETA_DRAWS {
                 let cand = if k == 0 {
-                    theta.as_tensor().detach().copy()?
+                    first.copy()?
                 } else {
-                    let v: Vec<f32> = (0..d.n_par)
-                        .map(|_| rng.random_range(r.min..=r.max))
-                        .collect();
+                    let v: Vec<f32> = (0..d.n_par).map(|_| rng.random_range(lo..=hi)).collect();
                     Tensor::from_vec(v, (1, d.n_par), &Device::Cpu)?
                 };
                 let score = spread_score(&twin.forward(&xin, &cand)?)?;
