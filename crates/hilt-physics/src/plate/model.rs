@@ -180,7 +180,9 @@ impl PlateModel {
     pub fn respond(&self, controls: &[f64], mode_scale: f64, heat: f64, out: &mut Vec<f64>) {
         let hold = self.cfg.hold_samples;
         let n = controls.len() * hold;
-        let len = self.delay + n + self.cfg.latency_jitter as usize + 1;
+        // Room for the latency to shift the window by up to twice the
+        // jitter (a misread loopback lag adds to the true one).
+        let len = self.delay + n + 2 * self.cfg.latency_jitter as usize + 1;
         let fs = self.cfg.sample_rate_hz;
         let mut volts = Vec::with_capacity(len);
         for c in controls {
@@ -335,7 +337,7 @@ impl PhysicalModel for PlateModel {
         } else {
             0
         };
-        let start = (self.delay as i64 + lag).max(0) as usize;
+        let start = (self.delay as i64 + lag).clamp(0, (trace.len() - n) as i64) as usize;
         let window = &mut trace[start..start + n];
         let mut saturated = false;
         for v in window.iter_mut() {

@@ -234,6 +234,23 @@ fn a_hot_coil_plays_quieter() {
 }
 
 #[test]
+fn any_latency_jitter_keeps_the_window_inside_the_recording() {
+    for align in [true, false] {
+        let cfg = PlateConfig {
+            latency_jitter: 12,
+            align_loopback: align,
+            mic_distance_mm: 0.0,
+            ..PlateConfig::default()
+        };
+        let mut m = PlateModel::new(cfg, Variant::True, 1).expect("valid");
+        let x = ndarray::Array2::zeros((50, 196));
+        let theta = ndarray::Array2::from_elem((1, 196), 0.1f32);
+        let (y, _) = forward(&mut m, x.view(), theta.view());
+        assert!(y.iter().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
 fn configuration_errors_name_the_field() {
     let bad = PlateConfig {
         mic_band_hz: [100.0, 30_000.0],
