@@ -7,6 +7,7 @@
 //! mismatch, noise, drift on a virtual clock, quantisation and saturation)
 //! that plays the role of reality. See `physics.md` §2 in the shared docs.
 
+mod check;
 pub mod circuit;
 mod error;
 mod hyper;

@@ -4,6 +4,8 @@
 //! `ControlEncoding`, so a twin sees exactly what the actuator played.
 
 use hilt_core::ControlEncoding;
+use rand::Rng;
+use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -149,6 +151,73 @@ impl DriveConfig {
     }
 }
 
+/// The checks every time-domain rig shares: its drive, the hold per
+/// element, bins that fit the drive, a converter with a sane resolution.
+pub(crate) fn check_sampling(
+    drive: &DriveConfig,
+    hold_samples: usize,
+    n_bins: usize,
+    adc_bits: u32,
+) -> Result<(), Error> {
+    drive.validate()?;
+    if hold_samples == 0 || hold_samples > 1024 {
+        return Err(Error::config(
+            "hold_samples",
+            format!("{hold_samples} is not in 1..=1024"),
+        ));
+    }
+    let samples = drive.n_elements() * hold_samples;
+    if n_bins == 0 || n_bins > samples {
+        return Err(Error::config(
+            "n_bins",
+            format!("{n_bins} bins cannot split {samples} drive samples"),
+        ));
+    }
+    if !(1..=24).contains(&adc_bits) {
+        return Err(Error::config("adc_bits", "must be in 1..=24"));
+    }
+    Ok(())
+}
+
+/// Zero-order hold into `out`: `lead` samples of rest, each drive element
+/// for `hold` samples at `volts` per unit, then rest up to `len` samples.
+pub(crate) fn hold_into(
+    controls: &[f64],
+    hold: usize,
+    volts: f64,
+    lead: usize,
+    len: usize,
+    out: &mut Vec<f64>,
+) {
+    out.clear();
+    out.resize(lead, 0.0);
+    for c in controls {
+        out.extend(std::iter::repeat_n(c * volts, hold));
+    }
+    out.resize(len, 0.0);
+}
+
+/// A converter on `window`: Gaussian noise of std `sigma`, rounding to
+/// `bits` over ±`full`, clipping there. Returns whether any sample reached
+/// full scale.
+pub(crate) fn digitise<R: Rng + ?Sized>(
+    window: &mut [f64],
+    sigma: f64,
+    full: f64,
+    bits: u32,
+    rng: &mut R,
+) -> bool {
+    let lsb = 2.0 * full / f64::from(1u32 << bits);
+    let mut saturated = false;
+    for v in window.iter_mut() {
+        let z: f64 = rng.sample(StandardNormal);
+        let raw = *v + sigma * z;
+        saturated |= raw.abs() >= full;
+        *v = ((raw / lsb).round() * lsb).clamp(-full, full);
+    }
+    saturated
+}
+
 /// Bins of a recorded trace: `n` equal windows covering `[start, end)`.
 pub fn bin_edges(start: usize, end: usize, n: usize) -> Vec<(usize, usize)> {
     let w = end - start;
@@ -175,7 +244,7 @@ impl Readout {
         }
     }
 
-    pub fn apply(self, trace: &[f64], bins: &[(usize, usize)], scale: f64, y: &mut [f32]) {
+    pub fn apply(self, trace: &[f64], bins: &[(usize, usize)], y: &mut [f32]) {
         for (out, &(a, b)) in y.iter_mut().zip(bins) {
             let s = &trace[a..b];
             let n = s.len().max(1) as f64;
@@ -183,7 +252,7 @@ impl Readout {
                 Readout::Rms => (s.iter().map(|v| v * v).sum::<f64>() / n).sqrt(),
                 Readout::Mean => s.iter().sum::<f64>() / n,
             };
-            *out = (v * scale) as f32;
+            *out = v as f32;
         }
     }
 }
@@ -250,10 +319,10 @@ mod tests {
         let trace = [3.0, -3.0, 1.0, 1.0];
         let bins = bin_edges(0, 4, 2);
         let mut y = [0.0f32; 2];
-        Readout::Rms.apply(&trace, &bins, 1.0, &mut y);
+        Readout::Rms.apply(&trace, &bins, &mut y);
         assert_eq!(y, [3.0, 1.0]);
-        Readout::Mean.apply(&trace, &bins, 2.0, &mut y);
-        assert_eq!(y, [0.0, 2.0]);
+        Readout::Mean.apply(&trace, &bins, &mut y);
+        assert_eq!(y, [0.0, 1.0]);
     }
 
     #[test]

@@ -121,14 +121,13 @@ impl Default for CircuitConfig {
 
 impl CircuitConfig {
     pub fn validate(&self) -> Result<(), Error> {
-        self.drive.validate()?;
-        if self.hold_samples == 0 || self.hold_samples > 1024 {
-            return Err(Error::config(
-                "hold_samples",
-                format!("{} is not in 1..=1024", self.hold_samples),
-            ));
-        }
-        for (field, v) in [
+        crate::waveform::check_sampling(
+            &self.drive,
+            self.hold_samples,
+            self.n_bins,
+            self.adc_bits,
+        )?;
+        crate::check::positive(&[
             ("sample_rate_hz", self.sample_rate_hz),
             ("full_scale_v", self.full_scale_v),
             ("l_mh", self.l_mh),
@@ -142,12 +141,8 @@ impl CircuitConfig {
             ("adc_range_v", self.adc_range_v),
             ("temp_tau_s", self.temp_tau_s),
             ("supply_droop_tau_s", self.supply_droop_tau_s),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(Error::config(field, format!("{v} must be finite and > 0")));
-            }
-        }
-        for (field, v) in [
+        ])?;
+        crate::check::non_negative(&[
             ("guard_s", self.guard_s),
             ("r_ohm", self.r_ohm),
             ("rb_ohm", self.rb_ohm),
@@ -160,11 +155,7 @@ impl CircuitConfig {
             ("ao_noise_v", self.ao_noise_v),
             ("temp_sigma_k", self.temp_sigma_k),
             ("supply_droop", self.supply_droop),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::config(field, format!("{v} must be finite and >= 0")));
-            }
-        }
+        ])?;
         if !self.vbe_tempco_v_per_k.is_finite() {
             return Err(Error::config("vbe_tempco_v_per_k", "must be finite"));
         }
@@ -177,24 +168,11 @@ impl CircuitConfig {
         if self.vce_sat_v >= self.vcc_v {
             return Err(Error::config("vce_sat_v", "must be below vcc_v"));
         }
-        if (self.rb_ohm > 0.0) != (self.c_je_pf > 0.0) && self.rb_ohm == 0.0 {
+        if self.rb_ohm == 0.0 && self.c_je_pf > 0.0 {
             return Err(Error::config(
                 "c_je_pf",
                 "a junction capacitance needs a base resistance (rb_ohm > 0)",
             ));
-        }
-        if self.n_bins == 0 || self.n_bins > self.drive_samples() {
-            return Err(Error::config(
-                "n_bins",
-                format!(
-                    "{} bins cannot split {} drive samples",
-                    self.n_bins,
-                    self.drive_samples()
-                ),
-            ));
-        }
-        if !(1..=24).contains(&self.adc_bits) {
-            return Err(Error::config("adc_bits", "must be in 1..=24"));
         }
         if self.full_scale_v >= self.adc_range_v {
             return Err(Error::config("full_scale_v", "must be below adc_range_v"));

@@ -7,7 +7,7 @@ use rand_distr::StandardNormal;
 
 use super::config::{CircuitConfig, Probe};
 use super::solver::{Components, State};
-use crate::waveform::bin_edges;
+use crate::waveform::{bin_edges, digitise, hold_into};
 use crate::{Error, OrnsteinUhlenbeck, PhysicalModel, Variant};
 
 const STREAM_MISMATCH: u64 = 1;
@@ -217,11 +217,14 @@ impl PhysicalModel for CircuitModel {
         // Rest, the drive, rest: the trigger may fire up to j samples early
         // or late.
         let mut volts = Vec::with_capacity(n + 2 * j);
-        volts.resize(j, 0.0);
-        for c in &controls {
-            volts.extend(std::iter::repeat_n(c * self.cfg.full_scale_v, hold));
-        }
-        volts.resize(n + 2 * j, 0.0);
+        hold_into(
+            &controls,
+            hold,
+            self.cfg.full_scale_v,
+            j,
+            n + 2 * j,
+            &mut volts,
+        );
         if truth && self.cfg.ao_noise_v > 0.0 {
             for v in &mut volts {
                 let z: f64 = self.rng.sample(StandardNormal);
@@ -243,16 +246,15 @@ impl PhysicalModel for CircuitModel {
         let window = &mut trace[start..start + n];
         let mut saturated = false;
         if truth {
-            let full = self.cfg.adc_range_v;
-            let lsb = 2.0 * full / f64::from(1u32 << self.cfg.adc_bits);
-            for v in window.iter_mut() {
-                let z: f64 = self.rng.sample(StandardNormal);
-                let raw = *v + self.cfg.adc_noise_v * z;
-                saturated |= raw.abs() >= full;
-                *v = ((raw / lsb).round() * lsb).clamp(-full, full);
-            }
+            saturated = digitise(
+                window,
+                self.cfg.adc_noise_v,
+                self.cfg.adc_range_v,
+                self.cfg.adc_bits,
+                &mut self.rng,
+            );
         }
-        self.cfg.readout.apply(window, &self.bins, 1.0, y);
+        self.cfg.readout.apply(window, &self.bins, y);
         let dt = self.cfg.seconds_per_sample();
         self.clock += dt;
         if truth {

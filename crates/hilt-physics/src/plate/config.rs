@@ -125,14 +125,13 @@ impl Default for PlateConfig {
 
 impl PlateConfig {
     pub fn validate(&self) -> Result<(), Error> {
-        self.drive.validate()?;
-        if self.hold_samples == 0 || self.hold_samples > 1024 {
-            return Err(Error::config(
-                "hold_samples",
-                format!("{} is not in 1..=1024", self.hold_samples),
-            ));
-        }
-        for (field, v) in [
+        crate::waveform::check_sampling(
+            &self.drive,
+            self.hold_samples,
+            self.n_bins,
+            self.adc_bits,
+        )?;
+        crate::check::positive(&[
             ("sample_rate_hz", self.sample_rate_hz),
             ("full_scale_v", self.full_scale_v),
             ("side_mm", self.side_mm),
@@ -148,12 +147,8 @@ impl PlateConfig {
             ("coil_heat_tau_s", self.coil_heat_tau_s),
             ("adc_headroom", self.adc_headroom),
             ("temp_tau_s", self.temp_tau_s),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(Error::config(field, format!("{v} must be finite and > 0")));
-            }
-        }
-        for (field, v) in [
+        ])?;
+        crate::check::non_negative(&[
             ("guard_s", self.guard_s),
             ("lambda2_spread", self.lambda2_spread),
             ("coil_rms_ns_m", self.coil_rms_ns_m),
@@ -165,11 +160,7 @@ impl PlateConfig {
             ("q_error", self.q_error),
             ("component_error", self.component_error),
             ("temp_sigma_k", self.temp_sigma_k),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::config(field, format!("{v} must be finite and >= 0")));
-            }
-        }
+        ])?;
         if !(0.0..0.5).contains(&self.poisson) {
             return Err(Error::config("poisson", "must be in [0, 0.5)"));
         }
@@ -199,19 +190,6 @@ impl PlateConfig {
         }
         if self.q <= 0.5 {
             return Err(Error::config("q", "must be > 0.5 (underdamped modes)"));
-        }
-        if self.n_bins == 0 || self.n_bins > self.drive_samples() {
-            return Err(Error::config(
-                "n_bins",
-                format!(
-                    "{} bins cannot split {} drive samples",
-                    self.n_bins,
-                    self.drive_samples()
-                ),
-            ));
-        }
-        if !(1..=24).contains(&self.adc_bits) {
-            return Err(Error::config("adc_bits", "must be in 1..=24"));
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use super::coil::Coil;
 use super::config::PlateConfig;
 use super::mic::Biquad;
 use super::modes::{Mode, Step};
-use crate::waveform::bin_edges;
+use crate::waveform::{bin_edges, digitise, hold_into};
 use crate::{Error, OrnsteinUhlenbeck, PhysicalModel, Variant};
 
 /// RNG streams of one seed. The plate's structure (its modes, where the
@@ -162,7 +162,7 @@ impl PlateModel {
 
     /// RMS response to a fixed calibration drive (noise-free, cold coil,
     /// calibration temperature): the unit of every output.
-    fn calibrate(&mut self) -> f64 {
+    fn calibrate(&self) -> f64 {
         let n = self.cfg.drive.n_elements();
         let drive: Vec<f64> = (0..n)
             .map(|k| if (k * 7919) % 13 < 6 { 0.5 } else { -0.5 })
@@ -185,10 +185,7 @@ impl PlateModel {
         let len = self.delay + n + 2 * self.cfg.latency_jitter as usize + 1;
         let fs = self.cfg.sample_rate_hz;
         let mut volts = Vec::with_capacity(len);
-        for c in controls {
-            volts.extend(std::iter::repeat_n(c * self.cfg.full_scale_v, hold));
-        }
-        volts.resize(len, 0.0);
+        hold_into(controls, hold, self.cfg.full_scale_v, 0, len, &mut volts);
         let mut force = Vec::with_capacity(len);
         self.coil.force(
             &volts,
@@ -344,17 +341,15 @@ impl PhysicalModel for PlateModel {
             *v /= self.reference;
         }
         if truth {
-            let sigma = 10f64.powf(-self.cfg.snr_db / 20.0);
-            let full = self.cfg.adc_headroom;
-            let lsb = 2.0 * full / f64::from(1u32 << self.cfg.adc_bits);
-            for v in window.iter_mut() {
-                let z: f64 = self.rng.sample(StandardNormal);
-                let raw = *v + sigma * z;
-                saturated |= raw.abs() >= full;
-                *v = ((raw / lsb).round() * lsb).clamp(-full, full);
-            }
+            saturated = digitise(
+                window,
+                10f64.powf(-self.cfg.snr_db / 20.0),
+                self.cfg.adc_headroom,
+                self.cfg.adc_bits,
+                &mut self.rng,
+            );
         }
-        self.cfg.readout.apply(window, &self.bins, 1.0, y);
+        self.cfg.readout.apply(window, &self.bins, y);
         let (drive_s, guard_s) = (n as f64 / self.cfg.sample_rate_hz, self.cfg.guard_s);
         self.clock += drive_s + guard_s;
         if truth {

@@ -191,16 +191,18 @@ impl ShgConfig {
         if self.mask_bits > 16 {
             return Err(Error::config("mask_bits", "at most 16"));
         }
-        positive("center_nm", self.center_nm)?;
-        positive("span_nm", self.span_nm)?;
-        positive("source_fwhm", self.source_fwhm)?;
-        positive("full_well", self.full_well)?;
-        positive("laser_power", self.laser_power)?;
-        positive("drift_tau_s", self.drift_tau_s)?;
+        crate::check::positive(&[
+            ("center_nm", self.center_nm),
+            ("span_nm", self.span_nm),
+            ("source_fwhm", self.source_fwhm),
+            ("full_well", self.full_well),
+            ("laser_power", self.laser_power),
+            ("drift_tau_s", self.drift_tau_s),
+        ])?;
         if !(self.reference_fill > 0.0 && self.reference_fill <= 1.0) {
             return Err(Error::config("reference_fill", "must be in (0, 1]"));
         }
-        for (field, v) in [
+        crate::check::non_negative(&[
             ("ripple_rad", self.ripple_rad),
             ("crosstalk_channels", self.crosstalk_channels),
             ("channel_gain_error", self.channel_gain_error),
@@ -218,11 +220,7 @@ impl ShgConfig {
                 self.registration_drift_ch_per_h,
             ),
             ("exposure_s", self.exposure_s),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::config(field, format!("{v} must be finite and >= 0")));
-            }
-        }
+        ])?;
         if !self.beta2_fs2.is_finite() || !self.beta3_fs3.is_finite() {
             return Err(Error::config("beta2_fs2", "chirp must be finite"));
         }
@@ -230,13 +228,5 @@ impl ShgConfig {
             return Err(Error::config("input_scale", "must be finite and > 0"));
         }
         Ok(())
-    }
-}
-
-fn positive(field: &'static str, v: f64) -> Result<(), Error> {
-    if v.is_finite() && v > 0.0 {
-        Ok(())
-    } else {
-        Err(Error::config(field, format!("{v} must be finite and > 0")))
     }
 }
