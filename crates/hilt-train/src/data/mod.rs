@@ -116,9 +116,7 @@ impl Dataset {
             self.test.len()
         );
     }
-}
 
-impl Dataset {
     /// Mean-pool square images down to `side`×`side` (28 → 14: the 196
     /// inputs of the paper's plate and circuit networks). The side must
     /// divide the images' own.
