@@ -45,6 +45,14 @@ pub struct DriveConfig {
     /// Concat: parameter elements before and after the inputs.
     pub n_pre: usize,
     pub n_post: usize,
+    /// Times the input is played in a row, each copy with its own
+    /// parameters (superpose, interleave) or between the same framing
+    /// parameters (concat). A time bin hears only the drive before it (the
+    /// plate rings forward) or around it (the circuit forgets in ~20 µs),
+    /// so a readout of one bin per class over a single copy gives each
+    /// class a slice of the image; with one copy per bin, every class
+    /// hears the whole image through its own parameters.
+    pub copies: usize,
     /// Gain on x in the drive (superpose/interleave/concat alike).
     pub input_scale: f32,
     /// Hard limit of the drive, as a fraction of full scale: every element
@@ -61,6 +69,7 @@ impl Default for DriveConfig {
             n_in: 196,
             n_pre: 32,
             n_post: 32,
+            copies: 1,
             input_scale: 1.0,
             limit: 1.0,
         }
@@ -73,6 +82,15 @@ impl DriveConfig {
             return Err(Error::config(
                 "drive.n_in",
                 format!("{} is not in 1..=65536", self.n_in),
+            ));
+        }
+        if self.copies == 0 || self.n_in.saturating_mul(self.copies) > 65_536 {
+            return Err(Error::config(
+                "drive.copies",
+                format!(
+                    "{} copies of {} inputs is not in 1..=65536 elements",
+                    self.copies, self.n_in
+                ),
             ));
         }
         if self.encoding == Encoding::Concat && self.n_pre + self.n_post == 0 {
@@ -95,16 +113,17 @@ impl DriveConfig {
 
     /// Drive elements per sample.
     pub fn n_elements(&self) -> usize {
+        let played = self.n_in * self.copies;
         match self.encoding {
-            Encoding::Superpose => self.n_in,
-            Encoding::Interleave => 2 * self.n_in,
-            Encoding::Concat => self.n_pre + self.n_in + self.n_post,
+            Encoding::Superpose => played,
+            Encoding::Interleave => 2 * played,
+            Encoding::Concat => self.n_pre + played + self.n_post,
         }
     }
 
     pub fn n_par(&self) -> usize {
         match self.encoding {
-            Encoding::Superpose | Encoding::Interleave => self.n_in,
+            Encoding::Superpose | Encoding::Interleave => self.n_in * self.copies,
             Encoding::Concat => self.n_pre + self.n_post,
         }
     }
@@ -118,24 +137,25 @@ impl DriveConfig {
         match self.encoding {
             Encoding::Superpose => {
                 for k in 0..n {
-                    input_index[k] = idx(k);
+                    input_index[k] = idx(k % self.n_in);
                     param_index[k] = idx(k);
                 }
             }
             Encoding::Interleave => {
-                for i in 0..self.n_in {
-                    input_index[2 * i] = idx(i);
-                    param_index[2 * i + 1] = idx(i);
+                for p in 0..n / 2 {
+                    input_index[2 * p] = idx(p % self.n_in);
+                    param_index[2 * p + 1] = idx(p);
                 }
             }
             Encoding::Concat => {
+                let played = self.n_in * self.copies;
                 for k in 0..n {
                     if k < self.n_pre {
                         param_index[k] = idx(k);
-                    } else if k < self.n_pre + self.n_in {
-                        input_index[k] = idx(k - self.n_pre);
+                    } else if k < self.n_pre + played {
+                        input_index[k] = idx((k - self.n_pre) % self.n_in);
                     } else {
-                        param_index[k] = idx(k - self.n_in);
+                        param_index[k] = idx(k - played);
                     }
                 }
             }
@@ -302,6 +322,46 @@ mod tests {
         assert_eq!(
             compose(&c, &[0.1, 0.2], &[0.7, 0.8, 0.9]),
             [0.7, 0.8, 0.1, 0.2, 0.9]
+        );
+    }
+
+    #[test]
+    fn copies_replay_the_input_with_their_own_parameters() {
+        let c = DriveConfig {
+            copies: 2,
+            ..drive(Encoding::Superpose, 2)
+        };
+        assert_eq!((c.n_elements(), c.n_par()), (4, 4));
+        assert_eq!(
+            compose(&c, &[0.1, 0.2], &[0.0, 0.1, 0.2, 0.3]),
+            [0.1, 0.3, 0.3, 0.5]
+        );
+        let c = DriveConfig {
+            copies: 2,
+            ..drive(Encoding::Interleave, 2)
+        };
+        assert_eq!(
+            compose(&c, &[0.1, 0.2], &[0.5, 0.6, 0.7, 0.8]),
+            [0.1, 0.5, 0.2, 0.6, 0.1, 0.7, 0.2, 0.8]
+        );
+        let c = DriveConfig {
+            copies: 2,
+            ..drive(Encoding::Concat, 2)
+        };
+        assert_eq!(c.n_par(), 3);
+        assert_eq!(
+            compose(&c, &[0.1, 0.2], &[0.7, 0.8, 0.9]),
+            [0.7, 0.8, 0.1, 0.2, 0.1, 0.2, 0.9]
+        );
+        let bad = DriveConfig {
+            copies: 0,
+            ..drive(Encoding::Superpose, 2)
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("drive.copies")
         );
     }
 
