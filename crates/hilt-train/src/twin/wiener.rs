@@ -15,6 +15,11 @@ use crate::error::{Error, Result};
 /// Samples of look-ahead the filter may use: the acoustic delay and the
 /// interface latency put the recorded window behind the drive.
 const LEAD: usize = 64;
+/// Samples of memory the filter keeps: 21 ms at the plate's 48 kHz (its
+/// slowest mode rings down in ~10 ms at Q 100), 1 ms at the circuit's
+/// 1 MS/s (its envelope decays in 20 µs). Longer drives (several copies
+/// of the input) are convolved, not given ever longer kernels.
+const MEMORY: usize = 1024;
 /// Hidden units of the pointwise nonlinearity.
 const NL_UNITS: usize = 8;
 
@@ -89,42 +94,58 @@ impl Shape {
         self.n_controls * self.hold
     }
 
-    /// Kernel taps: the whole window plus the look-ahead.
+    /// Kernel taps: the response's memory plus the look-ahead.
     pub fn taps(&self) -> usize {
-        self.samples() + LEAD
+        self.samples().min(MEMORY) + LEAD
     }
 }
 
-/// Index tensors that turn the kernel into the drive-to-trace matrix.
+/// Index tensors that turn the kernel into a convolution over the control
+/// sequence. A held drive is piecewise constant, so the trace at sample
+/// `c'·hold + h'` is `Σ_d u[c' − d] · G[h', d]` with
+/// `G[h', d] = Σ_h k[d·hold + h' − h + LEAD]`: a `hold`-channel
+/// convolution over `n_controls` instead of a `n_controls × samples`
+/// matrix, which at ten copies of a 196-pixel drive would hold ~2·10⁷
+/// entries.
 #[derive(Debug, Clone)]
 struct Fixed {
-    /// `hold` index sets `[n_controls · samples]` into the zero-padded
-    /// kernel: M[c, t] = Σ_h k[t − (c·hold + h) + LEAD].
-    idx: Vec<Tensor>,
+    /// `[hold · width · hold]` indices into the zero-padded kernel, summed
+    /// over the last axis to give the weights `G` as `[hold, width]`.
+    idx: Tensor,
+    /// Control offsets the weights span: `d_max` down to `d_max − width + 1`.
+    d_max: usize,
+    width: usize,
+    /// `[n_controls · width]`: for each control c', the padded drive
+    /// positions c' … c' + width − 1.
+    windows: Tensor,
     /// `[samples, n_bins]`, 1/width inside each bin.
     bin: Tensor,
 }
 
 impl Fixed {
     fn new(s: &Shape) -> Result<Self> {
-        let (nc, n, taps) = (s.n_controls, s.samples(), s.taps());
+        let (hold, taps) = (s.hold as i64, s.taps() as i64);
         let zero = taps as u32; // the pad slot
-        let mut idx = Vec::with_capacity(s.hold);
-        for h in 0..s.hold {
-            let v: Vec<u32> = (0..nc)
-                .flat_map(|c| {
-                    (0..n).map(move |t| {
-                        let lag = t as i64 - (c * s.hold + h) as i64 + LEAD as i64;
-                        if (0..taps as i64).contains(&lag) {
-                            lag as u32
-                        } else {
-                            zero
-                        }
-                    })
-                })
-                .collect();
-            idx.push(Tensor::from_vec(v, nc * n, &Device::Cpu)?);
+        let lead = LEAD as i64;
+        // lag = d·hold + h' − h + LEAD must reach [0, taps) for some h, h'.
+        let d_min = -(lead + hold - 1).div_euclid(hold);
+        let d_max = (taps - 1 + hold - 1 - lead).div_euclid(hold);
+        let width = (d_max - d_min + 1) as usize;
+        let mut v = Vec::with_capacity(s.hold * width * s.hold);
+        for hp in 0..hold {
+            for j in 0..width as i64 {
+                let d = d_max - j;
+                for h in 0..hold {
+                    let lag = d * hold + hp - h + lead;
+                    v.push(if (0..taps).contains(&lag) {
+                        lag as u32
+                    } else {
+                        zero
+                    });
+                }
+            }
         }
+        let n = s.samples();
         let mut bin = vec![0f32; n * s.bins.len()];
         for (j, &(a, b)) in s.bins.iter().enumerate() {
             for t in a..b {
@@ -132,7 +153,16 @@ impl Fixed {
             }
         }
         Ok(Fixed {
-            idx,
+            idx: Tensor::from_vec(v, s.hold * width * s.hold, &Device::Cpu)?,
+            d_max: d_max as usize,
+            width,
+            windows: Tensor::from_vec(
+                (0..s.n_controls as u32)
+                    .flat_map(|c| (0..width as u32).map(move |j| c + j))
+                    .collect::<Vec<u32>>(),
+                s.n_controls * width,
+                &Device::Cpu,
+            )?,
             bin: Tensor::from_vec(bin, (n, s.bins.len()), &Device::Cpu)?,
         })
     }
@@ -222,19 +252,29 @@ impl Wiener {
     /// in the controls and in `p`.
     pub fn forward(&self, p: &Params, u: &Tensor) -> Result<Tensor> {
         let s = &self.shape;
-        let (nc, n) = (s.n_controls, s.samples());
+        let n = s.samples();
         let padded = Tensor::cat(
             &[&p.kernel, &Tensor::zeros(1, DType::F32, &Device::Cpu)?],
             0,
         )?;
-        let mut m = padded.index_select(&self.fixed.idx[0], 0)?;
-        for idx in &self.fixed.idx[1..] {
-            m = (m + padded.index_select(idx, 0)?)?;
-        }
-        let m = m.reshape((nc, n))?;
-        let trace = u.matmul(&m)?; // [B, n]
+        let f = &self.fixed;
+        // Weights [width, hold]: column h' is the response phase h'.
+        let w = padded
+            .index_select(&f.idx, 0)?
+            .reshape((s.hold, f.width, s.hold))?
+            .sum(2)?
+            .t()?;
+        // Windows of the padded drive, u_pad[c' + j] = u[c' − (d_max − j)],
+        // gathered explicitly (candle's conv1d kernel gradient is wrong for
+        // several output channels, see the gradient test).
+        let (left, right) = (f.d_max, f.width - 1 - f.d_max);
+        let b = u.dim(0)?;
+        let windows = u
+            .pad_with_zeros(1, left, right)?
+            .index_select(&f.windows, 1)?
+            .reshape((b * s.n_controls, f.width))?;
+        let trace = windows.matmul(&w)?.reshape((b, n))?;
         // Pointwise nonlinearity, residual: q = p + Σ a_k tanh(w_k p + b_k).
-        let b = trace.dim(0)?;
         let flat = trace.reshape((b * n, 1))?;
         let h = flat.matmul(&p.nl_in)?.broadcast_add(&p.nl_bias)?.tanh()?;
         let q = (flat + h.matmul(&p.nl_out)?)?.reshape((b, n))?;
@@ -257,6 +297,62 @@ mod tests {
             bins: vec![(0, 3), (3, 6)],
             readout: BinReadout::Mean,
         }
+    }
+
+    fn params(kernel: Vec<f32>, nb: usize) -> Params {
+        let cpu = &Device::Cpu;
+        Params {
+            kernel: Tensor::new(kernel, cpu).unwrap(),
+            nl_in: Tensor::zeros((1, NL_UNITS), DType::F32, cpu).unwrap(),
+            nl_bias: Tensor::zeros((1, NL_UNITS), DType::F32, cpu).unwrap(),
+            nl_out: Tensor::zeros((NL_UNITS, 1), DType::F32, cpu).unwrap(),
+            gain: Tensor::ones((1, nb), DType::F32, cpu).unwrap(),
+            offset: Tensor::zeros((1, nb), DType::F32, cpu).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_convolution_matches_the_defining_sum() {
+        // A drive longer than the memory, odd hold, look-ahead taps in use:
+        // trace[t] = Σ_c u_c Σ_h k[t − c·hold − h + LEAD], read per sample.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let (nc, hold) = (230, 5);
+        let n = nc * hold;
+        let s = Shape {
+            n_controls: nc,
+            hold,
+            bins: (0..n).map(|t| (t, t + 1)).collect(),
+            readout: BinReadout::Mean,
+        };
+        assert_eq!(s.taps(), MEMORY + LEAD);
+        let k: Vec<f32> = (0..s.taps()).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let u: Vec<f32> = (0..2 * nc).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let w = Wiener::new(s.clone()).unwrap();
+        let y: Vec<Vec<f32>> = w
+            .forward(
+                &params(k.clone(), n),
+                &Tensor::from_vec(u.clone(), (2, nc), &Device::Cpu).unwrap(),
+            )
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        let mut worst = 0f64;
+        for (b, row) in y.iter().enumerate() {
+            for (t, &got) in row.iter().enumerate() {
+                let mut want = 0f64;
+                for c in 0..nc {
+                    for h in 0..hold {
+                        let lag = t as i64 - (c * hold + h) as i64 + LEAD as i64;
+                        if (0..s.taps() as i64).contains(&lag) {
+                            want += f64::from(u[b * nc + c]) * f64::from(k[lag as usize]);
+                        }
+                    }
+                }
+                worst = worst.max((f64::from(got) - want).abs());
+            }
+        }
+        assert!(worst < 1e-3, "largest deviation {worst}");
     }
 
     #[test]
@@ -289,5 +385,61 @@ mod tests {
         let y: Vec<Vec<f32>> = w.forward(&p, &u).unwrap().to_vec2().unwrap();
         // 0 1 1 2 2 4 → 2/3, 8/3.
         assert!((y[0][0] - 2.0 / 3.0).abs() < 1e-6 && (y[0][1] - 8.0 / 3.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        // PAT's backward pass is this twin's vector-Jacobian product, in
+        // the drive u and (while fitting) in the kernel.
+        let s = Shape {
+            n_controls: 8,
+            hold: 3,
+            bins: (0..24).map(|t| (t, t + 1)).collect(),
+            // Mean: RMS of one sample is |·|, whose kink defeats differences.
+            readout: BinReadout::Mean,
+        };
+        let w = Wiener::new(s.clone()).unwrap();
+        let vars = Params::init(&s, 1).unwrap();
+        let p = Params::from_tensors(vars.iter().map(|v| v.as_tensor().clone()).collect()).unwrap();
+        let u = Var::from_tensor(&Tensor::rand(-1f32, 1.0, (4, 8), &Device::Cpu).unwrap()).unwrap();
+        let r = Tensor::rand(-1f32, 1.0, (4, 24), &Device::Cpu).unwrap();
+        let loss =
+            |p: &Params, u: &Tensor| (w.forward(p, u).unwrap() * &r).unwrap().sum_all().unwrap();
+        let g = loss(&p, u.as_tensor()).backward().unwrap();
+        let value = |p: &Params, u: &Tensor| f64::from(loss(p, u).to_scalar::<f32>().unwrap());
+        let gk: Vec<f32> = g.get(&vars[0]).unwrap().to_vec1().unwrap();
+        let k0: Vec<f32> = p.kernel.to_vec1().unwrap();
+        for i in [LEAD - 5, LEAD - 1, LEAD, LEAD + 1, LEAD + 7, s.taps() - 1] {
+            let at = |d: f32| {
+                let mut k = k0.clone();
+                k[i] += d;
+                let p = Params {
+                    kernel: Tensor::new(k, &Device::Cpu).unwrap(),
+                    ..p.clone()
+                };
+                value(&p, u.as_tensor())
+            };
+            let num = (at(1e-2) - at(-1e-2)) / 2e-2;
+            assert!(
+                (f64::from(gk[i]) - num).abs() < 2e-3 * (1.0 + num.abs()),
+                "tap {i}: {} vs {num}",
+                gk[i]
+            );
+        }
+        let gu: Vec<Vec<f32>> = g.get(&u).unwrap().to_vec2().unwrap();
+        let u0: Vec<Vec<f32>> = u.as_tensor().to_vec2().unwrap();
+        for (b, c) in [(0, 0), (1, 3), (3, 7)] {
+            let at = |d: f32| {
+                let mut v = u0.clone();
+                v[b][c] += d;
+                value(&p, &Tensor::new(v, &Device::Cpu).unwrap())
+            };
+            let num = (at(1e-2) - at(-1e-2)) / 2e-2;
+            let got = f64::from(gu[b][c]);
+            assert!(
+                (got - num).abs() < 2e-3 * (1.0 + num.abs()),
+                "u[{b}][{c}]: {got} vs {num}"
+            );
+        }
     }
 }
