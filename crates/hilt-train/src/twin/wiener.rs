@@ -100,24 +100,31 @@ impl Shape {
     }
 }
 
-/// Index tensors that turn the kernel into a convolution over the control
-/// sequence. A held drive is piecewise constant, so the trace at sample
-/// `c'·hold + h'` is `Σ_d u[c' − d] · G[h', d]` with
-/// `G[h', d] = Σ_h k[d·hold + h' − h + LEAD]`: a `hold`-channel
-/// convolution over `n_controls` instead of a `n_controls × samples`
-/// matrix, which at ten copies of a 196-pixel drive would hold ~2·10⁷
-/// entries.
+/// Index tensors that turn the kernel into a block of the drive-to-trace
+/// matrix. A held drive is piecewise constant and the response is
+/// shift-invariant, so one `[block + width − 1, block · hold]` matrix
+/// maps every run of `block` controls (with its `width − 1` neighbours)
+/// to its trace. The full `n_controls × samples` matrix would hold ~2·10⁷
+/// entries at ten copies of a 196-pixel drive; the block holds ~4·10⁵,
+/// and a single-copy drive is one block, as fast as the full matrix.
 #[derive(Debug, Clone)]
 struct Fixed {
-    /// `[hold · width · hold]` indices into the zero-padded kernel, summed
-    /// over the last axis to give the weights `G` as `[hold, width]`.
-    idx: Tensor,
-    /// Control offsets the weights span: `d_max` down to `d_max − width + 1`.
-    d_max: usize,
+    /// `hold` index sets into the zero-padded kernel, each
+    /// `[(block + width − 1) · block · hold]`, summed to give the block:
+    /// B[i, p·hold + h'] = Σ_h k[(d_max − i + p)·hold + h' − h + LEAD].
+    idx: Vec<Tensor>,
+    /// Controls per block, and the control offsets a trace sample hears:
+    /// from `d_max` before it to `width − 1 − d_max` after it.
+    block: usize,
+    /// Rows of the block matrix: `block + width − 1`, or `n_controls`
+    /// for a single block.
+    rows: usize,
     width: usize,
-    /// `[n_controls · width]`: for each control c', the padded drive
-    /// positions c' … c' + width − 1.
-    windows: Tensor,
+    d_max: usize,
+    n_blocks: usize,
+    /// `[n_blocks · rows]`: each block's run of the padded drive; `None`
+    /// for a single block (the drive itself, unpadded).
+    gather: Option<Tensor>,
     /// `[samples, n_bins]`, 1/width inside each bin.
     bin: Tensor,
 }
@@ -131,20 +138,40 @@ impl Fixed {
         let d_min = -(lead + hold - 1).div_euclid(hold);
         let d_max = (taps - 1 + hold - 1 - lead).div_euclid(hold);
         let width = (d_max - d_min + 1) as usize;
-        let mut v = Vec::with_capacity(s.hold * width * s.hold);
-        for hp in 0..hold {
-            for j in 0..width as i64 {
-                let d = d_max - j;
-                for h in 0..hold {
-                    let lag = d * hold + hp - h + lead;
-                    v.push(if (0..taps).contains(&lag) {
-                        lag as u32
-                    } else {
-                        zero
-                    });
+        let block = s.n_controls.min(width);
+        let n_blocks = s.n_controls.div_ceil(block);
+        // A single block needs no padding: its rows are the controls
+        // themselves, at offset d_max in the padded numbering.
+        let (row0, rows) = if n_blocks == 1 {
+            (d_max, s.n_controls)
+        } else {
+            (0, block + width - 1)
+        };
+        let mut idx = Vec::with_capacity(s.hold);
+        for h in 0..hold {
+            let mut v = Vec::with_capacity(rows * block * s.hold);
+            for i in row0..row0 + rows as i64 {
+                for p in 0..block as i64 {
+                    for hp in 0..hold {
+                        let lag = (d_max - i + p) * hold + hp - h + lead;
+                        v.push(if (0..taps).contains(&lag) {
+                            lag as u32
+                        } else {
+                            zero
+                        });
+                    }
                 }
             }
+            idx.push(Tensor::from_vec(v, rows * block * s.hold, &Device::Cpu)?);
         }
+        let gather = (n_blocks > 1)
+            .then(|| {
+                let v: Vec<u32> = (0..n_blocks)
+                    .flat_map(|k| (0..rows).map(move |i| (k * block + i) as u32))
+                    .collect();
+                Tensor::from_vec(v, n_blocks * rows, &Device::Cpu)
+            })
+            .transpose()?;
         let n = s.samples();
         let mut bin = vec![0f32; n * s.bins.len()];
         for (j, &(a, b)) in s.bins.iter().enumerate() {
@@ -153,16 +180,13 @@ impl Fixed {
             }
         }
         Ok(Fixed {
-            idx: Tensor::from_vec(v, s.hold * width * s.hold, &Device::Cpu)?,
-            d_max: d_max as usize,
+            idx,
+            block,
+            rows,
             width,
-            windows: Tensor::from_vec(
-                (0..s.n_controls as u32)
-                    .flat_map(|c| (0..width as u32).map(move |j| c + j))
-                    .collect::<Vec<u32>>(),
-                s.n_controls * width,
-                &Device::Cpu,
-            )?,
+            d_max: d_max as usize,
+            n_blocks,
+            gather,
             bin: Tensor::from_vec(bin, (n, s.bins.len()), &Device::Cpu)?,
         })
     }
@@ -258,22 +282,28 @@ impl Wiener {
             0,
         )?;
         let f = &self.fixed;
-        // Weights [width, hold]: column h' is the response phase h'.
-        let w = padded
-            .index_select(&f.idx, 0)?
-            .reshape((s.hold, f.width, s.hold))?
-            .sum(2)?
-            .t()?;
-        // Windows of the padded drive, u_pad[c' + j] = u[c' − (d_max − j)],
-        // gathered explicitly (candle's conv1d kernel gradient is wrong for
-        // several output channels, see the gradient test).
-        let (left, right) = (f.d_max, f.width - 1 - f.d_max);
+        let rows = f.rows;
+        let mut m = padded.index_select(&f.idx[0], 0)?;
+        for idx in &f.idx[1..] {
+            m = (m + padded.index_select(idx, 0)?)?;
+        }
+        let m = m.reshape((rows, f.block * s.hold))?;
         let b = u.dim(0)?;
-        let windows = u
-            .pad_with_zeros(1, left, right)?
-            .index_select(&f.windows, 1)?
-            .reshape((b * s.n_controls, f.width))?;
-        let trace = windows.matmul(&w)?.reshape((b, n))?;
+        let runs = match &f.gather {
+            // The drive padded so control c sits at c + d_max and the
+            // last block is whole.
+            Some(g) => {
+                let right = f.n_blocks * f.block + f.width - 1 - s.n_controls - f.d_max;
+                u.pad_with_zeros(1, f.d_max, right)?
+                    .index_select(g, 1)?
+                    .reshape((b * f.n_blocks, rows))?
+            }
+            None => u.clone(),
+        };
+        let trace = runs
+            .matmul(&m)?
+            .reshape((b, f.n_blocks * f.block * s.hold))?
+            .narrow(1, 0, n)?;
         // Pointwise nonlinearity, residual: q = p + Σ a_k tanh(w_k p + b_k).
         let flat = trace.reshape((b * n, 1))?;
         let h = flat.matmul(&p.nl_in)?.broadcast_add(&p.nl_bias)?.tanh()?;
@@ -317,7 +347,7 @@ mod tests {
         // trace[t] = Σ_c u_c Σ_h k[t − c·hold − h + LEAD], read per sample.
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let (nc, hold) = (230, 5);
+        let (nc, hold) = (600, 2);
         let n = nc * hold;
         let s = Shape {
             n_controls: nc,
@@ -326,6 +356,7 @@ mod tests {
             readout: BinReadout::Mean,
         };
         assert_eq!(s.taps(), MEMORY + LEAD);
+        assert_eq!(Fixed::new(&s).unwrap().n_blocks, 2);
         let k: Vec<f32> = (0..s.taps()).map(|_| rng.random_range(-1.0..1.0)).collect();
         let u: Vec<f32> = (0..2 * nc).map(|_| rng.random_range(-1.0..1.0)).collect();
         let w = Wiener::new(s.clone()).unwrap();
@@ -390,19 +421,29 @@ mod tests {
     #[test]
     fn gradients_match_finite_differences() {
         // PAT's backward pass is this twin's vector-Jacobian product, in
-        // the drive u and (while fitting) in the kernel.
+        // the drive u and (while fitting) in the kernel: one block, and a
+        // drive long enough for two.
+        for (nc, hold, blocks) in [(8, 3, 1), (400, 3, 2)] {
+            check_gradients(nc, hold, blocks);
+        }
+    }
+
+    fn check_gradients(nc: usize, hold: usize, blocks: usize) {
+        let n = nc * hold;
         let s = Shape {
-            n_controls: 8,
-            hold: 3,
-            bins: (0..24).map(|t| (t, t + 1)).collect(),
+            n_controls: nc,
+            hold,
+            bins: (0..n).map(|t| (t, t + 1)).collect(),
             // Mean: RMS of one sample is |·|, whose kink defeats differences.
             readout: BinReadout::Mean,
         };
+        assert_eq!(Fixed::new(&s).unwrap().n_blocks, blocks);
         let w = Wiener::new(s.clone()).unwrap();
         let vars = Params::init(&s, 1).unwrap();
         let p = Params::from_tensors(vars.iter().map(|v| v.as_tensor().clone()).collect()).unwrap();
-        let u = Var::from_tensor(&Tensor::rand(-1f32, 1.0, (4, 8), &Device::Cpu).unwrap()).unwrap();
-        let r = Tensor::rand(-1f32, 1.0, (4, 24), &Device::Cpu).unwrap();
+        let u =
+            Var::from_tensor(&Tensor::rand(-1f32, 1.0, (4, nc), &Device::Cpu).unwrap()).unwrap();
+        let r = Tensor::rand(-1f32, 1.0, (4, n), &Device::Cpu).unwrap();
         let loss =
             |p: &Params, u: &Tensor| (w.forward(p, u).unwrap() * &r).unwrap().sum_all().unwrap();
         let g = loss(&p, u.as_tensor()).backward().unwrap();
@@ -428,7 +469,7 @@ mod tests {
         }
         let gu: Vec<Vec<f32>> = g.get(&u).unwrap().to_vec2().unwrap();
         let u0: Vec<Vec<f32>> = u.as_tensor().to_vec2().unwrap();
-        for (b, c) in [(0, 0), (1, 3), (3, 7)] {
+        for (b, c) in [(0, 0), (1, 3), (3, nc - 1)] {
             let at = |d: f32| {
                 let mut v = u0.clone();
                 v[b][c] += d;
