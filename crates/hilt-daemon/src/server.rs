@@ -16,6 +16,9 @@ use crate::config::Config;
 use crate::registry::Registry;
 use crate::service::{HiltService, Shared};
 
+/// The largest request or answer hiltd handles.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
 /// Serve until `shutdown` resolves, then stop taking work, let the batches
 /// in flight finish and answer, and return.
 pub async fn serve(
@@ -68,7 +71,13 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(HiltServer::new(service))
+        // tonic's default 4 MiB refuses a full batch of a wide device: 4096
+        // rows of a ten-copy plate readout (x + θ, 2 156 floats) are 35 MB.
+        .add_service(
+            HiltServer::new(service)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
         // Small request/answer pairs are the normal traffic: without
         // TCP_NODELAY, Nagle + delayed ACK add ~40 ms to each round trip.
         .serve_with_incoming_shutdown(

@@ -9,11 +9,15 @@ use super::TwinData;
 use crate::error::{Error, Result};
 use crate::rig::Rig;
 
+/// Bytes of x and θ per Execute request at most.
+pub const REQUEST_BYTES: usize = 2 << 20;
+
 #[derive(Debug, Clone)]
 pub struct CollectOptions {
     pub samples: usize,
     pub repeats: u32,
-    /// Rows per Execute; bounded by the device's `max_batch`.
+    /// Rows per Execute; bounded by the device's `max_batch` and by
+    /// [`REQUEST_BYTES`].
     pub chunk: usize,
     pub seed: u64,
     pub quiet: bool,
@@ -48,7 +52,14 @@ pub async fn collect(rig: &mut Rig, opt: &CollectOptions) -> Result<TwinData> {
     let x = Array2::from_shape_fn((opt.samples, spec.n_in), |_| rng.random_range(lo_x..=hi_x));
     let theta = Array2::from_shape_fn((opt.samples, spec.n_par), |_| rng.random_range(lo_p..=hi_p));
 
-    let chunk = opt.chunk.clamp(1, spec.max_batch.max(1));
+    // A request carries x and θ per row: keep it under gRPC's customary
+    // 4 MiB message limit, whatever the daemon allows (a ten-copy plate
+    // readout has 2 156 floats a row).
+    let row_bytes = 4 * (spec.n_in + spec.n_par).max(1);
+    let chunk = opt
+        .chunk
+        .min(REQUEST_BYTES / row_bytes)
+        .clamp(1, spec.max_batch.max(1));
     let r = opt.repeats as usize;
     let mut out = TwinData {
         spec: spec.clone(),
