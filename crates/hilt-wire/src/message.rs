@@ -1,0 +1,270 @@
+//! What host and board say to each other. Every request gets exactly one
+//! reply carrying the request's sequence number: the reply type, or
+//! [`Message::Error`].
+
+use serde::{Deserialize, Serialize};
+
+/// Which protocol versions a side speaks, inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRange {
+    pub min: u8,
+    pub max: u8,
+}
+
+impl VersionRange {
+    /// The highest version both sides speak.
+    pub fn negotiate(self, other: VersionRange) -> Option<u8> {
+        let v = self.max.min(other.max);
+        (v >= self.min.max(other.min)).then_some(v)
+    }
+}
+
+/// What a board can do: enough for the host to build the device's spec
+/// and to size its requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// `shg`, `plate` or `circuit`.
+    pub rig: String,
+    pub n_in: u32,
+    pub n_par: u32,
+    pub n_out: u32,
+    /// Rows one LoadDrive may carry (the board's drive memory).
+    pub max_rows: u32,
+    pub max_repeats: u32,
+    /// Hard limits the board itself enforces (it clamps, and says so).
+    pub input_range: [f32; 2],
+    pub param_range: [f32; 2],
+    /// Expected wall time per measured row and repeat.
+    pub seconds_per_sample: f64,
+}
+
+/// Who the board is. Identify/Identity are frozen: every version must
+/// accept them in version-1 frames, so negotiation can start anywhere.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Identity {
+    pub model: String,
+    pub serial: String,
+    pub firmware: String,
+    pub protocol: VersionRange,
+    pub capabilities: Capabilities,
+}
+
+/// A drive for `rows` samples, row-major: `x` is `rows × n_in`, `theta`
+/// `rows × n_par`. Loading replaces whatever was loaded: idempotent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Drive {
+    pub rows: u32,
+    pub x: Vec<f32>,
+    pub theta: Vec<f32>,
+}
+
+/// What one acquisition measured: `y` is `repeats × rows × n_out`, the
+/// applied values are what the actuators really played (after the board's
+/// clamping and quantisation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Acquisition {
+    pub rows: u32,
+    pub repeats: u32,
+    pub y: Vec<f32>,
+    pub applied_x: Vec<f32>,
+    pub applied_theta: Vec<f32>,
+    /// Per row: the detector saturated in some repeat.
+    pub saturated: Vec<bool>,
+    /// The board's clock (s since power-up) at the start and end.
+    pub started_s: f64,
+    pub finished_s: f64,
+}
+
+/// Why a board refused a request. On the wire: the number, as a u16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "u16", try_from = "u16")]
+#[repr(u16)]
+pub enum ErrorCode {
+    /// The frame failed its CRC or COBS decoding; the board could not trust
+    /// its sequence number and answers with the sequence number 0.
+    BadFrame = 1,
+    /// The frame's version is not one the board speaks.
+    UnsupportedVersion = 2,
+    /// The message type byte is unknown.
+    UnknownMessage = 3,
+    /// The payload did not decode, or its sizes disagree with the board.
+    BadPayload = 4,
+    /// Acquire before any LoadDrive, or a request before Configure.
+    NotReady = 5,
+    /// A value or count outside what the board accepts.
+    OutOfRange = 6,
+    /// The board is measuring and cannot take this request now.
+    Busy = 7,
+    /// The instrument behind the board failed.
+    Hardware = 8,
+}
+
+impl From<ErrorCode> for u16 {
+    fn from(c: ErrorCode) -> u16 {
+        c as u16
+    }
+}
+
+impl TryFrom<u16> for ErrorCode {
+    type Error = String;
+
+    fn try_from(v: u16) -> Result<Self, String> {
+        use ErrorCode::*;
+        [
+            BadFrame,
+            UnsupportedVersion,
+            UnknownMessage,
+            BadPayload,
+            NotReady,
+            OutOfRange,
+            Busy,
+            Hardware,
+        ]
+        .into_iter()
+        .find(|c| *c as u16 == v)
+        .ok_or_else(|| format!("unknown error code {v}"))
+    }
+}
+
+impl ErrorCode {
+    /// Whether resending the same request can succeed.
+    pub fn retryable(self) -> bool {
+        matches!(self, ErrorCode::BadFrame | ErrorCode::Busy)
+    }
+}
+
+/// A board's refusal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub detail: String,
+}
+
+/// Every message, with its type byte on the wire (replies have the high
+/// bit set; [`Message::Error`] answers any request).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// 0x01: who are you? Carries the host's version range.
+    Identify(VersionRange),
+    /// 0x81
+    Identity(Identity),
+    /// 0x02: hyperparameters as `key = value` pairs; all or nothing.
+    Configure(Vec<(String, String)>),
+    /// 0x82: the board's hash of its whole configuration.
+    Configured { config_hash: u64 },
+    /// 0x03
+    LoadDrive(Drive),
+    /// 0x83: rows now loaded.
+    Loaded { rows: u32 },
+    /// 0x04: measure the loaded drive `repeats` times.
+    Acquire { repeats: u32 },
+    /// 0x84
+    Result(Acquisition),
+    /// 0x05: are you there? The nonce comes back.
+    Heartbeat { nonce: u32 },
+    /// 0x85
+    Alive { nonce: u32, uptime_ms: u64 },
+    /// 0x7f
+    Error(Refusal),
+}
+
+impl Message {
+    pub const IDENTIFY: u8 = 0x01;
+    pub const CONFIGURE: u8 = 0x02;
+    pub const LOAD_DRIVE: u8 = 0x03;
+    pub const ACQUIRE: u8 = 0x04;
+    pub const HEARTBEAT: u8 = 0x05;
+    pub const ERROR: u8 = 0x7f;
+    pub const REPLY: u8 = 0x80;
+
+    pub fn kind(&self) -> u8 {
+        match self {
+            Message::Identify(_) => Self::IDENTIFY,
+            Message::Identity(_) => Self::IDENTIFY | Self::REPLY,
+            Message::Configure(_) => Self::CONFIGURE,
+            Message::Configured { .. } => Self::CONFIGURE | Self::REPLY,
+            Message::LoadDrive(_) => Self::LOAD_DRIVE,
+            Message::Loaded { .. } => Self::LOAD_DRIVE | Self::REPLY,
+            Message::Acquire { .. } => Self::ACQUIRE,
+            Message::Result(_) => Self::ACQUIRE | Self::REPLY,
+            Message::Heartbeat { .. } => Self::HEARTBEAT,
+            Message::Alive { .. } => Self::HEARTBEAT | Self::REPLY,
+            Message::Error(_) => Self::ERROR,
+        }
+    }
+
+    /// Whether this is a request (host to board).
+    pub fn is_request(&self) -> bool {
+        self.kind() & Self::REPLY == 0 && !matches!(self, Message::Error(_))
+    }
+
+    /// The reply type byte a request expects (besides Error).
+    pub fn reply_kind(&self) -> Option<u8> {
+        self.is_request().then(|| self.kind() | Self::REPLY)
+    }
+
+    /// Whether sending the request twice has the effect of sending it once,
+    /// so a driver may resend it after a lost reply. Acquire is not: each
+    /// one is a new measurement that advances the rig's clock and drift.
+    pub fn idempotent(&self) -> bool {
+        matches!(
+            self,
+            Message::Identify(_)
+                | Message::Configure(_)
+                | Message::LoadDrive(_)
+                | Message::Heartbeat { .. }
+        )
+    }
+
+    pub(crate) fn write_payload(&self, out: &mut Vec<u8>) -> Result<(), postcard::Error> {
+        fn put<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<(), postcard::Error> {
+            let bytes = postcard::to_extend(v, std::mem::take(out))?;
+            *out = bytes;
+            Ok(())
+        }
+        match self {
+            Message::Identify(v) => put(v, out),
+            Message::Identity(v) => put(v, out),
+            Message::Configure(v) => put(v, out),
+            Message::Configured { config_hash } => put(config_hash, out),
+            Message::LoadDrive(v) => put(v, out),
+            Message::Loaded { rows } => put(rows, out),
+            Message::Acquire { repeats } => put(repeats, out),
+            Message::Result(v) => put(v, out),
+            Message::Heartbeat { nonce } => put(nonce, out),
+            Message::Alive { nonce, uptime_ms } => put(&(nonce, uptime_ms), out),
+            Message::Error(v) => put(v, out),
+        }
+    }
+
+    /// `None` for an unknown type byte.
+    pub(crate) fn read_payload(kind: u8, p: &[u8]) -> Option<Result<Message, postcard::Error>> {
+        fn get<'a, T: Deserialize<'a>>(p: &'a [u8]) -> Result<T, postcard::Error> {
+            let (v, rest) = postcard::take_from_bytes(p)?;
+            if rest.is_empty() {
+                Ok(v)
+            } else {
+                Err(postcard::Error::DeserializeBadEncoding)
+            }
+        }
+        const IDENTITY: u8 = Message::IDENTIFY | Message::REPLY;
+        const CONFIGURED: u8 = Message::CONFIGURE | Message::REPLY;
+        const LOADED: u8 = Message::LOAD_DRIVE | Message::REPLY;
+        const RESULT: u8 = Message::ACQUIRE | Message::REPLY;
+        const ALIVE: u8 = Message::HEARTBEAT | Message::REPLY;
+        Some(match kind {
+            Message::IDENTIFY => get(p).map(Message::Identify),
+            IDENTITY => get(p).map(Message::Identity),
+            Message::CONFIGURE => get(p).map(Message::Configure),
+            CONFIGURED => get(p).map(|config_hash| Message::Configured { config_hash }),
+            Message::LOAD_DRIVE => get(p).map(Message::LoadDrive),
+            LOADED => get(p).map(|rows| Message::Loaded { rows }),
+            Message::ACQUIRE => get(p).map(|repeats| Message::Acquire { repeats }),
+            RESULT => get(p).map(Message::Result),
+            Message::HEARTBEAT => get(p).map(|nonce| Message::Heartbeat { nonce }),
+            ALIVE => get(p).map(|(nonce, uptime_ms)| Message::Alive { nonce, uptime_ms }),
+            Message::ERROR => get(p).map(Message::Error),
+            _ => return None,
+        })
+    }
+}
