@@ -251,3 +251,33 @@ async fn sigterm_finishes_the_batch_in_flight_then_exits_zero() {
     assert!(status.success(), "exit {status:?}\n{log}");
     assert!(log.contains("SIGTERM"), "{log}");
 }
+
+#[tokio::test]
+async fn a_batch_wider_than_four_mebibytes_is_accepted() {
+    // A full batch of a wide device (a ten-copy plate readout carries
+    // 2 156 floats a row) is larger than tonic's default 4 MiB limit.
+    let config = r#"
+[[device]]
+id = "wide"
+kind = "loopback"
+max_batch = 1024
+[device.loopback]
+n_in = 1200
+n_par = 1200
+"#;
+    let d = Hiltd::start(Some(config));
+    let c = Client::connect(d.url()).await.unwrap();
+    let lease = c.acquire("wide", TTL).await.unwrap();
+    let x = Array2::from_shape_fn((1024, 1200), |(i, j)| ((i * 7 + j) % 11) as f32 / 10.0);
+    let theta = Array2::from_elem((1024, 1200), 0.25f32);
+    let m = lease
+        .execute(&Batch {
+            x: x.clone(),
+            theta,
+            repeats: 1,
+            return_repeats: false,
+        })
+        .await
+        .expect("a 9.8 MB request and its answer pass");
+    assert_eq!(m.applied_x, x);
+}
