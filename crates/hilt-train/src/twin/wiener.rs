@@ -15,11 +15,14 @@ use crate::error::{Error, Result};
 /// Samples of look-ahead the filter may use: the acoustic delay and the
 /// interface latency put the recorded window behind the drive.
 const LEAD: usize = 64;
-/// Samples of memory the filter keeps: 21 ms at the plate's 48 kHz (its
-/// slowest mode rings down in ~10 ms at Q 100), 1 ms at the circuit's
-/// 1 MS/s (its envelope decays in 20 µs). Longer drives (several copies
-/// of the input) are convolved, not given ever longer kernels.
-const MEMORY: usize = 1024;
+/// Samples of memory the filter keeps, per rig: 21 ms at the plate's
+/// 48 kHz (its slowest mode rings down in ~10 ms at Q 100), 256 µs at the
+/// circuit's 1 MS/s (its envelope decays in 20 µs). Longer drives (several
+/// copies of the input) are convolved, not given ever longer kernels, and
+/// a kernel four times too long only made the circuit's twin four times
+/// slower to fit.
+const PLATE_MEMORY: usize = 1024;
+const CIRCUIT_MEMORY: usize = 256;
 /// Hidden units of the pointwise nonlinearity.
 const NL_UNITS: usize = 8;
 
@@ -38,14 +41,18 @@ pub struct Shape {
     pub hold: usize,
     pub bins: Vec<(usize, usize)>,
     pub readout: BinReadout,
+    /// Samples of response memory the kernel covers.
+    pub memory: usize,
 }
 
 impl Shape {
     /// `None` for devices that are not driven by a held waveform.
     pub fn for_spec(spec: &DeviceSpec) -> Result<Option<Self>> {
-        if !matches!(spec.kind.as_str(), "plate" | "circuit") {
-            return Ok(None);
-        }
+        let memory = match spec.kind.as_str() {
+            "plate" => PLATE_MEMORY,
+            "circuit" => CIRCUIT_MEMORY,
+            _ => return Ok(None),
+        };
         let enc = spec.encoding.as_ref().ok_or_else(|| {
             Error::invalid(format!("device '{}' publishes no drive encoding", spec.id))
         })?;
@@ -87,6 +94,7 @@ impl Shape {
             hold,
             bins,
             readout,
+            memory,
         }))
     }
 
@@ -96,7 +104,7 @@ impl Shape {
 
     /// Kernel taps: the response's memory plus the look-ahead.
     pub fn taps(&self) -> usize {
-        self.samples().min(MEMORY) + LEAD
+        self.samples().min(self.memory) + LEAD
     }
 }
 
@@ -326,6 +334,7 @@ mod tests {
             hold: 2,
             bins: vec![(0, 3), (3, 6)],
             readout: BinReadout::Mean,
+            memory: PLATE_MEMORY,
         }
     }
 
@@ -354,8 +363,9 @@ mod tests {
             hold,
             bins: (0..n).map(|t| (t, t + 1)).collect(),
             readout: BinReadout::Mean,
+            memory: PLATE_MEMORY,
         };
-        assert_eq!(s.taps(), MEMORY + LEAD);
+        assert_eq!(s.taps(), PLATE_MEMORY + LEAD);
         assert_eq!(Fixed::new(&s).unwrap().n_blocks, 2);
         let k: Vec<f32> = (0..s.taps()).map(|_| rng.random_range(-1.0..1.0)).collect();
         let u: Vec<f32> = (0..2 * nc).map(|_| rng.random_range(-1.0..1.0)).collect();
@@ -436,6 +446,7 @@ mod tests {
             bins: (0..n).map(|t| (t, t + 1)).collect(),
             // Mean: RMS of one sample is |·|, whose kink defeats differences.
             readout: BinReadout::Mean,
+            memory: PLATE_MEMORY,
         };
         assert_eq!(Fixed::new(&s).unwrap().n_blocks, blocks);
         let w = Wiener::new(s.clone()).unwrap();
