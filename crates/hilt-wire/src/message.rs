@@ -140,6 +140,15 @@ pub struct Refusal {
     pub detail: String,
 }
 
+impl Refusal {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
 /// Every message, with its type byte on the wire (replies have the high
 /// bit set; [`Message::Error`] answers any request).
 #[derive(Debug, Clone, PartialEq)]
