@@ -1,9 +1,11 @@
-//! Device implementations behind the `hilt_core::Device` trait. Today the
+//! Device implementations behind the `hilt_core::Device` trait: the
 //! in-process simulators (a physics model from `hilt-physics` driven like a
-//! rig); the serial drivers for real interface boards join them here. No
-//! gRPC in this crate: the daemon owns the network.
+//! rig) and the serial path to real interface boards (`serial/`, growing
+//! into the serial drivers). No gRPC in this crate: the daemon owns the
+//! network.
 
 mod error;
+pub mod serial;
 pub mod sim;
 
 pub use error::Error;

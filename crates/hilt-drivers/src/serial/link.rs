@@ -1,0 +1,214 @@
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use hilt_wire::{ErrorCode, Frame, FrameError, Message, Refusal, WireCodec};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::Framed;
+
+/// Timing of the request/reply discipline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkOptions {
+    /// How long one attempt waits for its reply.
+    pub timeout: Duration,
+    /// After a fault, input is discarded until the line has been silent
+    /// this long, so a late reply cannot sit in the buffer.
+    pub quiet: Duration,
+    /// Attempts for an idempotent request (at least 1).
+    pub attempts: u32,
+}
+
+impl Default for LinkOptions {
+    fn default() -> Self {
+        LinkOptions {
+            timeout: Duration::from_secs(2),
+            quiet: Duration::from_millis(20),
+            attempts: 3,
+        }
+    }
+}
+
+/// Why a request got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("no reply to seq {seq} within {timeout:?}")]
+    Timeout { seq: u32, timeout: Duration },
+    #[error("reply to seq {seq} arrived corrupted: {error}")]
+    Corrupt { seq: u32, error: FrameError },
+    #[error("board refused seq {seq} ({code:?}): {detail}", code = .refusal.code, detail = .refusal.detail)]
+    Refused { seq: u32, refusal: Refusal },
+    #[error("board answered seq {seq} with a {got:#04x} where {want:#04x} was due")]
+    Unexpected { seq: u32, want: u8, got: u8 },
+    #[error("the port closed")]
+    Closed,
+    #[error("I/O: {0}")]
+    Io(String),
+}
+
+impl LinkError {
+    /// Whether the same request may succeed if sent again.
+    pub fn retryable(&self) -> bool {
+        match self {
+            LinkError::Timeout { .. } | LinkError::Corrupt { .. } => true,
+            LinkError::Refused { refusal, .. } => refusal.code.retryable(),
+            LinkError::Unexpected { .. } | LinkError::Closed | LinkError::Io(_) => false,
+        }
+    }
+
+    /// Whether the link itself is gone (reconnect), rather than one
+    /// exchange failing.
+    pub fn link_lost(&self) -> bool {
+        matches!(self, LinkError::Closed | LinkError::Io(_))
+    }
+}
+
+/// What the link has seen, for logs and for the fault-run counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    pub requests: u64,
+    pub retries: u64,
+    pub timeouts: u64,
+    pub corrupt_frames: u64,
+    /// Replies for a request already given up on (late or duplicated):
+    /// dropped, never matched to a later request.
+    pub stale_replies: u64,
+}
+
+/// The host's end of one board connection.
+#[derive(Debug)]
+pub struct Link<S> {
+    io: Framed<S, WireCodec>,
+    next_seq: u32,
+    opt: LinkOptions,
+    stats: LinkStats,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
+    pub fn new(io: S, opt: LinkOptions) -> Self {
+        Link {
+            io: Framed::new(io, WireCodec::new()),
+            next_seq: 1,
+            opt,
+            stats: LinkStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> LinkStats {
+        self.stats
+    }
+
+    /// Seq 0 is what a board uses when it cannot trust a request's seq.
+    fn take_seq(&mut self) -> u32 {
+        let s = self.next_seq;
+        self.next_seq = self.next_seq.checked_add(1).unwrap_or(1);
+        s
+    }
+
+    /// Ends whatever partial frame the board holds (a lone delimiter is an
+    /// empty frame, ignored) and drops anything already waiting here.
+    pub async fn resync(&mut self) -> Result<(), LinkError> {
+        use tokio::io::AsyncWriteExt;
+        self.io
+            .get_mut()
+            .write_all(&[0])
+            .await
+            .map_err(|e| LinkError::Io(e.to_string()))?;
+        self.flush_stale().await
+    }
+
+    /// Discards input until the line is quiet.
+    async fn flush_stale(&mut self) -> Result<(), LinkError> {
+        loop {
+            match tokio::time::timeout(self.opt.quiet, self.io.next()).await {
+                Err(_elapsed) => return Ok(()),
+                Ok(None) => return Err(LinkError::Closed),
+                Ok(Some(Err(e))) => return Err(LinkError::Io(e.to_string())),
+                Ok(Some(Ok(Ok(_)))) => self.stats.stale_replies += 1,
+                Ok(Some(Ok(Err(_)))) => self.stats.corrupt_frames += 1,
+            }
+        }
+    }
+
+    /// One attempt: send under a fresh seq, wait for its reply.
+    pub async fn exchange(&mut self, request: &Message) -> Result<Message, LinkError> {
+        let seq = self.take_seq();
+        let want = request.reply_kind().unwrap_or(Message::ERROR);
+        self.stats.requests += 1;
+        self.io
+            .send(Frame::new(seq, request.clone()))
+            .await
+            .map_err(|e| LinkError::Io(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + self.opt.timeout;
+        loop {
+            let item = match tokio::time::timeout_at(deadline, self.io.next()).await {
+                Err(_elapsed) => {
+                    self.stats.timeouts += 1;
+                    return Err(LinkError::Timeout {
+                        seq,
+                        timeout: self.opt.timeout,
+                    });
+                }
+                Ok(None) => return Err(LinkError::Closed),
+                Ok(Some(Err(e))) => return Err(LinkError::Io(e.to_string())),
+                Ok(Some(Ok(item))) => item,
+            };
+            match item {
+                Ok(f) if f.seq == seq => {
+                    return match f.message {
+                        Message::Error(refusal) => Err(LinkError::Refused { seq, refusal }),
+                        m if m.kind() == want => Ok(m),
+                        m => Err(LinkError::Unexpected {
+                            seq,
+                            want,
+                            got: m.kind(),
+                        }),
+                    };
+                }
+                // The board could not read our request (it answers BadFrame
+                // under seq 0): this attempt is lost.
+                Ok(Frame {
+                    seq: 0,
+                    message: Message::Error(refusal),
+                    ..
+                }) if refusal.code == ErrorCode::BadFrame => {
+                    return Err(LinkError::Refused { seq, refusal });
+                }
+                Ok(_) => self.stats.stale_replies += 1,
+                // A corrupt frame may be our reply: nothing in it can be
+                // trusted, so the attempt has failed.
+                Err(error) => {
+                    self.stats.corrupt_frames += 1;
+                    return Err(LinkError::Corrupt { seq, error });
+                }
+            }
+        }
+    }
+
+    /// A request with the fault handling of `docs/wire-protocol.md`: after a
+    /// failed attempt the stale input is flushed; idempotent requests are
+    /// sent again (under a new seq) while the failure is retryable.
+    pub async fn call(&mut self, request: &Message) -> Result<Message, LinkError> {
+        let attempts = if request.idempotent() {
+            self.opt.attempts.max(1)
+        } else {
+            1
+        };
+        let mut attempt = 1;
+        loop {
+            match self.exchange(request).await {
+                Ok(m) => return Ok(m),
+                Err(e) if e.link_lost() => return Err(e),
+                Err(e) => {
+                    self.flush_stale().await?;
+                    if !e.retryable() || attempt >= attempts {
+                        return Err(e);
+                    }
+                    attempt += 1;
+                    self.stats.retries += 1;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
