@@ -309,8 +309,8 @@ impl Board {
                 applied_x: m.applied_x.into_iter().collect(),
                 applied_theta: m.applied_theta.into_iter().collect(),
                 saturated: m.flags.iter().map(|f| f.saturated).collect(),
-                started_s: m.t_start.first().copied().unwrap_or(0.0),
-                finished_s: m.t_end.last().copied().unwrap_or(0.0),
+                started_s: m.t_start,
+                finished_s: m.t_end,
             }),
             Err(
                 e @ (hilt_core::Error::InvalidArgument { .. }

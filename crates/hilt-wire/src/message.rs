@@ -70,9 +70,10 @@ pub struct Acquisition {
     pub applied_theta: Vec<f32>,
     /// Per row: the detector saturated in some repeat.
     pub saturated: Vec<bool>,
-    /// The board's clock (s since power-up) at the start and end.
-    pub started_s: f64,
-    pub finished_s: f64,
+    /// Per row, on the board's clock: the start of its first shot and the
+    /// end of its last (the rows are swept once per repeat).
+    pub started_s: Vec<f64>,
+    pub finished_s: Vec<f64>,
 }
 
 /// Why a board refused a request. On the wire: the number, as a u16.

@@ -49,8 +49,8 @@ fn examples() -> Vec<Message> {
             applied_x: vec![0.5],
             applied_theta: vec![0.25],
             saturated: vec![true],
-            started_s: 12.5,
-            finished_s: 12.504,
+            started_s: vec![12.5],
+            finished_s: vec![12.504],
         }),
         Message::Heartbeat { nonce: 7 },
         Message::Alive {
@@ -348,8 +348,8 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 y,
                 applied_theta: vec![],
                 saturated,
-                started_s: t,
-                finished_s: t,
+                started_s: vec![t],
+                finished_s: vec![t],
             })),
         any::<u32>().prop_map(|nonce| Message::Heartbeat { nonce }),
         (any::<u32>(), any::<u64>())

@@ -38,8 +38,8 @@ fn reply_to(m: &Message) -> Message {
             applied_x: vec![],
             applied_theta: vec![],
             saturated: vec![false],
-            started_s: 0.0,
-            finished_s: 0.0,
+            started_s: vec![0.0],
+            finished_s: vec![0.0],
         }),
         _ => Message::Identify(VERSIONS),
     }
