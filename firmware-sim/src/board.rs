@@ -7,7 +7,7 @@ use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
 use hilt_core::{Batch, Device, DeviceSpec, LimitPolicy, Measurement, validate};
-use hilt_drivers::{SimDevice, SimSettings};
+use hilt_drivers::{SimDevice, DeviceSettings};
 use hilt_physics::Variant;
 use hilt_physics::circuit::{CircuitConfig, CircuitModel};
 use hilt_physics::plate::{PlateConfig, PlateModel};
@@ -60,7 +60,7 @@ enum Sim {
 
 impl Sim {
     fn build(rig: Rig, config: &Value, seed: u64, variant: Variant) -> Result<Sim, String> {
-        let settings = SimSettings {
+        let settings = DeviceSettings {
             id: format!("{}-board", rig.as_str()),
             seed,
             input_limits: None,

@@ -18,6 +18,13 @@ pub trait Device: Send + 'static {
         &mut self,
         batch: &ValidBatch,
     ) -> impl Future<Output = Result<Measurement, Error>> + Send;
+
+    /// Whether the device publishes its own state changes (a serial driver
+    /// knows when it is connecting, busy or reconnecting); if not, the
+    /// daemon marks it busy around each batch.
+    fn reports_own_state(&self) -> bool {
+        false
+    }
 }
 
 /// Lifecycle of a device as watchers see it.

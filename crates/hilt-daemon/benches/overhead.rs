@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hilt_core::{Batch, Device, LimitPolicy, validate};
 use hilt_daemon::{Config, EmbeddedDaemon};
-use hilt_drivers::{LoopbackModel, SimDevice, SimSettings};
+use hilt_drivers::{LoopbackModel, SimDevice, DeviceSettings};
 use ndarray::Array2;
 
 const CONFIG: &str = r#"
@@ -58,7 +58,7 @@ fn overhead(c: &mut Criterion) {
     let health = tonic_health::pb::health_client::HealthClient::new(channel);
     let mut device = SimDevice::new(
         LoopbackModel::new(64, 8),
-        SimSettings {
+        DeviceSettings {
             id: "loop".into(),
             seed: 0,
             input_limits: None,

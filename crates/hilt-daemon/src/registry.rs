@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hilt_core::{Device, DeviceSpec};
-use hilt_drivers::{LoopbackModel, SimDevice, SimSettings};
+use hilt_drivers::{LoopbackModel, SimDevice, DeviceSettings};
 use hilt_physics::PhysicalModel;
 use hilt_physics::circuit::CircuitModel;
 use hilt_physics::plate::PlateModel;
@@ -87,7 +87,7 @@ impl Registry {
 
 fn build_device(cfg: &Config, d: &DeviceConfig) -> Result<(DeviceEntry, JoinHandle<()>), String> {
     let BackendKind::Sim = d.backend;
-    let settings = SimSettings {
+    let settings = DeviceSettings {
         id: d.id.get_ref().clone(),
         seed: d.seed,
         input_limits: d.limits.input_range(),
@@ -100,7 +100,7 @@ fn build_device(cfg: &Config, d: &DeviceConfig) -> Result<(DeviceEntry, JoinHand
     let depth = cfg.server.queue_depth;
     fn sim<M: PhysicalModel>(
         model: M,
-        settings: SimSettings,
+        settings: DeviceSettings,
         depth: usize,
     ) -> Result<(DeviceEntry, JoinHandle<()>), String> {
         Ok(start(

@@ -7,6 +7,8 @@
 mod error;
 pub mod serial;
 pub mod sim;
+mod spec;
 
 pub use error::Error;
-pub use sim::{LoopbackModel, SimDevice, SimSettings};
+pub use sim::{LoopbackModel, SimDevice};
+pub use spec::DeviceSettings;

@@ -1,5 +1,5 @@
 use hilt_core::{Batch, Device, validate};
-use hilt_drivers::{SimDevice, SimSettings};
+use hilt_drivers::{SimDevice, DeviceSettings};
 use hilt_physics::shg::{ShgConfig, ShgModel};
 
 use super::*;
@@ -56,7 +56,7 @@ async fn a_board_measures_what_the_in_process_simulator_measures() {
     let Message::Result(r) = b.handle(Message::Acquire { repeats: 2 }).await else {
         panic!("result expected");
     };
-    let settings = SimSettings {
+    let settings = DeviceSettings {
         id: "x".into(),
         seed: 7,
         input_limits: None,

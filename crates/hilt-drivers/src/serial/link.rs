@@ -96,6 +96,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         self.stats
     }
 
+    pub fn options(&self) -> LinkOptions {
+        self.opt
+    }
+
     /// Seq 0 is what a board uses when it cannot trust a request's seq.
     fn take_seq(&mut self) -> u32 {
         let s = self.next_seq;
@@ -130,6 +134,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
 
     /// One attempt: send under a fresh seq, wait for its reply.
     pub async fn exchange(&mut self, request: &Message) -> Result<Message, LinkError> {
+        self.exchange_within(request, self.opt.timeout).await
+    }
+
+    /// Waits for input nobody asked for, which is only ever stale: returns
+    /// when the port fails (so an idle driver notices an unplug at once).
+    /// Cancel-safe: nothing is lost when another branch of a `select!` wins.
+    pub async fn idle(&mut self) -> LinkError {
+        loop {
+            match self.io.next().await {
+                None => return LinkError::Closed,
+                Some(Err(e)) => return LinkError::Io(e.to_string()),
+                Some(Ok(Ok(_))) => self.stats.stale_replies += 1,
+                Some(Ok(Err(_))) => self.stats.corrupt_frames += 1,
+            }
+        }
+    }
+
+    async fn exchange_within(
+        &mut self,
+        request: &Message,
+        timeout: Duration,
+    ) -> Result<Message, LinkError> {
         let seq = self.take_seq();
         let want = request.reply_kind().unwrap_or(Message::ERROR);
         self.stats.requests += 1;
@@ -137,15 +163,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             .send(Frame::new(seq, request.clone()))
             .await
             .map_err(|e| LinkError::Io(e.to_string()))?;
-        let deadline = tokio::time::Instant::now() + self.opt.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let item = match tokio::time::timeout_at(deadline, self.io.next()).await {
                 Err(_elapsed) => {
                     self.stats.timeouts += 1;
-                    return Err(LinkError::Timeout {
-                        seq,
-                        timeout: self.opt.timeout,
-                    });
+                    return Err(LinkError::Timeout { seq, timeout });
                 }
                 Ok(None) => return Err(LinkError::Closed),
                 Ok(Some(Err(e))) => return Err(LinkError::Io(e.to_string())),
@@ -187,6 +210,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     /// failed attempt the stale input is flushed; idempotent requests are
     /// sent again (under a new seq) while the failure is retryable.
     pub async fn call(&mut self, request: &Message) -> Result<Message, LinkError> {
+        self.call_within(request, self.opt.timeout).await
+    }
+
+    /// `call` with a longer reply timeout, for requests whose answer takes
+    /// measuring time (Acquire).
+    pub async fn call_within(
+        &mut self,
+        request: &Message,
+        timeout: Duration,
+    ) -> Result<Message, LinkError> {
         let attempts = if request.idempotent() {
             self.opt.attempts.max(1)
         } else {
@@ -194,7 +227,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         };
         let mut attempt = 1;
         loop {
-            match self.exchange(request).await {
+            match self.exchange_within(request, timeout).await {
                 Ok(m) => return Ok(m),
                 Err(e) if e.link_lost() => return Err(e),
                 Err(e) => {

@@ -1,31 +1,14 @@
 use std::time::{Duration, SystemTime};
 
 use hilt_core::{
-    Backend, Device, DeviceSpec, Error as CoreError, FirmwareIdentity, LimitPolicy, Measurement,
-    Range, ValidBatch,
+    Backend, Device, DeviceSpec, Error as CoreError, FirmwareIdentity, Measurement, ValidBatch,
 };
 use hilt_physics::PhysicalModel;
 use tokio::time::Instant;
 
 use super::run::{Grid, run};
 use crate::Error;
-
-/// Everything about a simulated device that is not physics: identity,
-/// hard limits and pacing. Filled from the daemon's config.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SimSettings {
-    pub id: String,
-    pub seed: u64,
-    /// Hard limits; `None` = the actuator's physical range.
-    pub input_limits: Option<Range>,
-    pub param_limits: Option<Range>,
-    pub policy: LimitPolicy,
-    pub max_batch: usize,
-    pub max_repeats: u32,
-    /// Wall-clock time per sample, so a simulator can be as slow as the
-    /// real rig (streaming and busy-fraction work needs that).
-    pub emulate_seconds_per_sample: Option<f64>,
-}
+use crate::spec::{DeviceSettings, build_spec};
 
 /// A physics model driven like a rig. The model runs on the blocking pool
 /// (it is CPU work), so one busy simulator never stalls the daemon's I/O.
@@ -38,70 +21,8 @@ pub struct SimDevice<M> {
     pace: Option<Duration>,
 }
 
-fn limits(
-    field: &str,
-    configured: Option<Range>,
-    physical: (f32, f32),
-    step: f32,
-) -> Result<Range, Error> {
-    let physical = Range::new(physical.0, physical.1);
-    let r = configured.unwrap_or(physical);
-    if !(r.min.is_finite() && r.max.is_finite() && r.min < r.max) {
-        return Err(Error::Config {
-            field: field.to_string(),
-            reason: format!(
-                "[{}, {}] is not a finite interval with min < max",
-                r.min, r.max
-            ),
-        });
-    }
-    if !physical.contains_range(&r) {
-        return Err(Error::Config {
-            field: field.to_string(),
-            reason: format!(
-                "[{}, {}] reaches outside what the actuator can apply, [{}, {}]",
-                r.min, r.max, physical.min, physical.max
-            ),
-        });
-    }
-    if step > 0.0 && (r.min / step).ceil() * step > r.max {
-        return Err(Error::Config {
-            field: field.to_string(),
-            reason: format!(
-                "[{}, {}] holds no value the actuator can apply (its step is {step})",
-                r.min, r.max
-            ),
-        });
-    }
-    Ok(r)
-}
-
 impl<M: PhysicalModel> SimDevice<M> {
-    pub fn new(model: M, s: SimSettings) -> Result<Self, Error> {
-        let input_range = limits(
-            "limits.input",
-            s.input_limits,
-            model.input_range(),
-            model.input_step(),
-        )?;
-        let param_range = limits(
-            "limits.param",
-            s.param_limits,
-            model.param_range(),
-            model.param_step(),
-        )?;
-        if s.max_batch == 0 {
-            return Err(Error::Config {
-                field: "max_batch".into(),
-                reason: "must be >= 1".into(),
-            });
-        }
-        if s.max_repeats == 0 {
-            return Err(Error::Config {
-                field: "max_repeats".into(),
-                reason: "must be >= 1".into(),
-            });
-        }
+    pub fn new(model: M, s: DeviceSettings) -> Result<Self, Error> {
         let pace = match s.emulate_seconds_per_sample {
             None => None,
             Some(v) if v.is_finite() && v >= 0.0 => Some(Duration::from_secs_f64(v)),
@@ -112,40 +33,17 @@ impl<M: PhysicalModel> SimDevice<M> {
                 });
             }
         };
-        let (input_unit, param_unit, output_unit) = model.units();
-        let variant = model.variant().as_str();
-        let kind = model.kind();
-        let spec = DeviceSpec {
-            id: s.id,
-            kind: kind.to_string(),
-            backend: Backend::Sim,
-            model: variant.to_string(),
-            seed: s.seed,
-            n_in: model.n_in(),
-            input_range,
-            n_par: model.n_par(),
-            param_range,
-            n_out: model.n_out(),
-            input_unit: input_unit.to_string(),
-            param_unit: param_unit.to_string(),
-            output_unit: output_unit.to_string(),
-            limit_policy: s.policy,
-            max_batch: s.max_batch,
-            max_repeats: s.max_repeats,
-            seconds_per_sample: s
-                .emulate_seconds_per_sample
-                .unwrap_or(model.seconds_per_sample()),
-            hyperparameters: model.hyperparameters(),
-            calibration_id: format!("sim-{kind}-{variant}-{:016x}", s.seed),
-            firmware: FirmwareIdentity {
-                model: format!("hilt-sim/{kind}"),
-                serial_number: format!("sim-{:016x}", s.seed),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-            },
-            encoding: model.channel_map().cloned(),
-            input_step: model.input_step(),
-            param_step: model.param_step(),
+        let mut spec = build_spec(&model, &s, Backend::Sim)?;
+        let (kind, variant) = (model.kind(), model.variant().as_str());
+        spec.calibration_id = format!("sim-{kind}-{variant}-{:016x}", s.seed);
+        spec.firmware = FirmwareIdentity {
+            model: format!("hilt-sim/{kind}"),
+            serial_number: format!("sim-{:016x}", s.seed),
+            version: env!("CARGO_PKG_VERSION").to_string(),
         };
+        if let Some(v) = s.emulate_seconds_per_sample {
+            spec.seconds_per_sample = v;
+        }
         Ok(SimDevice {
             spec,
             model: Some(model),
@@ -191,7 +89,7 @@ impl<M: PhysicalModel> Device for SimDevice<M> {
 
 #[cfg(test)]
 mod tests {
-    use hilt_core::{Batch, validate};
+    use hilt_core::{Batch, LimitPolicy, Range, validate};
     use hilt_physics::Variant;
     use hilt_physics::shg::{ShgConfig, ShgModel};
     use ndarray::{Array2, array};
@@ -199,8 +97,8 @@ mod tests {
     use super::*;
     use crate::LoopbackModel;
 
-    fn settings() -> SimSettings {
-        SimSettings {
+    fn settings() -> DeviceSettings {
+        DeviceSettings {
             id: "dev".into(),
             seed: 3,
             input_limits: None,
@@ -258,7 +156,7 @@ mod tests {
     #[tokio::test]
     async fn quantising_a_clamped_value_never_crosses_the_hard_limit() {
         let model = ShgModel::new(ShgConfig::default(), Variant::True, 3).unwrap();
-        let s = SimSettings {
+        let s = DeviceSettings {
             param_limits: Some(Range::new(0.0, 0.9)),
             policy: LimitPolicy::Clamp,
             ..settings()
@@ -278,7 +176,7 @@ mod tests {
         assert!(m.flags[0].clamped);
 
         let model = ShgModel::new(ShgConfig::default(), Variant::True, 3).unwrap();
-        let s = SimSettings {
+        let s = DeviceSettings {
             param_limits: Some(Range::new(0.501, 0.505)),
             ..settings()
         };
@@ -302,7 +200,7 @@ mod tests {
         let model = ShgModel::new(ShgConfig::default(), Variant::True, 3).unwrap();
         let err = SimDevice::new(
             model,
-            SimSettings {
+            DeviceSettings {
                 input_limits: Some(Range::new(0.0, 2.0)),
                 ..settings()
             },
@@ -317,7 +215,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn emulated_pace_holds_the_device_for_samples_times_seconds() {
-        let s = SimSettings {
+        let s = DeviceSettings {
             emulate_seconds_per_sample: Some(0.002),
             ..settings()
         };

@@ -4,7 +4,7 @@
 
 mod device;
 mod loopback;
-mod run;
+pub(crate) mod run;
 
-pub use device::{SimDevice, SimSettings};
+pub use device::SimDevice;
 pub use loopback::LoopbackModel;

@@ -21,6 +21,37 @@ impl Grid {
             param_step: spec.param_step,
         }
     }
+
+    /// What a host does before sending values to a board: onto the
+    /// actuator grid, then inside the hard limits. The grid is the models'
+    /// own (`round(v·L)/L`, `L` levels per unit), so the board's
+    /// quantisation of a snapped value is the identity and what it plays is
+    /// exactly what the in-process simulator would have played.
+    pub(crate) fn snap(&self, x: &mut [f32], theta: &mut [f32]) {
+        fn on_grid(values: &mut [f32], step: f32) {
+            if step > 0.0 {
+                let levels = (1.0 / step).round();
+                values
+                    .iter_mut()
+                    .for_each(|v| *v = (*v * levels).round() / levels);
+            }
+        }
+        on_grid(x, self.input_step);
+        keep_inside(x, self.input, self.input_step);
+        on_grid(theta, self.param_step);
+        keep_inside(theta, self.param, self.param_step);
+    }
+
+    /// How far a board's applied input may sit from a snapped value sent
+    /// to it: its own rounding (half a step) and float noise, never a
+    /// different drive's value.
+    pub(crate) fn input_tolerance(&self) -> f32 {
+        0.5 * self.input_step + 1e-6 * self.input.width()
+    }
+
+    pub(crate) fn param_tolerance(&self) -> f32 {
+        0.5 * self.param_step + 1e-6 * self.param.width()
+    }
 }
 use hilt_physics::PhysicalModel;
 use ndarray::{Array2, Array3, Axis};
@@ -86,10 +117,7 @@ pub(crate) fn run<M: PhysicalModel + ?Sized>(
             }
         }
     }
-    let mean = all
-        .mean_axis(Axis(0))
-        .unwrap_or_else(|| Array2::zeros((b, n_out)));
-    let std = (r > 1).then(|| all.std_axis(Axis(0), 0.0));
+    let (mean, std) = reduce(&all);
     let now = std::time::SystemTime::now();
     Measurement {
         y: mean,
@@ -105,6 +133,17 @@ pub(crate) fn run<M: PhysicalModel + ?Sized>(
         calibration_id: String::new(),
         device_id: String::new(),
     }
+}
+
+/// Mean over repeats, and their spread when there are several: one
+/// reduction for every backend, so a board's repeats and the simulator's
+/// give bit-identical summaries.
+pub(crate) fn reduce(all: &Array3<f32>) -> (Array2<f32>, Option<Array2<f32>>) {
+    let (r, b, n_out) = all.dim();
+    let mean = all
+        .mean_axis(Axis(0))
+        .unwrap_or_else(|| Array2::zeros((b, n_out)));
+    (mean, (r > 1).then(|| all.std_axis(Axis(0), 0.0)))
 }
 
 /// Rounding to the actuator grid moves a value by up to half a step, which

@@ -1,0 +1,141 @@
+use std::sync::Arc;
+
+use hilt_core::{
+    Backend, Device, DeviceSpec, DeviceState, Error as CoreError, FirmwareIdentity, Measurement,
+    ValidBatch,
+};
+use hilt_physics::PhysicalModel;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::port::Connector;
+use super::settings::SerialSettings;
+use super::task::{Job, Session};
+use crate::Error;
+use crate::spec::{DeviceSettings, build_spec};
+
+/// The driver's state as watchers see it: the state, a human-readable
+/// reason, and the identity of what is connected (board serial number and
+/// its configuration hash), which changes when the board does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkState {
+    pub state: DeviceState,
+    pub detail: String,
+    pub calibration_id: String,
+}
+
+/// Told of every state change, in order (a watch channel would merge a
+/// quick Reconnecting → Ready into one change, and a client watching for
+/// the replug would never see it).
+pub type StateObserver = Arc<dyn Fn(&LinkState) + Send + Sync>;
+
+/// A rig behind an interface board on a serial port. A background task
+/// owns the port: it connects, configures, keeps the link alive with
+/// heartbeats and reconnects after a loss; `execute` hands it batches.
+pub struct SerialDevice {
+    spec: DeviceSpec,
+    jobs: mpsc::Sender<Job>,
+    state: watch::Receiver<LinkState>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for SerialDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SerialDevice")
+            .field("id", &self.spec.id)
+            .field("state", &*self.state.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SerialDevice {
+    /// `model` is the host's copy of the rig's physics configuration: it
+    /// gives the spec (sizes, ranges, grid, hyperparameters) the board is
+    /// then checked against on every connect. Must be called inside a
+    /// Tokio runtime; connecting starts at once, in the background.
+    pub fn new<M: PhysicalModel, C: Connector>(
+        model: &M,
+        settings: DeviceSettings,
+        serial: SerialSettings,
+        connector: C,
+        observer: StateObserver,
+    ) -> Result<Self, Error> {
+        if settings.emulate_seconds_per_sample.is_some() {
+            return Err(Error::Config {
+                field: "emulate_seconds_per_sample".into(),
+                reason: "only for simulated devices: a real rig takes the time it takes".into(),
+            });
+        }
+        serial.check()?;
+        let mut spec = build_spec(model, &settings, Backend::Serial)?;
+        let port = connector.describe();
+        spec.calibration_id = format!("serial-{}-{port}", spec.kind);
+        spec.firmware = FirmwareIdentity {
+            model: format!("hilt-wire board on {port}"),
+            serial_number: String::new(),
+            version: String::new(),
+        };
+        let initial = LinkState {
+            state: DeviceState::Connecting,
+            detail: format!("opening {port}"),
+            calibration_id: spec.calibration_id.clone(),
+        };
+        let (state_tx, state) = watch::channel(initial);
+        let (jobs, rx) = mpsc::channel(1);
+        let session = Session::new(spec.clone(), serial, connector, state_tx, observer);
+        let task = tokio::spawn(session.run(rx));
+        Ok(SerialDevice {
+            spec,
+            jobs,
+            state,
+            task,
+        })
+    }
+
+    pub fn state(&self) -> LinkState {
+        self.state.borrow().clone()
+    }
+}
+
+impl Drop for SerialDevice {
+    /// The port is closed with the device, not whenever the task notices.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Device for SerialDevice {
+    fn spec(&self) -> &DeviceSpec {
+        &self.spec
+    }
+
+    fn reports_own_state(&self) -> bool {
+        true
+    }
+
+    async fn execute(&mut self, batch: &ValidBatch) -> Result<Measurement, CoreError> {
+        // Not connected: say so now rather than queue behind a reconnect
+        // whose end nobody knows.
+        {
+            let s = self.state.borrow();
+            if s.state != DeviceState::Ready {
+                return Err(CoreError::Unavailable(format!(
+                    "{}: {:?}: {}",
+                    self.spec.id, s.state, s.detail
+                )));
+            }
+        }
+        let (reply, rx) = oneshot::channel();
+        let gone = || CoreError::Unavailable(format!("{}: driver task ended", self.spec.id));
+        self.jobs
+            .send(Job {
+                batch: batch.clone(),
+                reply,
+            })
+            .await
+            .map_err(|_| gone())?;
+        let mut m = rx.await.map_err(|_| gone())??;
+        m.device_id.clone_from(&self.spec.id);
+        Ok(m)
+    }
+}

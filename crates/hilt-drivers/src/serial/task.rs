@@ -1,0 +1,339 @@
+//! The task that owns a board's port: connecting → ready ⇄ busy, and on a
+//! loss faulted → reconnecting with backoff, by itself, for as long as the
+//! device exists.
+
+use hilt_core::{DeviceSpec, DeviceState, Error as CoreError, Measurement, ValidBatch};
+use hilt_wire::{Identity, Message, VERSIONS};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::device::{LinkState, StateObserver};
+use super::measure::{Failure, Plan, measure};
+use super::port::Connector;
+use super::settings::SerialSettings;
+use super::{Link, LinkError};
+use crate::sim::run::Grid;
+
+/// One batch for the board, and where its answer goes.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub batch: ValidBatch,
+    pub reply: oneshot::Sender<Result<Measurement, CoreError>>,
+}
+
+/// Failed measurements in a row after which the link is presumed broken
+/// and rebuilt (a board that keeps losing replies is not healthy, even if
+/// the port is still open).
+const FAULTS_BEFORE_RECONNECT: u32 = 3;
+
+/// Why a connection ended.
+enum Ended {
+    /// The device was dropped.
+    Shutdown,
+    /// The link failed; reconnect.
+    Lost(String),
+}
+
+/// Why a connect attempt failed; `mismatch` = the board answered but is
+/// not the one configured (retrying fast will not help).
+struct ConnectError {
+    detail: String,
+    mismatch: bool,
+}
+
+impl ConnectError {
+    fn link(step: &str, e: LinkError) -> Self {
+        ConnectError {
+            detail: format!("{step}: {e}"),
+            mismatch: false,
+        }
+    }
+
+    fn mismatch(detail: String) -> Self {
+        ConnectError {
+            detail,
+            mismatch: true,
+        }
+    }
+}
+
+pub(crate) struct Session<C> {
+    spec: DeviceSpec,
+    settings: SerialSettings,
+    connector: C,
+    state: watch::Sender<LinkState>,
+    observer: StateObserver,
+    nonce: u32,
+}
+
+impl<C: Connector> Session<C> {
+    pub fn new(
+        spec: DeviceSpec,
+        settings: SerialSettings,
+        connector: C,
+        state: watch::Sender<LinkState>,
+        observer: StateObserver,
+    ) -> Self {
+        Session {
+            spec,
+            settings,
+            connector,
+            state,
+            observer,
+            nonce: 0,
+        }
+    }
+
+    fn set(&self, state: DeviceState, detail: String, calibration_id: Option<&str>) {
+        let mut next = self.state.borrow().clone();
+        next.state = state;
+        next.detail = detail;
+        if let Some(c) = calibration_id {
+            next.calibration_id = c.to_string();
+        }
+        // (The borrow above has ended: send_replace takes the write lock.)
+        if *self.state.borrow() != next {
+            tracing::info!(device = %self.spec.id, state = ?next.state, detail = %next.detail);
+            (self.observer)(&next);
+            self.state.send_replace(next);
+        }
+    }
+
+    /// A new state, same detail (the connected board's identity).
+    fn set_state(&self, state: DeviceState) {
+        let detail = self.state.borrow().detail.clone();
+        self.set(state, detail, None);
+    }
+
+    pub async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        let min = self.settings.reconnect_min;
+        let max = self.settings.reconnect_max;
+        let mut delay = min;
+        loop {
+            let ended = match self.connect().await {
+                Ok((link, plan, calibration_id)) => {
+                    delay = min;
+                    self.serve(link, &plan, &calibration_id, &mut jobs).await
+                }
+                Err(e) => {
+                    if e.mismatch {
+                        delay = max;
+                    }
+                    Ended::Lost(e.detail)
+                }
+            };
+            let Ended::Lost(why) = ended else { return };
+            self.set(DeviceState::Faulted, why.clone(), None);
+            self.set(
+                DeviceState::Reconnecting,
+                format!("{why}; reconnecting in {delay:?}"),
+                None,
+            );
+            // Batches arriving meanwhile are answered at once.
+            let wake = tokio::time::sleep(delay);
+            tokio::pin!(wake);
+            loop {
+                tokio::select! {
+                    () = &mut wake => break,
+                    job = jobs.recv() => match job {
+                        None => return,
+                        Some(job) => {
+                            let _ = job.reply.send(Err(CoreError::Unavailable(format!(
+                                "{}: reconnecting: {why}", self.spec.id
+                            ))));
+                        }
+                    },
+                }
+            }
+            delay = (delay * 2).min(max);
+        }
+    }
+
+    /// Open, identify, configure, and check the board is the one the spec
+    /// describes, with the version both sides speak.
+    async fn connect(&mut self) -> Result<(Link<C::Port>, Plan, String), ConnectError> {
+        let port = self.connector.describe();
+        let port_io = self.connector.open().await.map_err(|e| ConnectError {
+            detail: format!("cannot open {port}: {e}"),
+            mismatch: false,
+        })?;
+        let mut link = Link::new(port_io, self.settings.link);
+        link.resync()
+            .await
+            .map_err(|e| ConnectError::link("resync", e))?;
+        let first = self.identify(&mut link).await?;
+        if first.capabilities.rig != self.spec.kind {
+            return Err(ConnectError::mismatch(format!(
+                "{port} is a '{}' board ({} {}), configured as '{}'",
+                first.capabilities.rig, first.model, first.serial, self.spec.kind
+            )));
+        }
+        let mut config_hash = None;
+        if !self.settings.configure.is_empty() {
+            match link
+                .call(&Message::Configure(self.settings.configure.clone()))
+                .await
+            {
+                Ok(Message::Configured { config_hash: h }) => config_hash = Some(h),
+                Ok(other) => {
+                    return Err(ConnectError::mismatch(format!(
+                        "Configure answered {:#04x}",
+                        other.kind()
+                    )));
+                }
+                Err(LinkError::Refused { refusal, .. }) => {
+                    return Err(ConnectError::mismatch(format!(
+                        "board refused the configuration ({:?}): {}",
+                        refusal.code, refusal.detail
+                    )));
+                }
+                Err(e) => return Err(ConnectError::link("Configure", e)),
+            }
+        }
+        // Sizes may depend on the configuration just applied.
+        let board = self.identify(&mut link).await?;
+        self.verify(&board)?;
+        let calibration_id = format!(
+            "serial-{}-{}-{:016x}",
+            self.spec.kind,
+            board.serial,
+            config_hash.unwrap_or(0)
+        );
+        self.set(
+            DeviceState::Ready,
+            format!(
+                "{} {} firmware {} on {port}",
+                board.model, board.serial, board.firmware
+            ),
+            Some(&calibration_id),
+        );
+        let plan = Plan::new(Grid::of(&self.spec), &board.capabilities);
+        Ok((link, plan, calibration_id))
+    }
+
+    async fn identify(&self, link: &mut Link<C::Port>) -> Result<Identity, ConnectError> {
+        match link.call(&Message::Identify(VERSIONS)).await {
+            Ok(Message::Identity(id)) => {
+                if id.protocol.negotiate(VERSIONS).is_none() {
+                    return Err(ConnectError::mismatch(format!(
+                        "no common protocol version: host speaks {}..={}, board {}..={}",
+                        VERSIONS.min, VERSIONS.max, id.protocol.min, id.protocol.max
+                    )));
+                }
+                Ok(id)
+            }
+            Ok(other) => Err(ConnectError::mismatch(format!(
+                "Identify answered {:#04x}",
+                other.kind()
+            ))),
+            Err(LinkError::Refused { refusal, .. }) => Err(ConnectError::mismatch(format!(
+                "board refused Identify ({:?}): {}",
+                refusal.code, refusal.detail
+            ))),
+            Err(e) => Err(ConnectError::link("Identify", e)),
+        }
+    }
+
+    /// The board must measure what the spec promises clients: same sizes,
+    /// and every value the host's limits allow must be playable.
+    fn verify(&self, board: &Identity) -> Result<(), ConnectError> {
+        let c = &board.capabilities;
+        let s = &self.spec;
+        let sizes = (c.n_in as usize, c.n_par as usize, c.n_out as usize);
+        if sizes != (s.n_in, s.n_par, s.n_out) {
+            return Err(ConnectError::mismatch(format!(
+                "board measures n_in/n_par/n_out {}/{}/{}, the configuration says {}/{}/{}",
+                sizes.0, sizes.1, sizes.2, s.n_in, s.n_par, s.n_out
+            )));
+        }
+        let covers = |r: [f32; 2], need: hilt_core::Range| r[0] <= need.min && need.max <= r[1];
+        if !covers(c.input_range, s.input_range) || !covers(c.param_range, s.param_range) {
+            return Err(ConnectError::mismatch(format!(
+                "board plays inputs in {:?} and parameters in {:?}, narrower than the limits \
+                 [{}, {}] and [{}, {}]",
+                c.input_range,
+                c.param_range,
+                s.input_range.min,
+                s.input_range.max,
+                s.param_range.min,
+                s.param_range.max
+            )));
+        }
+        if c.max_rows == 0 {
+            return Err(ConnectError::mismatch("board accepts no rows".into()));
+        }
+        Ok(())
+    }
+
+    /// Ready until the link fails: batches, heartbeats when idle, and an
+    /// eye on the port so an unplug is seen at once, not at the next batch.
+    async fn serve(
+        &mut self,
+        mut link: Link<C::Port>,
+        plan: &Plan,
+        calibration_id: &str,
+        jobs: &mut mpsc::Receiver<Job>,
+    ) -> Ended {
+        let mut failures = 0;
+        let beat = tokio::time::sleep(self.settings.heartbeat);
+        tokio::pin!(beat);
+        loop {
+            tokio::select! {
+                job = jobs.recv() => {
+                    let Some(job) = job else { return Ended::Shutdown };
+                    if job.reply.is_closed() {
+                        continue;
+                    }
+                    self.set_state(DeviceState::Busy);
+                    let result = measure(&mut link, plan, &job.batch).await;
+                    beat.as_mut().reset(tokio::time::Instant::now() + self.settings.heartbeat);
+                    match result {
+                        Ok(mut m) => {
+                            failures = 0;
+                            m.calibration_id = calibration_id.to_string();
+                            let _ = job.reply.send(Ok(m));
+                        }
+                        Err(f) => {
+                            let id = &self.spec.id;
+                            let _ = job.reply.send(Err(match &f {
+                                Failure::Lost(_) | Failure::Retry(_) => {
+                                    CoreError::Unavailable(format!("{id}: {f}"))
+                                }
+                                Failure::Hardware(_) => CoreError::Aborted(format!("{id}: {f}")),
+                                Failure::Protocol(_) => CoreError::Internal(format!(
+                                    "{id}: board protocol violation: {f}"
+                                )),
+                            }));
+                            failures += 1;
+                            if let Failure::Lost(why) = f {
+                                return Ended::Lost(why);
+                            }
+                            if failures >= FAULTS_BEFORE_RECONNECT {
+                                return Ended::Lost(format!(
+                                    "{failures} batches in a row failed, the last: {f}"
+                                ));
+                            }
+                        }
+                    }
+                    self.set_state(DeviceState::Ready);
+                }
+                () = &mut beat => {
+                    self.nonce = self.nonce.wrapping_add(1);
+                    let nonce = self.nonce;
+                    match link.call(&Message::Heartbeat { nonce }).await {
+                        Ok(Message::Alive { nonce: n, .. }) if n == nonce => {}
+                        Ok(other) => {
+                            return Ended::Lost(format!("heartbeat {nonce} answered {other:?}"));
+                        }
+                        Err(e) => return Ended::Lost(format!("heartbeat: {e}")),
+                    }
+                    beat.as_mut().reset(tokio::time::Instant::now() + self.settings.heartbeat);
+                }
+                e = link.idle() => return Ended::Lost(format!("port: {e}")),
+            }
+        }
+    }
+}
+
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,161 @@
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hilt_core::{Batch, Device, validate};
+use hilt_physics::Variant;
+use hilt_physics::shg::{ShgConfig, ShgModel};
+use ndarray::Array2;
+use tokio::io::DuplexStream;
+use tokio::sync::mpsc;
+
+use crate::serial::fake_board::{self, Quirks, settings};
+use crate::serial::{Connector, LinkState, SerialDevice, SerialSettings};
+use hilt_core::DeviceState::{self, *};
+
+/// Ports handed out one per `open`, as a test plugs them in; with none
+/// plugged in, `open` fails like a missing device node.
+struct Pipes(mpsc::UnboundedReceiver<DuplexStream>);
+
+impl Connector for Pipes {
+    type Port = DuplexStream;
+
+    async fn open(&mut self) -> io::Result<DuplexStream> {
+        self.0
+            .try_recv()
+            .map_err(|_| io::Error::new(io::ErrorKind::NotFound, "no such device"))
+    }
+
+    fn describe(&self) -> String {
+        "/dev/hilt-test".into()
+    }
+}
+
+fn shg() -> ShgModel {
+    ShgModel::new(ShgConfig::default(), Variant::True, 5).unwrap()
+}
+
+struct Rig {
+    dev: SerialDevice,
+    plug: mpsc::UnboundedSender<DuplexStream>,
+    events: mpsc::UnboundedReceiver<LinkState>,
+}
+
+impl Rig {
+    fn new(configure: bool) -> Rig {
+        let (plug, pipes) = mpsc::unbounded_channel();
+        let (tx, events) = mpsc::unbounded_channel();
+        let mut serial = SerialSettings::new("/dev/hilt-test");
+        serial.link.timeout = Duration::from_millis(50);
+        if configure {
+            serial.configure = vec![("ripple_rad".into(), "0.1".into())];
+        }
+        let dev = SerialDevice::new(
+            &shg(),
+            settings(4096, 64),
+            serial,
+            Pipes(pipes),
+            Arc::new(move |s: &LinkState| {
+                let _ = tx.send(s.clone());
+            }),
+        )
+        .unwrap();
+        Rig { dev, plug, events }
+    }
+
+    /// Plugs in a board; returns its task (abort it to unplug).
+    fn plug_in(&self, quirks: Quirks) -> tokio::task::JoinHandle<()> {
+        let (near, far) = tokio::io::duplex(1 << 20);
+        self.plug.send(near).unwrap();
+        fake_board::spawn(far, shg(), &settings(256, 64), quirks)
+    }
+
+    /// Every state up to and including the first `want`.
+    async fn until(&mut self, want: DeviceState) -> Vec<LinkState> {
+        let mut seen = Vec::new();
+        while let Some(s) = self.events.recv().await {
+            let done = s.state == want;
+            seen.push(s);
+            if done {
+                return seen;
+            }
+        }
+        panic!("driver ended before {want:?}: {seen:?}")
+    }
+
+    async fn measure(&mut self) -> Result<hilt_core::Measurement, hilt_core::Error> {
+        let b = Batch::shared(Array2::from_elem((3, 12), 0.5), &[0.25; 40]);
+        let v = validate(self.dev.spec(), b).unwrap();
+        self.dev.execute(&v).await
+    }
+}
+
+fn states(seen: &[LinkState]) -> Vec<DeviceState> {
+    seen.iter().map(|s| s.state).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn connects_configures_and_measures() {
+    let mut rig = Rig::new(true);
+    let _board = rig.plug_in(Quirks::default());
+    let seen = rig.until(Ready).await;
+    let ready = seen.last().unwrap();
+    assert_eq!(ready.calibration_id, "serial-shg-FAKE-1-0000000000000007");
+    assert!(ready.detail.contains("FAKE-1") && ready.detail.contains("/dev/hilt-test"));
+    let m = rig.measure().await.unwrap();
+    assert_eq!(m.y.dim(), (3, rig.dev.spec().n_out));
+    assert_eq!(m.calibration_id, ready.calibration_id);
+    assert_eq!(states(&rig.until(Ready).await), [Busy, Ready]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unplugged_board_is_reconnected_and_reconfigured() {
+    let mut rig = Rig::new(false);
+    let board = rig.plug_in(Quirks::default());
+    rig.until(Ready).await;
+    board.abort();
+    let seen = rig.until(Reconnecting).await;
+    assert_eq!(states(&seen), [Faulted, Reconnecting]);
+    assert!(seen[0].detail.contains("port"), "{:?}", seen[0]);
+    // Meanwhile batches fail fast, with a reason.
+    let err = rig.measure().await.unwrap_err();
+    assert!(
+        matches!(&err, hilt_core::Error::Unavailable(d) if d.contains("Reconnecting")),
+        "{err}"
+    );
+    // Nothing plugged in yet: attempts fail and back off.
+    let seen = rig.until(Reconnecting).await;
+    assert!(seen[0].detail.contains("cannot open /dev/hilt-test"), "{seen:?}");
+    let _board = rig.plug_in(Quirks::default());
+    rig.until(Ready).await;
+    rig.measure().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_board_of_another_rig_is_refused_with_its_name() {
+    let mut rig = Rig::new(false);
+    let _board = rig.plug_in(Quirks {
+        rig: Some("plate"),
+        ..Quirks::default()
+    });
+    let seen = rig.until(Faulted).await;
+    let why = &seen.last().unwrap().detail;
+    assert!(
+        why.contains("is a 'plate' board") && why.contains("configured as 'shg'"),
+        "{why}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_board_that_never_answers_is_never_ready() {
+    let mut rig = Rig::new(false);
+    let (near, _far) = tokio::io::duplex(1 << 16);
+    rig.plug.send(near).unwrap();
+    let seen = rig.until(Faulted).await;
+    assert!(
+        seen.last().unwrap().detail.contains("no reply"),
+        "{seen:?}"
+    );
+    let err = rig.measure().await.unwrap_err();
+    assert!(matches!(err, hilt_core::Error::Unavailable(_)), "{err}");
+}

@@ -1,0 +1,124 @@
+//! What a device publishes about itself, built once from its physics
+//! model and its settings, whichever backend measures: a simulator and
+//! the board in front of the real rig publish the same spec.
+
+use hilt_core::{Backend, DeviceSpec, FirmwareIdentity, LimitPolicy, Range};
+use hilt_physics::PhysicalModel;
+
+use crate::Error;
+
+/// Everything about a device that is not physics: identity, hard limits,
+/// sizes and (for a simulator) pacing. Filled from the daemon's config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceSettings {
+    pub id: String,
+    pub seed: u64,
+    /// Hard limits; `None` = the actuator's physical range.
+    pub input_limits: Option<Range>,
+    pub param_limits: Option<Range>,
+    pub policy: LimitPolicy,
+    pub max_batch: usize,
+    pub max_repeats: u32,
+    /// Wall-clock time per sample, so a simulator can be as slow as the
+    /// real rig (streaming and busy-fraction work needs that). Simulators
+    /// only: a real rig takes the time it takes.
+    pub emulate_seconds_per_sample: Option<f64>,
+}
+
+
+fn limits(
+    field: &str,
+    configured: Option<Range>,
+    physical: (f32, f32),
+    step: f32,
+) -> Result<Range, Error> {
+    let physical = Range::new(physical.0, physical.1);
+    let r = configured.unwrap_or(physical);
+    if !(r.min.is_finite() && r.max.is_finite() && r.min < r.max) {
+        return Err(Error::Config {
+            field: field.to_string(),
+            reason: format!(
+                "[{}, {}] is not a finite interval with min < max",
+                r.min, r.max
+            ),
+        });
+    }
+    if !physical.contains_range(&r) {
+        return Err(Error::Config {
+            field: field.to_string(),
+            reason: format!(
+                "[{}, {}] reaches outside what the actuator can apply, [{}, {}]",
+                r.min, r.max, physical.min, physical.max
+            ),
+        });
+    }
+    if step > 0.0 && (r.min / step).ceil() * step > r.max {
+        return Err(Error::Config {
+            field: field.to_string(),
+            reason: format!(
+                "[{}, {}] holds no value the actuator can apply (its step is {step})",
+                r.min, r.max
+            ),
+        });
+    }
+    Ok(r)
+}
+
+/// The spec of a device measuring `model`'s physics. Identity fields
+/// (calibration id, firmware) are the backend's to fill in.
+pub(crate) fn build_spec<M: PhysicalModel>(
+    model: &M,
+    s: &DeviceSettings,
+    backend: Backend,
+) -> Result<DeviceSpec, Error> {
+    let input_range = limits(
+        "limits.input",
+        s.input_limits,
+        model.input_range(),
+        model.input_step(),
+    )?;
+    let param_range = limits(
+        "limits.param",
+        s.param_limits,
+        model.param_range(),
+        model.param_step(),
+    )?;
+    if s.max_batch == 0 {
+        return Err(Error::Config {
+            field: "max_batch".into(),
+            reason: "must be >= 1".into(),
+        });
+    }
+    if s.max_repeats == 0 {
+        return Err(Error::Config {
+            field: "max_repeats".into(),
+            reason: "must be >= 1".into(),
+        });
+    }
+    let (input_unit, param_unit, output_unit) = model.units();
+    Ok(DeviceSpec {
+        id: s.id.clone(),
+        kind: model.kind().to_string(),
+        backend,
+        model: model.variant().as_str().to_string(),
+        seed: s.seed,
+        n_in: model.n_in(),
+        input_range,
+        n_par: model.n_par(),
+        param_range,
+        n_out: model.n_out(),
+        input_unit: input_unit.to_string(),
+        param_unit: param_unit.to_string(),
+        output_unit: output_unit.to_string(),
+        limit_policy: s.policy,
+        max_batch: s.max_batch,
+        max_repeats: s.max_repeats,
+        seconds_per_sample: model.seconds_per_sample(),
+        hyperparameters: model.hyperparameters(),
+        calibration_id: String::new(),
+        firmware: FirmwareIdentity::default(),
+        encoding: model.channel_map().cloned(),
+        input_step: model.input_step(),
+        param_step: model.param_step(),
+    })
+}
