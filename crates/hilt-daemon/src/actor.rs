@@ -63,12 +63,19 @@ pub fn spawn<D: Device>(
             if job.reply.is_closed() {
                 continue;
             }
-            status.update(EventKind::StateChanged, |s| s.state = DeviceState::Busy);
+            // A device that reports its own state (a serial driver) is
+            // busy, faulted or reconnecting by its own account.
+            let own = device.reports_own_state();
+            if !own {
+                status.update(EventKind::StateChanged, |s| s.state = DeviceState::Busy);
+            }
             let samples = job.batch.rows() as u64 * u64::from(job.batch.repeats());
             let result = device.execute(&job.batch).await;
             let ok = result.is_ok();
             status.update(EventKind::StateChanged, |s| {
-                s.state = DeviceState::Ready;
+                if !own {
+                    s.state = DeviceState::Ready;
+                }
                 if ok {
                     s.batches_done += 1;
                     s.samples_done += samples;

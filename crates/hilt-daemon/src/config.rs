@@ -80,6 +80,42 @@ impl DeviceKind {
 pub enum BackendKind {
     #[default]
     Sim,
+    /// A real rig's interface board on a serial port (`[device.serial]`).
+    Serial,
+}
+
+/// How to reach a board: `[device.serial]`. Timeouts in milliseconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SerialConfig {
+    /// e.g. `/dev/hilt-shg` (deploy/99-hilt.rules names the boards).
+    pub port: std::path::PathBuf,
+    pub baud: u32,
+    /// Per request; an Acquire also gets its rows' measuring time.
+    pub timeout_ms: u64,
+    /// Silence that ends the flush of stale input after a fault.
+    pub quiet_ms: u64,
+    /// Attempts for idempotent requests.
+    pub attempts: u32,
+    pub heartbeat_ms: u64,
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for SerialConfig {
+    fn default() -> Self {
+        let d = hilt_drivers::serial::SerialSettings::new("");
+        SerialConfig {
+            port: d.port,
+            baud: d.baud,
+            timeout_ms: d.link.timeout.as_millis() as u64,
+            quiet_ms: d.link.quiet.as_millis() as u64,
+            attempts: d.link.attempts,
+            heartbeat_ms: d.heartbeat.as_millis() as u64,
+            reconnect_min_ms: d.reconnect_min.as_millis() as u64,
+            reconnect_max_ms: d.reconnect_max.as_millis() as u64,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +142,8 @@ pub struct DeviceConfig {
     pub plate: Option<PlateConfig>,
     pub circuit: Option<CircuitConfig>,
     pub loopback: Option<LoopbackConfig>,
+    /// Required for `backend = "serial"`.
+    pub serial: Option<SerialConfig>,
 }
 
 fn default_max_batch() -> usize {
@@ -230,6 +268,32 @@ impl Config {
                     d.kind.as_str()
                 )));
             }
+            match (d.backend, &d.serial) {
+                (BackendKind::Serial, None) => {
+                    return Err(Error::Config(format!(
+                        "{at}: backend 'serial' needs a [device.serial] table with port"
+                    )));
+                }
+                (BackendKind::Sim, Some(_)) => {
+                    return Err(Error::Config(format!(
+                        "{at}: [device.serial] given for backend 'sim' (set backend = \"serial\")"
+                    )));
+                }
+                _ => {}
+            }
+            if d.backend == BackendKind::Serial {
+                if d.kind == DeviceKind::Loopback {
+                    return Err(Error::Config(format!(
+                        "{at}: kind 'loopback' has no board: use backend 'sim'"
+                    )));
+                }
+                if d.emulate_seconds_per_sample.is_some() {
+                    return Err(Error::Config(format!(
+                        "{at}: emulate_seconds_per_sample is for simulated devices; a real rig \
+                         takes the time it takes"
+                    )));
+                }
+            }
             if d.kind == DeviceKind::Loopback && d.loopback.is_none() {
                 return Err(Error::Config(format!(
                     "{at}: kind 'loopback' needs a [device.loopback] table with n_in"
@@ -287,6 +351,34 @@ mod tests {
             e,
             "lab.toml:2: device 'a': [device.loopback] given for a device of kind 'shg'"
         );
+    }
+
+    #[test]
+    fn serial_backend_needs_its_table_and_nothing_simulated() {
+        let dev = "[[device]]\nid = \"a\"\nkind = \"shg\"\n";
+        let e = Config::parse(&format!("{dev}backend = \"serial\"\n"), "lab.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "lab.toml:2: device 'a': backend 'serial' needs a [device.serial] table with port"
+        );
+        let e = Config::parse(&format!("{dev}[device.serial]\nport = \"/dev/x\"\n"), "lab.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("given for backend 'sim'"), "{e}");
+        let text = format!(
+            "{dev}backend = \"serial\"\nemulate_seconds_per_sample = 0.1\n[device.serial]\nport = \"/dev/x\"\n"
+        );
+        let e = Config::parse(&text, "lab.toml").unwrap_err().to_string();
+        assert!(e.contains("emulate_seconds_per_sample is for simulated"), "{e}");
+        let text = format!("{dev}backend = \"serial\"\n[device.serial]\nport = \"/dev/x\"\nbaud_rate = 9600\n");
+        let e = Config::parse(&text, "lab.toml").unwrap_err().to_string();
+        assert!(e.contains("baud_rate") && e.contains("line 7"), "{e}");
+        let text = format!("{dev}backend = \"serial\"\n[device.serial]\nport = \"/dev/x\"\n");
+        let c = Config::parse(&text, "lab.toml").unwrap();
+        let s = c.devices[0].serial.as_ref().unwrap();
+        assert_eq!((s.baud, s.timeout_ms, s.attempts), (115_200, 2000, 3));
     }
 
     #[test]
