@@ -145,13 +145,20 @@ async fn serial_measurements_equal_the_in_process_simulator_with_the_same_seed()
     // Non-default physics on both sides: the host configures the board
     // with its whole physics table.
     let plate_physics = "[device.plate]\nn_bins = 6\nq = 40.0\n";
-    let config = format!(
-        "{}{}{}{}",
+    let config = [
         serial_device("shg-serial", "shg", &shg_port, 7, "true", ""),
-        "[[device]]\nid = \"shg-sim\"\nkind = \"shg\"\nseed = 7\n",
-        serial_device("plate-serial", "plate", &plate_port, 3, "true", plate_physics),
+        "[[device]]\nid = \"shg-sim\"\nkind = \"shg\"\nseed = 7\n".to_string(),
+        serial_device(
+            "plate-serial",
+            "plate",
+            &plate_port,
+            3,
+            "true",
+            plate_physics,
+        ),
         format!("[[device]]\nid = \"plate-sim\"\nkind = \"plate\"\nseed = 3\n{plate_physics}"),
-    );
+    ]
+    .concat();
     let d = Hiltd::start(Some(&config));
     let c = Client::connect(d.url()).await.unwrap();
     let status = ready(&c, "shg-serial").await;
@@ -160,7 +167,10 @@ async fn serial_measurements_equal_the_in_process_simulator_with_the_same_seed()
 
     let (spec, _) = c.describe("shg-serial").await.unwrap();
     assert_eq!(spec.backend, hilt_core::Backend::Serial);
-    for (serial, sim, batches) in [("shg-serial", "shg-sim", 4), ("plate-serial", "plate-sim", 2)] {
+    for (serial, sim, batches) in [
+        ("shg-serial", "shg-sim", 4),
+        ("plate-serial", "plate-sim", 2),
+    ] {
         let (spec, _) = c.describe(sim).await.unwrap();
         let (a, b) = (
             c.acquire(serial, TTL).await.unwrap(),
@@ -173,9 +183,15 @@ async fn serial_measurements_equal_the_in_process_simulator_with_the_same_seed()
                 repeats: 3,
                 return_repeats: true,
             };
-            let (ma, mb) = (a.execute(&batch).await.unwrap(), b.execute(&batch).await.unwrap());
+            let (ma, mb) = (
+                a.execute(&batch).await.unwrap(),
+                b.execute(&batch).await.unwrap(),
+            );
             assert_same(&ma, &mb);
-            assert!(ma.calibration_id.starts_with(&format!("serial-{}-FWSIM-", spec.kind)));
+            assert!(
+                ma.calibration_id
+                    .starts_with(&format!("serial-{}-FWSIM-", spec.kind))
+            );
         }
     }
 }
@@ -202,7 +218,11 @@ async fn one_execute(lease: &Lease, model: &mut ShgModel, k: u64, tally: &mut Ta
             assert_eq!(m.applied_theta, at, "execute {k}: applied parameters");
             let mut y = vec![0.0; model.n_out()];
             model.shot(ax.as_slice().unwrap(), at.as_slice().unwrap(), &mut y);
-            assert_eq!(m.y.as_slice().unwrap(), &y[..], "execute {k}: a wrong measurement");
+            assert_eq!(
+                m.y.as_slice().unwrap(),
+                &y[..],
+                "execute {k}: a wrong measurement"
+            );
             tally.correct += 1;
             true
         }
@@ -222,15 +242,25 @@ async fn ten_thousand_executes_at_one_percent_faults_of_each_kind_are_never_wron
     let dir = tempfile::tempdir().unwrap();
     let port = dir.path().join("shg");
     let faults = [
-        "--corrupt-rate", "0.01", "--drop-rate", "0.01", "--dup-rate", "0.01",
-        "--stall-rate", "0.01", "--stall-ms", "80",
+        "--corrupt-rate",
+        "0.01",
+        "--drop-rate",
+        "0.01",
+        "--dup-rate",
+        "0.01",
+        "--stall-rate",
+        "0.01",
+        "--stall-ms",
+        "80",
     ];
     let mut args = vec!["--rig", "shg", "--seed", "5", "--model", "nominal"];
     args.extend(faults);
     let mut board = Board::start(&port, &args);
     board.plugged_in().await;
     let timing = "timeout_ms = 40\nquiet_ms = 10\n";
-    let d = Hiltd::start(Some(&serial_device("shg", "shg", &port, 5, "nominal", timing)));
+    let d = Hiltd::start(Some(&serial_device(
+        "shg", "shg", &port, 5, "nominal", timing,
+    )));
     let c = Client::connect(d.url()).await.unwrap();
     ready(&c, "shg").await;
     let lease = c.acquire("shg", TTL).await.unwrap();
@@ -264,7 +294,14 @@ async fn replugged_board_recovers_without_restarting_hiltd_and_watchers_see_it()
     let port = dir.path().join("shg");
     let mut board = Board::start(
         &port,
-        &["--rig", "shg", "--unplug-every", "40", "--replug-after-ms", "100"],
+        &[
+            "--rig",
+            "shg",
+            "--unplug-every",
+            "40",
+            "--replug-after-ms",
+            "100",
+        ],
     );
     board.plugged_in().await;
     let timing = "reconnect_min_ms = 10\nreconnect_max_ms = 200\n";

@@ -7,7 +7,7 @@ use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
 use hilt_core::{Batch, Device, DeviceSpec, LimitPolicy, Measurement, validate};
-use hilt_drivers::{SimDevice, DeviceSettings};
+use hilt_drivers::{DeviceSettings, SimDevice};
 use hilt_physics::Variant;
 use hilt_physics::circuit::{CircuitConfig, CircuitModel};
 use hilt_physics::plate::{PlateConfig, PlateModel};

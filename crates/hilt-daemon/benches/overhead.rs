@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hilt_core::{Batch, Device, LimitPolicy, validate};
 use hilt_daemon::{Config, EmbeddedDaemon};
-use hilt_drivers::{LoopbackModel, SimDevice, DeviceSettings};
+use hilt_drivers::{DeviceSettings, LoopbackModel, SimDevice};
 use ndarray::Array2;
 
 const CONFIG: &str = r#"

@@ -363,16 +363,24 @@ mod tests {
             e,
             "lab.toml:2: device 'a': backend 'serial' needs a [device.serial] table with port"
         );
-        let e = Config::parse(&format!("{dev}[device.serial]\nport = \"/dev/x\"\n"), "lab.toml")
-            .unwrap_err()
-            .to_string();
+        let e = Config::parse(
+            &format!("{dev}[device.serial]\nport = \"/dev/x\"\n"),
+            "lab.toml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("given for backend 'sim'"), "{e}");
         let text = format!(
             "{dev}backend = \"serial\"\nemulate_seconds_per_sample = 0.1\n[device.serial]\nport = \"/dev/x\"\n"
         );
         let e = Config::parse(&text, "lab.toml").unwrap_err().to_string();
-        assert!(e.contains("emulate_seconds_per_sample is for simulated"), "{e}");
-        let text = format!("{dev}backend = \"serial\"\n[device.serial]\nport = \"/dev/x\"\nbaud_rate = 9600\n");
+        assert!(
+            e.contains("emulate_seconds_per_sample is for simulated"),
+            "{e}"
+        );
+        let text = format!(
+            "{dev}backend = \"serial\"\n[device.serial]\nport = \"/dev/x\"\nbaud_rate = 9600\n"
+        );
         let e = Config::parse(&text, "lab.toml").unwrap_err().to_string();
         assert!(e.contains("baud_rate") && e.contains("line 7"), "{e}");
         let text = format!("{dev}backend = \"serial\"\n[device.serial]\nport = \"/dev/x\"\n");

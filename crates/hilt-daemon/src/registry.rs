@@ -111,8 +111,8 @@ fn build_device(cfg: &Config, d: &DeviceConfig) -> Result<(DeviceEntry, JoinHand
     match d.kind {
         DeviceKind::Shg => {
             let physics = d.shg.clone().unwrap_or_default();
-            let model = ShgModel::new(physics.clone(), d.model, d.seed)
-                .map_err(|e| format!("shg.{e}"))?;
+            let model =
+                ShgModel::new(physics.clone(), d.model, d.seed).map_err(|e| format!("shg.{e}"))?;
             how.start(model, &physics)
         }
         DeviceKind::Plate => {

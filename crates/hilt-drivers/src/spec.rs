@@ -25,7 +25,6 @@ pub struct DeviceSettings {
     pub emulate_seconds_per_sample: Option<f64>,
 }
 
-
 fn limits(
     field: &str,
     configured: Option<Range>,

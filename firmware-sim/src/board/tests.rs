@@ -1,5 +1,5 @@
 use hilt_core::{Batch, Device, validate};
-use hilt_drivers::{SimDevice, DeviceSettings};
+use hilt_drivers::{DeviceSettings, SimDevice};
 use hilt_physics::shg::{ShgConfig, ShgModel};
 
 use super::*;

@@ -80,7 +80,11 @@ impl<M: PhysicalModel> Fake<M> {
             },
             Message::LoadDrive(d) => {
                 let rows = d.rows as usize;
-                let theta_rows = if d.theta.len() == self.spec.n_par { 1 } else { rows };
+                let theta_rows = if d.theta.len() == self.spec.n_par {
+                    1
+                } else {
+                    rows
+                };
                 let x = Array2::from_shape_vec((rows, self.spec.n_in), d.x);
                 let t = Array2::from_shape_vec((theta_rows, self.spec.n_par), d.theta);
                 match (x, t) {

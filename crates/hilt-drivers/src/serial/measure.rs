@@ -67,11 +67,7 @@ const FRAME_SLACK: usize = 4096;
 
 impl Plan {
     pub fn new(grid: Grid, caps: &Capabilities) -> Plan {
-        let (n_in, n_par, n_out) = (
-            caps.n_in as usize,
-            caps.n_par as usize,
-            caps.n_out as usize,
-        );
+        let (n_in, n_par, n_out) = (caps.n_in as usize, caps.n_par as usize, caps.n_out as usize);
         // A Result row of one repeat: y, applied values, flag and times.
         let result_row = 4 * (n_out + n_in + n_par) + 1 + 16;
         let load_row = 4 * (n_in + n_par);
@@ -152,10 +148,16 @@ pub(crate) async fn measure<S: AsyncRead + AsyncWrite + Unpin>(
     let mut theta = batch.theta().clone();
     let shared = theta.nrows() == 1;
     for mut row in x.rows_mut() {
-        plan.grid.snap(row.as_slice_mut().expect("owned rows are contiguous"), &mut []);
+        plan.grid.snap(
+            row.as_slice_mut().expect("owned rows are contiguous"),
+            &mut [],
+        );
     }
     for mut row in theta.rows_mut() {
-        plan.grid.snap(&mut [], row.as_slice_mut().expect("owned rows are contiguous"));
+        plan.grid.snap(
+            &mut [],
+            row.as_slice_mut().expect("owned rows are contiguous"),
+        );
     }
 
     let mut all = Array3::<f32>::zeros((r, b, plan.n_out));
@@ -171,11 +173,18 @@ pub(crate) async fn measure<S: AsyncRead + AsyncWrite + Unpin>(
         if !loaded || b > plan.rows_per_load {
             let drive = Drive {
                 rows: round.rows as u32,
-                x: x.slice_axis(Axis(0), Slice::from(rows.clone())).iter().copied().collect(),
+                x: x.slice_axis(Axis(0), Slice::from(rows.clone()))
+                    .iter()
+                    .copied()
+                    .collect(),
                 theta: if shared {
                     theta.iter().copied().collect()
                 } else {
-                    theta.slice_axis(Axis(0), Slice::from(rows.clone())).iter().copied().collect()
+                    theta
+                        .slice_axis(Axis(0), Slice::from(rows.clone()))
+                        .iter()
+                        .copied()
+                        .collect()
                 },
             };
             match link.call(&Message::LoadDrive(drive)).await {
@@ -213,16 +222,16 @@ pub(crate) async fn measure<S: AsyncRead + AsyncWrite + Unpin>(
         };
         check(plan, &round, &acq)?;
         let reps = round.repeats as usize;
-        let y = Array3::from_shape_vec((reps, round.rows, plan.n_out), acq.y)
-            .expect("sizes checked");
+        let y =
+            Array3::from_shape_vec((reps, round.rows, plan.n_out), acq.y).expect("sizes checked");
         let mut dst = all.slice_axis_mut(
             Axis(0),
             Slice::from(round.first_repeat..round.first_repeat + reps),
         );
         dst.slice_axis_inplace(Axis(1), Slice::from(rows.clone()));
         dst.assign(&y);
-        let ax = Array2::from_shape_vec((round.rows, plan.n_in), acq.applied_x)
-            .expect("sizes checked");
+        let ax =
+            Array2::from_shape_vec((round.rows, plan.n_in), acq.applied_x).expect("sizes checked");
         let theta_rows = if shared { 1 } else { round.rows };
         let at = Array2::from_shape_vec((theta_rows, plan.n_par), acq.applied_theta)
             .expect("sizes checked");
@@ -233,14 +242,28 @@ pub(crate) async fn measure<S: AsyncRead + AsyncWrite + Unpin>(
         } else {
             theta.slice_axis(Axis(0), Slice::from(rows.clone()))
         };
-        agree("applied_x", &ax, &x.slice_axis(Axis(0), Slice::from(rows.clone())), plan.grid.input_tolerance())?;
-        agree("applied_theta", &at, &sent_theta, plan.grid.param_tolerance())?;
+        agree(
+            "applied_x",
+            &ax,
+            &x.slice_axis(Axis(0), Slice::from(rows.clone())),
+            plan.grid.input_tolerance(),
+        )?;
+        agree(
+            "applied_theta",
+            &at,
+            &sent_theta,
+            plan.grid.param_tolerance(),
+        )?;
         if round.first_repeat == 0 {
-            applied_x.slice_axis_mut(Axis(0), Slice::from(rows.clone())).assign(&ax);
+            applied_x
+                .slice_axis_mut(Axis(0), Slice::from(rows.clone()))
+                .assign(&ax);
             if shared {
                 applied_theta.assign(&at);
             } else {
-                applied_theta.slice_axis_mut(Axis(0), Slice::from(rows.clone())).assign(&at);
+                applied_theta
+                    .slice_axis_mut(Axis(0), Slice::from(rows.clone()))
+                    .assign(&at);
             }
             for (k, i) in rows.clone().enumerate() {
                 t_start[i] = acq.started_s[k];
@@ -335,4 +358,3 @@ fn agree(
 
 #[cfg(test)]
 mod tests;
-

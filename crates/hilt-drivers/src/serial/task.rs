@@ -334,6 +334,5 @@ impl<C: Connector> Session<C> {
     }
 }
 
-
 #[cfg(test)]
 mod tests;

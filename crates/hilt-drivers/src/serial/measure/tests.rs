@@ -1,6 +1,6 @@
 use hilt_core::{Backend, Batch, Device, validate};
-use hilt_physics::{PhysicalModel, Variant};
 use hilt_physics::shg::{ShgConfig, ShgModel};
+use hilt_physics::{PhysicalModel, Variant};
 use ndarray::Array2;
 
 use super::*;
@@ -52,8 +52,7 @@ async fn both(
     let (near, far) = tokio::io::duplex(1 << 20);
     fake_board::spawn(far, shg(), &settings(max_rows, max_repeats), quirks);
     let mut link = Link::new(near, LinkOptions::default());
-    let Ok(Message::Identity(id)) = link.call(&Message::Identify(hilt_wire::VERSIONS)).await
-    else {
+    let Ok(Message::Identity(id)) = link.call(&Message::Identify(hilt_wire::VERSIONS)).await else {
         panic!("fake board identifies")
     };
     let spec = build_spec(&shg(), &host, Backend::Serial).unwrap();
@@ -85,7 +84,10 @@ async fn chunked_drives_keep_the_abab_order_bit_for_bit() {
     let (want, got) = both(batch(7, 3, true), 3, 64, Quirks::default()).await;
     let got = got.unwrap();
     assert_same(&want, &got);
-    assert!(got.flags.iter().any(|f| f.clamped), "the batch had clamped values");
+    assert!(
+        got.flags.iter().any(|f| f.clamped),
+        "the batch had clamped values"
+    );
 }
 
 #[tokio::test]
@@ -97,7 +99,11 @@ async fn a_reply_for_other_values_never_becomes_a_measurement() {
     let (_, got) = both(batch(2, 1, false), 8, 2, quirks).await;
     let err = got.unwrap_err();
     assert!(matches!(err, Failure::Protocol(_)), "{err:?}");
-    assert!(err.to_string().starts_with("applied_x: board applied values up to"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("applied_x: board applied values up to"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -125,7 +125,10 @@ async fn an_unplugged_board_is_reconnected_and_reconfigured() {
     );
     // Nothing plugged in yet: attempts fail and back off.
     let seen = rig.until(Reconnecting).await;
-    assert!(seen[0].detail.contains("cannot open /dev/hilt-test"), "{seen:?}");
+    assert!(
+        seen[0].detail.contains("cannot open /dev/hilt-test"),
+        "{seen:?}"
+    );
     let _board = rig.plug_in(Quirks::default());
     rig.until(Ready).await;
     rig.measure().await.unwrap();
@@ -152,10 +155,7 @@ async fn a_board_that_never_answers_is_never_ready() {
     let (near, _far) = tokio::io::duplex(1 << 16);
     rig.plug.send(near).unwrap();
     let seen = rig.until(Faulted).await;
-    assert!(
-        seen.last().unwrap().detail.contains("no reply"),
-        "{seen:?}"
-    );
+    assert!(seen.last().unwrap().detail.contains("no reply"), "{seen:?}");
     let err = rig.measure().await.unwrap_err();
     assert!(matches!(err, hilt_core::Error::Unavailable(_)), "{err}");
 }
