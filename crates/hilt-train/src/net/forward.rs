@@ -63,8 +63,11 @@ impl Network {
                 .broadcast_mul(&t(a))?
                 .broadcast_add(&t(b))?,
             Params::Linear { w, b } => h.matmul(&t(w).t()?)?.broadcast_add(&t(b))?,
-            Params::None => candle_nn::ops::sigmoid(h)?,
-            Params::Physical { .. } => h.clone(),
+            Params::None | Params::Physical { .. } => match &self.spec.layers[i] {
+                super::LayerSpec::Sigmoid => candle_nn::ops::sigmoid(h)?,
+                super::LayerSpec::Tile { copies } if *copies > 1 => h.repeat((1, *copies))?,
+                _ => h.clone(),
+            },
         })
     }
 

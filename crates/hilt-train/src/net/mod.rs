@@ -110,6 +110,19 @@ impl NetworkSpec {
                     width = *n_out;
                 }
                 LayerSpec::Sigmoid => {}
+                LayerSpec::Tile { copies } => {
+                    if *copies == 0 {
+                        // A width that no number of copies makes is left
+                        // to the device's own check, which names both.
+                        let want = next_phys_in.unwrap_or(width);
+                        *copies = if width > 0 && want % width == 0 {
+                            (want / width).max(1)
+                        } else {
+                            1
+                        };
+                    }
+                    width *= *copies;
+                }
             }
         }
         if width != self.n_classes {
@@ -174,7 +187,7 @@ impl Network {
                         b: var(vec![0.0; *n_out], (1, *n_out))?,
                     }
                 }
-                LayerSpec::Sigmoid => Params::None,
+                LayerSpec::Sigmoid | LayerSpec::Tile { .. } => Params::None,
             });
         }
         Ok(Network {

@@ -15,6 +15,14 @@ pub enum LayerSpec {
     /// Logistic squashing into (0, 1): a digital layer's way into a device's
     /// input range without clipping.
     Sigmoid,
+    /// The values repeated `copies` times end to end (0: as many as the
+    /// next physical layer takes). A class readout plays one copy of its
+    /// input per class bin; with a rescale after the tile every copy has
+    /// its own gains, so each class weighs the pixels its own way. With
+    /// one shared rescale the classes differ only by a parameter waveform
+    /// added to the same drive, and a linear rig's loudness then separates
+    /// them along the few directions its modes pass.
+    Tile { copies: usize },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +37,8 @@ impl NetworkSpec {
     /// The all-physical vowel network of the paper: `depth` SHG passes with
     /// element-wise rescaling before each and a rescaled readout; the class
     /// is the brightest of the last layer's bins.
+    /// Each rescale comes after a tile that matches the next device's
+    /// width (one copy where it takes what the layer before gives).
     pub fn all_physical(
         n_in: usize,
         n_classes: usize,
@@ -36,15 +46,14 @@ impl NetworkSpec {
         readout: &str,
         depth: usize,
     ) -> Self {
-        let mut layers = vec![LayerSpec::Rescale { dim: n_in }];
+        let mut layers = Vec::new();
         for l in 0..depth {
             let last = l + 1 == depth;
+            layers.push(LayerSpec::Tile { copies: 0 });
+            layers.push(LayerSpec::Rescale { dim: 0 });
             layers.push(LayerSpec::Physical {
                 device: if last { readout } else { hidden }.to_string(),
             });
-            if !last {
-                layers.push(LayerSpec::Rescale { dim: 0 });
-            }
         }
         layers.push(LayerSpec::Rescale { dim: n_classes });
         NetworkSpec {

@@ -125,3 +125,86 @@ fn checkpoint_round_trip_restores_every_parameter() {
     };
     assert_eq!(flat(&back), flat(&net));
 }
+
+/// A device of twice the data's width: an all-physical network tiles the
+/// input into two copies, each with its own rescale.
+fn tiled_setup() -> (Network, HashMap<String, Arc<crate::twin::Twin>>, Tensor) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let n = 200;
+    let x = ndarray::Array2::from_shape_fn((n, 6), |_| rng.random_range(0.0f32..1.0));
+    let theta = ndarray::Array2::from_shape_fn((n, 2), |_| rng.random_range(0.0f32..1.0));
+    // Output k hears copy k: a class readout's bins.
+    let y = ndarray::Array3::from_shape_fn((1, n, 2), |(_, i, k)| {
+        x[(i, 3 * k)] + 2.0 * x[(i, 3 * k + 1)] - x[(i, 3 * k + 2)] + theta[(i, k)]
+    });
+    let data = crate::twin::TwinData {
+        spec: crate::twin::tests::spec(6, 2, 2),
+        x,
+        theta,
+        y,
+        saturated: ndarray::Array1::zeros(n),
+    };
+    let twin = fit(
+        &data,
+        &FitOptions {
+            hidden: vec![8],
+            epochs: Some(1),
+            quiet: true,
+            ..FitOptions::default()
+        },
+    )
+    .unwrap();
+    let devices = HashMap::from([("synthetic".to_string(), data.spec.clone())]);
+    let net = Network::init(
+        NetworkSpec::all_physical(3, 2, "synthetic", "synthetic", 1),
+        devices,
+        1,
+    )
+    .unwrap();
+    let twins = HashMap::from([("synthetic".to_string(), Arc::new(twin))]);
+    let x = Tensor::rand(0.2f32, 0.8, (5, 3), &Device::Cpu).unwrap();
+    (net, twins, x)
+}
+
+#[test]
+fn a_tile_takes_as_many_copies_as_the_next_device_needs() {
+    let (net, _, _) = tiled_setup();
+    assert_eq!(net.spec.layers[0], LayerSpec::Tile { copies: 2 });
+    assert_eq!(net.spec.layers[1], LayerSpec::Rescale { dim: 6 });
+    // Where the device takes what arrives, the tile is one copy.
+    let (plain, _, _) = setup();
+    assert_eq!(plain.spec.layers[0], LayerSpec::Tile { copies: 1 });
+}
+
+/// The device receives the input once per copy, and each copy's rescale
+/// gets its own gradient (the classes weigh the pixels differently).
+#[tokio::test]
+async fn tiled_copies_reach_the_device_and_train_separately() {
+    let (net, twins, x) = tiled_setup();
+    let (_, measured) = net
+        .forward_values(&x, Physics::Twins(&twins))
+        .await
+        .unwrap();
+    let sent = measured[0].applied_x.to_vec2::<f32>().unwrap();
+    let want = x.to_vec2::<f32>().unwrap();
+    for (row, w) in sent.iter().zip(&want) {
+        assert_eq!(&row[..3], &w[..]);
+        assert_eq!(&row[3..], &w[..]);
+    }
+    let (out, _) = net.forward_graph(&x, &twins, Some(&measured)).unwrap();
+    let loss = out.narrow(1, 0, 1).unwrap().sum_all().unwrap();
+    let g = loss.backward().unwrap();
+    let Params::Rescale { a, .. } = &net.params[1] else {
+        panic!("layer 1 is the rescale");
+    };
+    let ga: Vec<f32> = g
+        .get(a.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(ga.len(), 6);
+    assert_ne!(&ga[..3], &ga[3..], "the two copies share one gradient");
+}
