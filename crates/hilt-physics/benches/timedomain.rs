@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use hilt_physics::circuit::{CircuitConfig, CircuitModel};
+use hilt_physics::circuit::{CircuitConfig, CircuitModel, Point, State};
 use hilt_physics::plate::{PlateConfig, PlateModel};
 use hilt_physics::{PhysicalModel, Variant, forward};
 use ndarray::Array2;
@@ -41,13 +41,14 @@ fn plate(c: &mut Criterion) {
     run(c, "plate_196_batch32", &BOTH, |v| {
         PlateModel::new(PlateConfig::default(), v, 1).expect("default config")
     });
-    // The class readout of the MNIST setups (demo.toml): ten copies of the
-    // image, 10 bins. The real plate plays it in 10 × 16.3 ms + 20 ms.
-    run(c, "plate_196x10_batch32", &[Variant::True], |v| {
+    // The class readout of the MNIST setups (demo.toml): a 1960-element
+    // drive (the image once per class), 10 bins. The real plate plays it
+    // in 10 × 16.3 ms + 20 ms.
+    run(c, "plate_1960_batch32", &[Variant::True], |v| {
         let mut cfg = PlateConfig::default();
-        cfg.drive.copies = 10;
+        cfg.drive.n_in = 1960;
         cfg.n_bins = 10;
-        PlateModel::new(cfg, v, 1).expect("ten copies")
+        PlateModel::new(cfg, v, 1).expect("class readout")
     });
 }
 
@@ -55,14 +56,50 @@ fn circuit(c: &mut Criterion) {
     run(c, "circuit_196_batch32", &BOTH, |v| {
         CircuitModel::new(CircuitConfig::default(), v, 1).expect("default config")
     });
-    // Ten copies: the real board plays 10 × 0.98 ms + 0.2 ms.
-    run(c, "circuit_196x10_batch32", &[Variant::True], |v| {
+    // The class readout: the real board plays 10 × 0.98 ms + 0.2 ms.
+    run(c, "circuit_1960_batch32", &[Variant::True], |v| {
         let mut cfg = CircuitConfig::default();
-        cfg.drive.copies = 10;
+        cfg.drive.n_in = 1960;
         cfg.n_bins = 10;
-        CircuitModel::new(cfg, v, 1).expect("ten copies")
+        CircuitModel::new(cfg, v, 1).expect("class readout")
     });
 }
 
-criterion_group!(benches, plate, circuit);
+/// The circuit's integrator alone, the fast path against the plainly
+/// converged reference step in the same run: one 196-element drive (980
+/// ADC samples of 10 steps) of the true model's parts.
+fn circuit_integrator(c: &mut Criterion) {
+    let model = CircuitModel::new(CircuitConfig::default(), Variant::True, 1).expect("default");
+    let parts = model.components().clone();
+    let h = 1e-7;
+    let volts: Vec<f64> = (0..980)
+        .map(|k| 2.0 * (((k / 5) * 7 % 13) as f64 / 12.0 - 0.2))
+        .collect();
+    let mut group = c.benchmark_group("circuit_integrator_980_samples");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("step_exact", |b| {
+        b.iter(|| {
+            let mut s: State = [0.0; 3];
+            for &u in &volts {
+                let mut f = parts.rates_at(&s, u, 0.0);
+                for _ in 0..10 {
+                    parts.step_exact(&mut s, &mut f, u, 0.0, h);
+                }
+            }
+            black_box(s)
+        })
+    });
+    group.bench_function("advance", |b| {
+        b.iter(|| {
+            let mut p = Point::default();
+            for &u in &volts {
+                parts.advance(&mut p, u, 0.0, h, 10);
+            }
+            black_box(p.s)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, plate, circuit, circuit_integrator);
 criterion_main!(benches);

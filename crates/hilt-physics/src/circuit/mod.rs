@@ -7,4 +7,4 @@ mod solver;
 
 pub use config::{CircuitConfig, Probe};
 pub use model::CircuitModel;
-pub use solver::Components;
+pub use solver::{Components, Point, State};

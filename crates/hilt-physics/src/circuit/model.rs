@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 use super::config::{CircuitConfig, Probe};
-use super::solver::{Components, State};
+use super::solver::{Components, Point};
 use crate::waveform::{bin_edges, digitise, hold_into};
 use crate::{Error, OrnsteinUhlenbeck, PhysicalModel, Variant};
 
@@ -121,12 +121,10 @@ impl CircuitModel {
         out.clear();
         let h = 1.0 / (self.cfg.sample_rate_hz * self.cfg.substeps as f64);
         let vcc = self.vcc();
-        let mut s: State = [0.0; 3];
+        let mut p = Point::default();
         for &u in volts {
-            let mut f = self.parts.rates_at(&s, u, dv);
-            for _ in 0..self.cfg.substeps {
-                self.parts.step(&mut s, &mut f, u, dv, h);
-            }
+            self.parts.advance(&mut p, u, dv, h, self.cfg.substeps);
+            let s = p.s;
             out.push(match self.cfg.probe {
                 Probe::Capacitor => s[1],
                 Probe::Collector => {
