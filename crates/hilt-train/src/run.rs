@@ -198,11 +198,13 @@ pub async fn run(client: &Client, cfg: &RunConfig) -> Result<Metrics> {
         &twins,
         &mut rigs,
         &cfg.train,
-        |row, n| {
-            // Checkpoint after every epoch: an interrupted run keeps its progress.
+        |rows, n| {
+            // Checkpoint and curve after every epoch: an interrupted run
+            // keeps its progress and the record of how it got there.
             let mut m = meta0.clone();
-            m.epoch = row.epoch;
-            n.save(&ckpt_path, &m)
+            m.epoch = rows.len();
+            n.save(&ckpt_path, &m)?;
+            report::write_epochs(&cfg.out, rows)
         },
     )
     .await?;
@@ -255,7 +257,6 @@ pub async fn run(client: &Client, cfg: &RunConfig) -> Result<Metrics> {
         server: cfg.server.clone(),
         hilt_version: env!("CARGO_PKG_VERSION").into(),
     };
-    report::write_epochs(&cfg.out, &trained.epochs)?;
     report::plot_curve(
         &cfg.out.join("curve.png"),
         &format!("{} {} on {}", metrics.method, metrics.task, metrics.device),

@@ -270,7 +270,7 @@ pub async fn train(
     twins: &HashMap<String, Arc<Twin>>,
     rigs: &mut HashMap<String, Rig>,
     opt: &TrainOptions,
-    mut on_epoch: impl FnMut(&EpochRow, &Network) -> Result<()>,
+    mut on_epoch: impl FnMut(&[EpochRow], &Network) -> Result<()>,
 ) -> Result<Trained> {
     if opt.epochs == 0 || opt.batch == 0 {
         return Err(Error::invalid("--epochs and --batch must be at least 1"));
@@ -351,8 +351,8 @@ pub async fn train(
             100.0 * row.twin_test_accuracy
         ));
         pb.inc(1);
-        on_epoch(&row, net)?;
         rows.push(row);
+        on_epoch(&rows, net)?;
     }
     pb.finish_and_clear();
     Ok(Trained {
