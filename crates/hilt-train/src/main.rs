@@ -17,6 +17,12 @@ use hilt_train::{Error, Result};
 
 const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 
+/// See Cargo.toml: glibc's allocator returned candle's large temporaries to
+/// the kernel after every step (a twin fit spent as long in page faults as
+/// in arithmetic).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "hilt",
