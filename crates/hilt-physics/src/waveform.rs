@@ -199,6 +199,19 @@ pub(crate) fn check_sampling(
     Ok(())
 }
 
+/// Jitter beyond this many samples is a broken trigger or interface, not
+/// a rig to model (and would size every recording by it).
+pub(crate) fn check_jitter(field: &'static str, samples: u32) -> Result<(), Error> {
+    const MAX_JITTER: u32 = 1000;
+    if samples > MAX_JITTER {
+        return Err(Error::config(
+            field,
+            format!("{samples} is not in 0..={MAX_JITTER} samples"),
+        ));
+    }
+    Ok(())
+}
+
 /// Zero-order hold into `out`: `lead` samples of rest, each drive element
 /// for `hold` samples at `volts` per unit, then rest up to `len` samples.
 pub(crate) fn hold_into(
@@ -236,6 +249,49 @@ pub(crate) fn digitise<R: Rng + ?Sized>(
         *v = ((raw / lsb).round() * lsb).clamp(-full, full);
     }
     saturated
+}
+
+/// How a lab undoes an interface's latency (or trigger) jitter: the drive
+/// is also recorded on a loopback input through the same converter, and
+/// the lag within ±`jitter` samples that best matches the known drive
+/// (cross-correlation) is the one the recording is shifted back by. The
+/// loopback copy comes back `true_lag` samples late with noise `sigma`
+/// (in drive units); `controls` are the drive elements, held `hold`
+/// samples each.
+pub(crate) fn loopback_lag<R: Rng + ?Sized>(
+    controls: &[f64],
+    hold: usize,
+    true_lag: i64,
+    jitter: i64,
+    sigma: f64,
+    rng: &mut R,
+) -> i64 {
+    let n = controls.len() * hold;
+    let drive = |t: i64| {
+        usize::try_from(t)
+            .ok()
+            .filter(|&t| t < n)
+            .map_or(0.0, |t| controls[t / hold])
+    };
+    let recorded: Vec<f64> = (-jitter..n as i64 + jitter)
+        .map(|t| {
+            let z: f64 = rng.sample(StandardNormal);
+            drive(t - true_lag) + sigma * z
+        })
+        .collect();
+    (-jitter..=jitter)
+        .map(|k| {
+            let c: f64 = recorded
+                .iter()
+                .enumerate()
+                .map(|(i, r)| drive(i as i64 - jitter - k) * r)
+                .sum();
+            (k, c)
+        })
+        .fold((0, f64::NEG_INFINITY), |best, (k, c)| {
+            if c > best.1 { (k, c) } else { best }
+        })
+        .0
 }
 
 /// Bins of a recorded trace: `n` equal windows covering `[start, end)`.

@@ -69,6 +69,12 @@ pub struct CircuitConfig {
     pub adc_range_v: f64,
     /// Trigger jitter, ± samples.
     pub trigger_jitter: u32,
+    /// Undo the jitter as a lab would: the scope's second channel records
+    /// the generator's output, and the lag that best matches the drive
+    /// (cross-correlation) shifts the probe trace back. Without it a
+    /// one-sample shift of the collector's switching edges moves a 5-sample
+    /// bin by a fifth of its swing.
+    pub align_loopback: bool,
     /// Junction temperature: OU process, K; V_BE moves by `vbe_tempco`.
     pub temp_sigma_k: f64,
     pub temp_tau_s: f64,
@@ -110,6 +116,7 @@ impl Default for CircuitConfig {
             adc_bits: 16,
             adc_range_v: 10.0,
             trigger_jitter: 1,
+            align_loopback: true,
             temp_sigma_k: 1.0,
             temp_tau_s: 1200.0,
             vbe_tempco_v_per_k: -2e-3,
@@ -165,6 +172,7 @@ impl CircuitConfig {
                 format!("{} is not in 1..=1000", self.substeps),
             ));
         }
+        crate::waveform::check_jitter("trigger_jitter", self.trigger_jitter)?;
         if self.vce_sat_v >= self.vcc_v {
             return Err(Error::config("vce_sat_v", "must be below vcc_v"));
         }

@@ -7,7 +7,7 @@ use rand_distr::StandardNormal;
 
 use super::config::{CircuitConfig, Probe};
 use super::solver::{Components, Point};
-use crate::waveform::{bin_edges, digitise, hold_into};
+use crate::waveform::{bin_edges, digitise, hold_into, loopback_lag};
 use crate::{Error, OrnsteinUhlenbeck, PhysicalModel, Variant};
 
 const STREAM_MISMATCH: u64 = 1;
@@ -208,19 +208,20 @@ impl PhysicalModel for CircuitModel {
         let hold = self.cfg.hold_samples;
         let n = self.cfg.drive_samples();
         let j = if truth {
-            self.cfg.trigger_jitter as usize
+            i64::from(self.cfg.trigger_jitter)
         } else {
             0
         };
         // Rest, the drive, rest: the trigger may fire up to j samples early
-        // or late.
-        let mut volts = Vec::with_capacity(n + 2 * j);
+        // or late, and a misread loopback lag may add j more.
+        let margin = 2 * j as usize;
+        let mut volts = Vec::with_capacity(n + 2 * margin);
         hold_into(
             &controls,
             hold,
             self.cfg.full_scale_v,
-            j,
-            n + 2 * j,
+            margin,
+            n + 2 * margin,
             &mut volts,
         );
         if truth && self.cfg.ao_noise_v > 0.0 {
@@ -236,11 +237,17 @@ impl PhysicalModel for CircuitModel {
             0.0
         };
         self.respond(&volts, dv, &mut trace);
-        let start = if j > 0 {
-            self.rng.random_range(0..=2 * j)
+        let mut lag = if j > 0 {
+            self.rng.random_range(-j..=j)
         } else {
             0
         };
+        if j > 0 && self.cfg.align_loopback {
+            let volts_noise = self.cfg.ao_noise_v.hypot(self.cfg.adc_noise_v);
+            let sigma = volts_noise / self.cfg.full_scale_v;
+            lag -= loopback_lag(&controls, hold, lag, j, sigma, &mut self.rng);
+        }
+        let start = (margin as i64 + lag) as usize;
         let window = &mut trace[start..start + n];
         let mut saturated = false;
         if truth {

@@ -161,6 +161,7 @@ impl PlateConfig {
             ("component_error", self.component_error),
             ("temp_sigma_k", self.temp_sigma_k),
         ])?;
+        crate::waveform::check_jitter("latency_jitter", self.latency_jitter)?;
         if !(0.0..0.5).contains(&self.poisson) {
             return Err(Error::config("poisson", "must be in [0, 0.5)"));
         }

@@ -9,7 +9,7 @@ use super::coil::Coil;
 use super::config::PlateConfig;
 use super::mic::Biquad;
 use super::modes::{Mode, Step};
-use crate::waveform::{bin_edges, digitise, hold_into};
+use crate::waveform::{bin_edges, digitise, hold_into, loopback_lag};
 use crate::{Error, OrnsteinUhlenbeck, PhysicalModel, Variant};
 
 /// RNG streams of one seed. The plate's structure (its modes, where the
@@ -210,43 +210,6 @@ impl PlateModel {
     }
 }
 
-impl PlateModel {
-    /// The interface's latency offset as the loopback channel shows it:
-    /// the drive comes back `true_lag` samples late, with the input noise,
-    /// and the lag within ±jitter that correlates best is taken.
-    fn loopback_lag(&mut self, controls: &[f64], true_lag: i64) -> i64 {
-        let hold = self.cfg.hold_samples;
-        let n = controls.len() * hold;
-        let j = i64::from(self.cfg.latency_jitter);
-        let drive = |t: i64| {
-            usize::try_from(t)
-                .ok()
-                .filter(|&t| t < n)
-                .map_or(0.0, |t| controls[t / hold])
-        };
-        let sigma = 10f64.powf(-self.cfg.snr_db / 20.0);
-        let recorded: Vec<f64> = (-j..n as i64 + j)
-            .map(|t| {
-                let z: f64 = self.rng.sample(StandardNormal);
-                drive(t - true_lag) + sigma * z
-            })
-            .collect();
-        (-j..=j)
-            .map(|k| {
-                let c: f64 = recorded
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| drive(i as i64 - j - k) * r)
-                    .sum();
-                (k, c)
-            })
-            .fold((0, f64::NEG_INFINITY), |best, (k, c)| {
-                if c > best.1 { (k, c) } else { best }
-            })
-            .0
-    }
-}
-
 impl PhysicalModel for PlateModel {
     fn kind(&self) -> &'static str {
         "plate"
@@ -327,7 +290,9 @@ impl PhysicalModel for PlateModel {
         let lag = if truth && jitter > 0 {
             let j = self.rng.random_range(-jitter..=jitter);
             if self.cfg.align_loopback {
-                j - self.loopback_lag(&controls, j)
+                let sigma = 10f64.powf(-self.cfg.snr_db / 20.0);
+                let hold = self.cfg.hold_samples;
+                j - loopback_lag(&controls, hold, j, jitter, sigma, &mut self.rng)
             } else {
                 j
             }

@@ -150,4 +150,69 @@ fn configuration_errors_name_the_field() {
             .to_string()
             .starts_with("substeps")
     );
+    let bad = CircuitConfig {
+        trigger_jitter: 5000,
+        ..CircuitConfig::default()
+    };
+    assert!(
+        CircuitModel::new(bad, Variant::True, 0)
+            .unwrap_err()
+            .to_string()
+            .starts_with("trigger_jitter")
+    );
+}
+
+/// Relative spread of repeated measurements of one drive, 196 bins of one
+/// element each: what the next layer of a deep network would see as noise.
+fn repeat_spread(cfg: CircuitConfig) -> f32 {
+    let mut m = CircuitModel::new(
+        CircuitConfig {
+            n_bins: 196,
+            temp_sigma_k: 0.0,
+            supply_droop: 0.0,
+            ..cfg
+        },
+        Variant::True,
+        8,
+    )
+    .expect("valid");
+    let x = ndarray::Array2::from_shape_fn((1, 196), |(_, j)| ((j * 31) % 9) as f32 / 8.0);
+    let theta = ndarray::Array2::from_elem((1, 196), -0.2f32);
+    let runs: Vec<ndarray::Array2<f32>> = (0..20)
+        .map(|_| forward(&mut m, x.view(), theta.view()).0)
+        .collect();
+    let mean: ndarray::Array2<f32> = runs
+        .iter()
+        .fold(ndarray::Array2::zeros((1, 196)), |a, r| a + r)
+        / 20.0;
+    let dev: f32 = runs.iter().map(|r| (r - &mean).mapv(|v| v * v).sum()).sum();
+    (dev / mean.mapv(|v| v * v).sum() / 20.0).sqrt()
+}
+
+#[test]
+fn the_loopback_channel_takes_the_trigger_jitter_out() {
+    let aligned = repeat_spread(CircuitConfig::default());
+    let raw = repeat_spread(CircuitConfig {
+        align_loopback: false,
+        ..CircuitConfig::default()
+    });
+    assert!(aligned < 0.01, "aligned repeats differ by {aligned}");
+    assert!(raw > 5.0 * aligned, "jitter without alignment only {raw}");
+}
+
+#[test]
+fn any_trigger_jitter_keeps_the_window_inside_the_recording() {
+    for align in [true, false] {
+        let cfg = CircuitConfig {
+            trigger_jitter: 12,
+            align_loopback: align,
+            ..CircuitConfig::default()
+        };
+        let mut m = CircuitModel::new(cfg, Variant::True, 1).expect("valid");
+        // A flat drive gives the loopback nothing to lock onto.
+        let x = ndarray::Array2::zeros((50, 196));
+        let theta = ndarray::Array2::from_elem((1, 196), 0.1f32);
+        let (y, _) = forward(&mut m, x.view(), theta.view());
+        assert!(y.iter().all(|v| v.is_finite()));
+    }
 }
