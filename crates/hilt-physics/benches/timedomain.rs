@@ -53,16 +53,29 @@ fn plate(c: &mut Criterion) {
 }
 
 fn circuit(c: &mut Criterion) {
+    // One thread: the speed of one rig's simulator on a busy machine.
     run(c, "circuit_196_batch32", &BOTH, |v| {
-        CircuitModel::new(CircuitConfig::default(), v, 1).expect("default config")
+        let mut m = CircuitModel::new(CircuitConfig::default(), v, 1).expect("default config");
+        m.set_threads(1);
+        m
     });
     // The class readout: the real board plays 10 × 0.98 ms + 0.2 ms.
-    run(c, "circuit_1960_batch32", &[Variant::True], |v| {
-        let mut cfg = CircuitConfig::default();
-        cfg.drive.n_in = 1960;
-        cfg.n_bins = 10;
-        CircuitModel::new(cfg, v, 1).expect("class readout")
-    });
+    // Its transients on one thread, then on all of the machine's (the
+    // sweep's default), in the same run.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (name, n) in [
+        ("circuit_1960_batch32_1_thread", 1),
+        ("circuit_1960_batch32_all_threads", threads),
+    ] {
+        run(c, name, &[Variant::True], |v| {
+            let mut cfg = CircuitConfig::default();
+            cfg.drive.n_in = 1960;
+            cfg.n_bins = 10;
+            let mut m = CircuitModel::new(cfg, v, 1).expect("class readout");
+            m.set_threads(n);
+            m
+        });
+    }
 }
 
 /// The circuit's integrator alone, the fast path against the plainly

@@ -53,6 +53,33 @@ pub trait PhysicalModel: Send + 'static {
     /// Measure one sample once; returns whether the detector saturated.
     /// Advances the virtual clock by `seconds_per_sample`.
     fn shot(&mut self, x: &[f32], theta: &[f32], y: &mut [f32]) -> bool;
+
+    /// Measure the rows of `x` (row-major, `n_in` wide) once each, in
+    /// order, with `theta` one shared row or one per row: exactly what
+    /// `shot` gives row after row (the default does that), the virtual
+    /// clock before and after each shot in `clocks`. A model may compute
+    /// the shots side by side; its numbers must not depend on it.
+    fn sweep(
+        &mut self,
+        x: &[f32],
+        theta: &[f32],
+        y: &mut [f32],
+        saturated: &mut [bool],
+        clocks: &mut [(f64, f64)],
+    ) {
+        let (n_in, n_par, n_out) = (self.n_in(), self.n_par(), self.n_out());
+        let shared = theta.len() == n_par;
+        for (i, (x, y)) in x.chunks(n_in).zip(y.chunks_mut(n_out)).enumerate() {
+            let t = if shared {
+                theta
+            } else {
+                &theta[i * n_par..(i + 1) * n_par]
+            };
+            let start = self.clock();
+            saturated[i] = self.shot(x, t, y);
+            clocks[i] = (start, self.clock());
+        }
+    }
 }
 
 /// One shot per row, in order: the batched form used by benchmarks and
@@ -64,18 +91,29 @@ pub fn forward<M: PhysicalModel + ?Sized>(
     theta: ArrayView2<'_, f32>,
 ) -> (Array2<f32>, Vec<bool>) {
     let b = x.nrows();
+    let mut xq = x.as_standard_layout().into_owned();
+    let mut tq = theta.as_standard_layout().into_owned();
+    for mut row in xq.rows_mut() {
+        model.quantize(
+            row.as_slice_mut().expect("owned rows are contiguous"),
+            &mut [],
+        );
+    }
+    for mut row in tq.rows_mut() {
+        model.quantize(
+            &mut [],
+            row.as_slice_mut().expect("owned rows are contiguous"),
+        );
+    }
     let mut y = Array2::zeros((b, model.n_out()));
     let mut sat = vec![false; b];
-    let mut xr = vec![0.0; model.n_in()];
-    let mut tr = vec![0.0; model.n_par()];
-    let mut yr = vec![0.0; model.n_out()];
-    for (i, saturated) in sat.iter_mut().enumerate() {
-        xr.iter_mut().zip(x.row(i)).for_each(|(d, s)| *d = *s);
-        let t = theta.row(if theta.nrows() == 1 { 0 } else { i });
-        tr.iter_mut().zip(t).for_each(|(d, s)| *d = *s);
-        model.quantize(&mut xr, &mut tr);
-        *saturated = model.shot(&xr, &tr, &mut yr);
-        y.row_mut(i).iter_mut().zip(&yr).for_each(|(d, s)| *d = *s);
-    }
+    let mut clocks = vec![(0.0, 0.0); b];
+    model.sweep(
+        xq.as_slice().expect("standard layout"),
+        tq.as_slice().expect("standard layout"),
+        y.as_slice_mut().expect("standard layout"),
+        &mut sat,
+        &mut clocks,
+    );
     (y, sat)
 }

@@ -240,10 +240,22 @@ pub(crate) fn digitise<R: Rng + ?Sized>(
     bits: u32,
     rng: &mut R,
 ) -> bool {
+    let noise = std::iter::repeat_with(|| rng.sample::<f64, _>(StandardNormal));
+    digitise_with(window, noise, sigma, full, bits)
+}
+
+/// `digitise` with the standard-normal draws given (one per sample, in
+/// order): for a shot whose randomness was drawn before its transient.
+pub(crate) fn digitise_with(
+    window: &mut [f64],
+    noise: impl Iterator<Item = f64>,
+    sigma: f64,
+    full: f64,
+    bits: u32,
+) -> bool {
     let lsb = 2.0 * full / f64::from(1u32 << bits);
     let mut saturated = false;
-    for v in window.iter_mut() {
-        let z: f64 = rng.sample(StandardNormal);
+    for (v, z) in window.iter_mut().zip(noise) {
         let raw = *v + sigma * z;
         saturated |= raw.abs() >= full;
         *v = ((raw / lsb).round() * lsb).clamp(-full, full);

@@ -92,28 +92,32 @@ pub(crate) fn run<M: PhysicalModel + ?Sized>(
         .collect();
     let mut t_start = vec![0.0; b];
     let mut t_end = vec![0.0; b];
-    let shared = applied_theta.nrows() == 1;
-    let mut y = vec![0.0f32; n_out];
+    let mut saturated = vec![false; b];
+    let mut clocks = vec![(0.0, 0.0); b];
+    let (x, theta) = (
+        applied_x.as_standard_layout(),
+        applied_theta.as_standard_layout(),
+    );
+    let (x, theta) = (
+        x.as_slice().expect("standard layout"),
+        theta.as_slice().expect("standard layout"),
+    );
     for rep in 0..r {
-        for i in 0..b {
-            if rep == 0 {
-                t_start[i] = model.clock();
-            }
-            let x = applied_x.row(i);
-            let t = applied_theta.row(if shared { 0 } else { i });
-            let sat = model.shot(
-                x.as_slice().expect("owned rows are contiguous"),
-                t.as_slice().expect("owned rows are contiguous"),
-                &mut y,
-            );
+        let mut y = all.index_axis_mut(Axis(0), rep);
+        model.sweep(
+            x,
+            theta,
+            y.as_slice_mut().expect("a fresh array is contiguous"),
+            &mut saturated,
+            &mut clocks,
+        );
+        for (i, (&sat, &(start, end))) in saturated.iter().zip(&clocks).enumerate() {
             flags[i].saturated |= sat;
-            all.index_axis_mut(Axis(0), rep)
-                .row_mut(i)
-                .iter_mut()
-                .zip(&y)
-                .for_each(|(d, s)| *d = *s);
+            if rep == 0 {
+                t_start[i] = start;
+            }
             if rep + 1 == r {
-                t_end[i] = model.clock();
+                t_end[i] = end;
             }
         }
     }

@@ -7,7 +7,7 @@ use rand_distr::StandardNormal;
 
 use super::config::{CircuitConfig, Probe};
 use super::solver::{Components, Point};
-use crate::waveform::{bin_edges, digitise, hold_into, loopback_lag};
+use crate::waveform::{bin_edges, digitise_with, hold_into, loopback_lag};
 use crate::{Error, OrnsteinUhlenbeck, PhysicalModel, Variant};
 
 const STREAM_MISMATCH: u64 = 1;
@@ -28,9 +28,27 @@ pub struct CircuitModel {
     temp: OrnsteinUhlenbeck,
     rng: ChaCha8Rng,
     clock: f64,
-    controls: Vec<f64>,
-    trace: Vec<f64>,
+    /// Threads a sweep computes its shots' transients on (the numbers do
+    /// not depend on it).
+    threads: usize,
 }
+
+/// One shot with everything random already drawn, in the order a lone
+/// shot draws it: only the transient is left to compute, and it needs
+/// nothing of the model's state.
+#[derive(Debug)]
+struct Prepared {
+    volts: Vec<f64>,
+    dv: f64,
+    vcc: f64,
+    /// Where the (aligned) ADC window starts in the transient.
+    start: usize,
+    adc_noise: Vec<f64>,
+}
+
+/// Rows a sweep prepares at a time: bounds its memory (two traces of the
+/// drive per row) whatever the batch.
+const SWEEP_CHUNK: usize = 32;
 
 impl CircuitModel {
     pub fn new(cfg: CircuitConfig, variant: Variant, seed: u64) -> Result<Self, Error> {
@@ -70,9 +88,7 @@ impl CircuitModel {
             parts.beta *= tol();
             parts.rc *= tol();
         }
-        let n = cfg.drive_samples();
-        let j = cfg.trigger_jitter as usize;
-        let bins = bin_edges(0, n, cfg.n_bins);
+        let bins = bin_edges(0, cfg.drive_samples(), cfg.n_bins);
         let temp = match variant {
             Variant::Nominal => OrnsteinUhlenbeck::new(0.0, cfg.temp_tau_s),
             Variant::True => OrnsteinUhlenbeck::new(cfg.temp_sigma_k, cfg.temp_tau_s),
@@ -87,8 +103,7 @@ impl CircuitModel {
             temp,
             rng,
             clock: 0.0,
-            controls: Vec::new(),
-            trace: Vec::with_capacity(n + 2 * j),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cfg,
         })
     }
@@ -114,13 +129,23 @@ impl CircuitModel {
         }
     }
 
+    /// Compute sweeps' transients on this many threads (default: the
+    /// machine's); 1 computes them in line. Results are the same.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
     /// The probed voltage at every ADC sample for the given input voltage
     /// per sample (held over each), from rest; `dv` shifts the junction's
     /// V_BE (negative: conducts earlier, as when warm).
     pub fn respond(&self, volts: &[f64], dv: f64, out: &mut Vec<f64>) {
+        self.respond_at(volts, dv, self.vcc(), out);
+    }
+
+    /// `respond` at supply voltage `vcc`: what a shot prepared earlier needs.
+    fn respond_at(&self, volts: &[f64], dv: f64, vcc: f64, out: &mut Vec<f64>) {
         out.clear();
         let h = 1.0 / (self.cfg.sample_rate_hz * self.cfg.substeps as f64);
-        let vcc = self.vcc();
         let mut p = Point::default();
         for &u in volts {
             self.parts.advance(&mut p, u, dv, h, self.cfg.substeps);
@@ -200,9 +225,68 @@ impl PhysicalModel for CircuitModel {
     }
 
     fn shot(&mut self, x: &[f32], theta: &[f32], y: &mut [f32]) -> bool {
-        let mut controls = std::mem::take(&mut self.controls);
-        let mut trace = std::mem::take(&mut self.trace);
-        controls.resize(self.map.n_controls(), 0.0);
+        let p = self.prepare(x, theta);
+        let mut trace = Vec::new();
+        self.respond_at(&p.volts, p.dv, p.vcc, &mut trace);
+        self.finish(&p, &mut trace, y)
+    }
+
+    /// Every shot's randomness is drawn in order first; the transients,
+    /// the expensive part, are then computed on `threads` threads, and
+    /// read out in order. Bit for bit what shots one by one give.
+    fn sweep(
+        &mut self,
+        x: &[f32],
+        theta: &[f32],
+        y: &mut [f32],
+        saturated: &mut [bool],
+        clocks: &mut [(f64, f64)],
+    ) {
+        let (n_in, n_par, n_out) = (self.n_in(), self.n_par(), self.n_out());
+        let shared = theta.len() == n_par;
+        let rows = x.len() / n_in.max(1);
+        for first in (0..rows).step_by(SWEEP_CHUNK) {
+            let chunk = first..rows.min(first + SWEEP_CHUNK);
+            let mut prepared = Vec::with_capacity(chunk.len());
+            for i in chunk.clone() {
+                let t = if shared {
+                    theta
+                } else {
+                    &theta[i * n_par..(i + 1) * n_par]
+                };
+                let start = self.clock;
+                prepared.push(self.prepare(&x[i * n_in..(i + 1) * n_in], t));
+                clocks[i] = (start, self.clock);
+            }
+            let mut traces: Vec<Vec<f64>> = prepared.iter().map(|_| Vec::new()).collect();
+            let per_thread = prepared.len().div_ceil(self.threads);
+            let model = &*self;
+            std::thread::scope(|scope| {
+                for (jobs, outs) in prepared
+                    .chunks(per_thread)
+                    .zip(traces.chunks_mut(per_thread))
+                {
+                    scope.spawn(move || {
+                        for (p, out) in jobs.iter().zip(outs) {
+                            model.respond_at(&p.volts, p.dv, p.vcc, out);
+                        }
+                    });
+                }
+            });
+            for ((i, p), trace) in chunk.zip(&prepared).zip(&mut traces) {
+                saturated[i] = self.finish(p, trace, &mut y[i * n_out..(i + 1) * n_out]);
+            }
+        }
+    }
+}
+
+impl CircuitModel {
+    /// A shot up to its transient: the drive with the generator's noise,
+    /// the junction's temperature shift and the supply now, the trigger's
+    /// lag as the loopback channel corrects it, the ADC's noise; then the
+    /// clock and the drift advance past the shot.
+    fn prepare(&mut self, x: &[f32], theta: &[f32]) -> Prepared {
+        let mut controls = vec![0.0; self.map.n_controls()];
         self.map.compose(x, theta, &mut controls);
         let truth = self.variant == Variant::True;
         let hold = self.cfg.hold_samples;
@@ -236,7 +320,7 @@ impl PhysicalModel for CircuitModel {
         } else {
             0.0
         };
-        self.respond(&volts, dv, &mut trace);
+        let vcc = self.vcc();
         let mut lag = if j > 0 {
             self.rng.random_range(-j..=j)
         } else {
@@ -247,26 +331,40 @@ impl PhysicalModel for CircuitModel {
             let sigma = volts_noise / self.cfg.full_scale_v;
             lag -= loopback_lag(&controls, hold, lag, j, sigma, &mut self.rng);
         }
-        let start = (margin as i64 + lag) as usize;
-        let window = &mut trace[start..start + n];
-        let mut saturated = false;
-        if truth {
-            saturated = digitise(
-                window,
-                self.cfg.adc_noise_v,
-                self.cfg.adc_range_v,
-                self.cfg.adc_bits,
-                &mut self.rng,
-            );
-        }
-        self.cfg.readout.apply(window, &self.bins, y);
+        let adc_noise = if truth {
+            (0..n).map(|_| self.rng.sample(StandardNormal)).collect()
+        } else {
+            Vec::new()
+        };
         let dt = self.cfg.seconds_per_sample();
         self.clock += dt;
         if truth {
             self.temp.step(dt, &mut self.rng);
         }
-        self.controls = controls;
-        self.trace = trace;
+        Prepared {
+            volts,
+            dv,
+            vcc,
+            start: (margin as i64 + lag) as usize,
+            adc_noise,
+        }
+    }
+
+    /// The ADC window of a prepared shot's transient, digitised and binned.
+    fn finish(&self, p: &Prepared, trace: &mut [f64], y: &mut [f32]) -> bool {
+        let n = self.cfg.drive_samples();
+        let window = &mut trace[p.start..p.start + n];
+        let mut saturated = false;
+        if self.variant == Variant::True {
+            saturated = digitise_with(
+                window,
+                p.adc_noise.iter().copied(),
+                self.cfg.adc_noise_v,
+                self.cfg.adc_range_v,
+                self.cfg.adc_bits,
+            );
+        }
+        self.cfg.readout.apply(window, &self.bins, y);
         saturated
     }
 }

@@ -216,3 +216,44 @@ fn any_trigger_jitter_keeps_the_window_inside_the_recording() {
         assert!(y.iter().all(|v| v.is_finite()));
     }
 }
+
+/// A sweep on several threads measures what shots one after another do:
+/// same values, same saturation, same clock, and the model continues from
+/// the same state (the next shot agrees too). 40 rows: more than a chunk.
+#[test]
+fn a_threaded_sweep_is_the_serial_shots_bit_for_bit() {
+    let (rows, n_in) = (40, 196);
+    let x: Vec<f32> = (0..rows * n_in)
+        .map(|k| ((k * 37) % 23) as f32 / 11.0 - 1.0)
+        .collect();
+    let theta: Vec<f32> = (0..rows * n_in)
+        .map(|k| ((k * 11) % 7) as f32 / 7.0 - 0.5)
+        .collect();
+    let cfg = CircuitConfig::default();
+    let mut serial = CircuitModel::new(cfg.clone(), Variant::True, 3).expect("valid");
+    let mut threaded = CircuitModel::new(cfg, Variant::True, 3).expect("valid");
+    threaded.set_threads(3);
+    let n_out = serial.n_out();
+    let (mut y1, mut s1, mut c1) = (vec![0.0; rows * n_out], vec![false; rows], Vec::new());
+    for i in 0..rows {
+        let start = serial.clock();
+        s1[i] = serial.shot(
+            &x[i * n_in..(i + 1) * n_in],
+            &theta[i * n_in..(i + 1) * n_in],
+            &mut y1[i * n_out..(i + 1) * n_out],
+        );
+        c1.push((start, serial.clock()));
+    }
+    let (mut y2, mut s2, mut c2) = (
+        vec![0.0; rows * n_out],
+        vec![false; rows],
+        vec![(0.0, 0.0); rows],
+    );
+    threaded.sweep(&x, &theta, &mut y2, &mut s2, &mut c2);
+    assert_eq!(y1, y2);
+    assert_eq!((s1, c1), (s2, c2));
+    let (mut a, mut b) = (vec![0.0; n_out], vec![0.0; n_out]);
+    serial.shot(&x[..n_in], &theta[..n_in], &mut a);
+    threaded.shot(&x[..n_in], &theta[..n_in], &mut b);
+    assert_eq!(a, b);
+}
