@@ -67,18 +67,22 @@ pub trait PhysicalModel: Send + 'static {
         saturated: &mut [bool],
         clocks: &mut [(f64, f64)],
     ) {
-        let (n_in, n_par, n_out) = (self.n_in(), self.n_par(), self.n_out());
-        let shared = theta.len() == n_par;
+        let (n_in, n_out) = (self.n_in(), self.n_out());
         for (i, (x, y)) in x.chunks(n_in).zip(y.chunks_mut(n_out)).enumerate() {
-            let t = if shared {
-                theta
-            } else {
-                &theta[i * n_par..(i + 1) * n_par]
-            };
+            let t = theta_row(theta, self.n_par(), i);
             let start = self.clock();
             saturated[i] = self.shot(x, t, y);
             clocks[i] = (start, self.clock());
         }
+    }
+}
+
+/// Row `i`'s parameters in a sweep: `theta` is one shared row or one per row.
+pub(crate) fn theta_row(theta: &[f32], n_par: usize, i: usize) -> &[f32] {
+    if theta.len() == n_par {
+        theta
+    } else {
+        &theta[i * n_par..(i + 1) * n_par]
     }
 }
 

@@ -467,3 +467,29 @@ mod tests {
         );
     }
 }
+
+/// What the time-domain rigs' tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use ndarray::Array2;
+
+    use crate::{PhysicalModel, forward};
+
+    /// Relative RMS spread of `n` repeated measurements of one drive:
+    /// what the next layer of a deep network sees as noise.
+    pub(crate) fn repeat_spread<M: PhysicalModel>(
+        m: &mut M,
+        x: &Array2<f32>,
+        theta: &Array2<f32>,
+        n: usize,
+    ) -> f32 {
+        let runs: Vec<Array2<f32>> = (0..n)
+            .map(|_| forward(m, x.view(), theta.view()).0)
+            .collect();
+        let zero = Array2::<f32>::zeros(runs[0].dim());
+        let mean = runs.iter().fold(zero, |a, r| a + r) / n as f32;
+        let dev: f32 = runs.iter().map(|r| (r - &mean).mapv(|v| v * v).sum()).sum();
+        let power: f32 = mean.mapv(|v| v * v).sum();
+        (dev / power / n as f32).sqrt()
+    }
+}

@@ -7,6 +7,7 @@ use rand_distr::StandardNormal;
 
 use super::config::{CircuitConfig, Probe};
 use super::solver::{Components, Point};
+use crate::model::theta_row;
 use crate::waveform::{bin_edges, digitise_with, hold_into, loopback_lag};
 use crate::{Error, OrnsteinUhlenbeck, PhysicalModel, Variant};
 
@@ -243,17 +244,12 @@ impl PhysicalModel for CircuitModel {
         clocks: &mut [(f64, f64)],
     ) {
         let (n_in, n_par, n_out) = (self.n_in(), self.n_par(), self.n_out());
-        let shared = theta.len() == n_par;
         let rows = x.len() / n_in.max(1);
         for first in (0..rows).step_by(SWEEP_CHUNK) {
             let chunk = first..rows.min(first + SWEEP_CHUNK);
             let mut prepared = Vec::with_capacity(chunk.len());
             for i in chunk.clone() {
-                let t = if shared {
-                    theta
-                } else {
-                    &theta[i * n_par..(i + 1) * n_par]
-                };
+                let t = theta_row(theta, n_par, i);
                 let start = self.clock;
                 prepared.push(self.prepare(&x[i * n_in..(i + 1) * n_in], t));
                 clocks[i] = (start, self.clock);

@@ -316,11 +316,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn linear_rlc_rings_at_its_resonance() {
-        // Junction never conducts at −1 V: a plain series RLC. The capacitor
-        // voltage's zero crossings are π/ω_d apart.
-        let c = Components {
+    /// The defaults of physics.md §2.3 with an ideal junction.
+    fn nominal_parts() -> Components {
+        Components {
             l: 1e-3,
             c: 10e-9,
             r: 100.0,
@@ -332,7 +330,14 @@ mod tests {
             vcc: 5.0,
             rc: 1000.0,
             vce_sat: 0.2,
-        };
+        }
+    }
+
+    #[test]
+    fn linear_rlc_rings_at_its_resonance() {
+        // Junction never conducts at −1 V: a plain series RLC. The capacitor
+        // voltage's zero crossings are π/ω_d apart.
+        let c = nominal_parts();
         let h = 1e-8;
         let mut prev = 0.0;
         let mut crossings = Vec::new();
@@ -357,19 +362,7 @@ mod tests {
     /// stays on the fully converged one.
     #[test]
     fn advance_follows_the_fully_converged_step() {
-        let base = Components {
-            l: 1e-3,
-            c: 10e-9,
-            r: 100.0,
-            rb: 0.0,
-            cje: 0.0,
-            i_s: 1e-14,
-            beta: 100.0,
-            n_vt: 0.02585,
-            vcc: 5.0,
-            rc: 1000.0,
-            vce_sat: 0.2,
-        };
+        let base = nominal_parts();
         let junctions = [(0.0, 0.0), (1000.0, 0.0), (1000.0, 10e-12)];
         let h = 1e-7;
         let drive: Vec<f64> = (0..400)

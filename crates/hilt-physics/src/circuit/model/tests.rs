@@ -162,8 +162,7 @@ fn configuration_errors_name_the_field() {
     );
 }
 
-/// Relative spread of repeated measurements of one drive, 196 bins of one
-/// element each: what the next layer of a deep network would see as noise.
+/// The repeat spread of one drive over 196 bins of one element each.
 fn repeat_spread(cfg: CircuitConfig) -> f32 {
     let mut m = CircuitModel::new(
         CircuitConfig {
@@ -178,15 +177,7 @@ fn repeat_spread(cfg: CircuitConfig) -> f32 {
     .expect("valid");
     let x = ndarray::Array2::from_shape_fn((1, 196), |(_, j)| ((j * 31) % 9) as f32 / 8.0);
     let theta = ndarray::Array2::from_elem((1, 196), -0.2f32);
-    let runs: Vec<ndarray::Array2<f32>> = (0..20)
-        .map(|_| forward(&mut m, x.view(), theta.view()).0)
-        .collect();
-    let mean: ndarray::Array2<f32> = runs
-        .iter()
-        .fold(ndarray::Array2::zeros((1, 196)), |a, r| a + r)
-        / 20.0;
-    let dev: f32 = runs.iter().map(|r| (r - &mean).mapv(|v| v * v).sum()).sum();
-    (dev / mean.mapv(|v| v * v).sum() / 20.0).sqrt()
+    crate::waveform::testing::repeat_spread(&mut m, &x, &theta, 20)
 }
 
 #[test]

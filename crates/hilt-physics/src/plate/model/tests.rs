@@ -289,15 +289,7 @@ fn the_loopback_channel_takes_the_latency_jitter_out() {
         let mut m = PlateModel::new(cfg, Variant::True, 8).expect("valid");
         let x = ndarray::Array2::from_shape_fn((1, 196), |(_, j)| ((j * 31) % 9) as f32 / 8.0);
         let theta = ndarray::Array2::from_elem((1, 196), -0.3f32);
-        let runs: Vec<ndarray::Array2<f32>> = (0..20)
-            .map(|_| forward(&mut m, x.view(), theta.view()).0)
-            .collect();
-        let mean: ndarray::Array2<f32> = runs
-            .iter()
-            .fold(ndarray::Array2::zeros((1, 196)), |a, r| a + r)
-            / 20.0;
-        let dev: f32 = runs.iter().map(|r| (r - &mean).mapv(|v| v * v).sum()).sum();
-        (dev / mean.mapv(|v| v * v).sum() / 20.0).sqrt()
+        crate::waveform::testing::repeat_spread(&mut m, &x, &theta, 20)
     };
     let (aligned, raw) = (spread(true), spread(false));
     assert!(aligned < 0.01, "aligned repeats differ by {aligned}");
