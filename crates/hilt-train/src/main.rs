@@ -174,11 +174,14 @@ struct TrainArgs {
     /// Network shape [default: physical for vowels, hybrid for images].
     #[arg(long, value_enum)]
     arch: Option<Architecture>,
-    /// Number of physical layers [default: 3 for vowels, 1 for images].
+    /// Number of physical layers [default: 4 for vowels, 3 for physical
+    /// image networks, 1 for hybrid ones].
     #[arg(long)]
     layers: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// [default: 300 for vowels, 20 for physical image networks, 3 for
+    /// hybrid ones]
     #[arg(long)]
     epochs: Option<usize>,
     #[arg(long)]
@@ -336,7 +339,7 @@ async fn main_inner(cli: Cli) -> Result<()> {
             // Data first: a wrong path should not wait for a daemon.
             let dataset = a.data.load(a.task)?;
             let client = Client::connect(server(&cli)).await?;
-            let (arch, layers, mut topt) = demo::task_defaults(a.task);
+            let (arch, layers, mut topt) = demo::task_defaults(a.task, a.arch);
             topt.method = a.method;
             topt.seed = a.seed;
             topt.quiet = quiet;
@@ -358,7 +361,7 @@ async fn main_inner(cli: Cli) -> Result<()> {
             let cfg = RunConfig {
                 task: a.task,
                 dataset,
-                architecture: a.arch.clone().unwrap_or(arch),
+                architecture: arch,
                 device: a.device.clone(),
                 hidden_device: a.hidden_device.clone(),
                 layers: a.layers.unwrap_or(layers),

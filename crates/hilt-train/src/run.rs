@@ -17,7 +17,7 @@ use crate::rig::Rig;
 use crate::train::{self, TrainOptions};
 use crate::twin::{self, CollectOptions, FitOptions, Twin};
 
-#[derive(Debug, Clone, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Architecture {
     /// Physical layers with element-wise rescaling only; class = brightest bin.
     Physical,
