@@ -199,7 +199,7 @@ pub async fn run(client: &Client, cfg: &RunConfig) -> Result<Metrics> {
         &mut rigs,
         &cfg.train,
         |rows, n| {
-            // Checkpoint and curve after every epoch: an interrupted run
+            // Checkpoint and epochs.csv after every epoch: an interrupted run
             // keeps its progress and the record of how it got there.
             let mut m = meta0.clone();
             m.epoch = rows.len();

@@ -257,16 +257,23 @@ impl PhysicalModel for CircuitModel {
             let mut traces: Vec<Vec<f64>> = prepared.iter().map(|_| Vec::new()).collect();
             let per_thread = prepared.len().div_ceil(self.threads);
             let model = &*self;
+            let respond_all = move |jobs: &[Prepared], outs: &mut [Vec<f64>]| {
+                for (p, out) in jobs.iter().zip(outs) {
+                    model.respond_at(&p.volts, p.dv, p.vcc, out);
+                }
+            };
+            // The first share on this thread, the others beside it: one
+            // thread spawns nothing.
             std::thread::scope(|scope| {
-                for (jobs, outs) in prepared
+                let mut shares = prepared
                     .chunks(per_thread)
-                    .zip(traces.chunks_mut(per_thread))
-                {
-                    scope.spawn(move || {
-                        for (p, out) in jobs.iter().zip(outs) {
-                            model.respond_at(&p.volts, p.dv, p.vcc, out);
-                        }
-                    });
+                    .zip(traces.chunks_mut(per_thread));
+                let first = shares.next();
+                for (jobs, outs) in shares {
+                    scope.spawn(move || respond_all(jobs, outs));
+                }
+                if let Some((jobs, outs)) = first {
+                    respond_all(jobs, outs);
                 }
             });
             for ((i, p), trace) in chunk.zip(&prepared).zip(&mut traces) {

@@ -104,7 +104,7 @@ impl Components {
     /// while the transistor is off. The rates at the new state come from
     /// those at the last iterate, corrected to first order in `d`. About a
     /// third of the exponentials of `step_exact`, whose trajectory it
-    /// follows to ~1e-9 V (tested).
+    /// follows to within 1e-7 V (tested).
     pub fn advance(&self, p: &mut Point, u: f64, dv: f64, h: f64, steps: usize) {
         if p.u != Some(u) {
             p.f = self.rates(&p.s, u, dv).0;
