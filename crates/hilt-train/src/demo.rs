@@ -1,112 +1,106 @@
 //! `hilt demo`: the headline experiment. The same network, twin and seed
 //! trained with PAT and in-silico on the simulated SHG rig, each deployed
-//! on the device, side by side.
+//! on the device, side by side. The daemon is embedded (feature
+//! `embedded-daemon`) unless a server is given.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use hilt_client::Client;
 
 use crate::data::{self, Task};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::presets::task_defaults;
 use crate::report::Metrics;
-use crate::run::{self, Architecture, RunConfig};
-use crate::train::{Method, TrainOptions};
+use crate::session::{self, SessionConfig};
+use crate::train::Method;
 use crate::twin::{CollectOptions, FitOptions};
 
-/// The rigs of the embedded daemon.
+/// The rigs of the embedded daemon (also a ready-made `hiltd --config`).
 pub const DEMO_CONFIG: &str = include_str!("../demo.toml");
+/// The demo's wide SHG readout, feeding the next layer of a deep network.
 pub const HIDDEN_DEVICE: &str = "shg-hidden";
+/// The demo's SHG class readout (7 bins: the vowels).
 pub const READOUT_DEVICE: &str = "shg-readout";
 
+/// What `hilt demo` was asked for.
 #[derive(Debug, Clone)]
 pub struct DemoConfig {
+    /// The task both methods train on.
     pub task: Task,
+    /// Where its data lives.
     pub data_dir: PathBuf,
+    /// The demo directory: `twins/`, `pat/`, `insilico/`, `summary.md`.
     pub out: PathBuf,
+    /// Seeds the twins' recording and fit and both trainings.
     pub seed: u64,
     /// `None`: the task's default.
     pub epochs: Option<usize>,
     /// Physical layers; `None`: the task's default.
     pub layers: Option<usize>,
+    /// At most this many training examples.
     pub max_train: Option<usize>,
+    /// At most this many test examples.
     pub max_test: Option<usize>,
+    /// Mean-pool images to this side before training.
+    pub image_side: Option<usize>,
+    /// How the twins are recorded.
     pub collect: CollectOptions,
+    /// How the twins are fitted.
     pub fit: FitOptions,
     /// Use this daemon instead of an embedded one.
     pub server: Option<String>,
+    /// No progress bars.
     pub quiet: bool,
 }
 
-/// The network and schedule each task gets by default, for the
-/// architecture asked for (`None`: the task's own).
-pub fn task_defaults(
-    task: Task,
-    arch: Option<Architecture>,
-) -> (Architecture, usize, TrainOptions) {
-    match (task, arch) {
-        // Four SHG layers (the paper's cascade had 4–5), each sample
-        // measured twice and averaged.
-        (Task::Vowels, _) => (
-            arch.unwrap_or(Architecture::Physical),
-            4,
-            TrainOptions {
-                epochs: 300,
-                batch: 32,
-                repeats: 2,
-                ..TrainOptions::default()
-            },
-        ),
-        // The paper's plate and circuit MNIST networks: three physical
-        // layers with element-wise rescaling (plate: 88.7 % test after
-        // 20 epochs of PAT).
-        (Task::Mnist | Task::FashionMnist, Some(Architecture::Physical)) => (
-            Architecture::Physical,
-            3,
-            TrainOptions {
-                epochs: 20,
-                batch: 64,
-                lr_physical: 0.01,
-                lr_digital: 0.005,
-                ..TrainOptions::default()
-            },
-        ),
-        (Task::Mnist | Task::FashionMnist, _) => (
-            Architecture::Hybrid,
-            1,
-            TrainOptions {
-                epochs: 3,
-                batch: 64,
-                lr_physical: 0.01,
-                lr_digital: 0.005,
-                ..TrainOptions::default()
-            },
-        ),
+/// Both runs and their summary table (also written to `summary.md`).
+pub async fn demo(cfg: &DemoConfig) -> Result<Vec<Metrics>> {
+    let mut dataset = data::load(cfg.task, &cfg.data_dir)?;
+    if let Some(side) = cfg.image_side {
+        dataset.pool_images(side)?;
+    }
+    dataset.truncate(cfg.max_train, cfg.max_test);
+    match &cfg.server {
+        Some(server) => run_both(cfg, dataset, server).await,
+        None => embedded::run(cfg, dataset).await,
     }
 }
 
-pub async fn demo(cfg: &DemoConfig) -> Result<Vec<Metrics>> {
-    let mut dataset = data::load(cfg.task, &cfg.data_dir)?;
-    dataset.truncate(cfg.max_train, cfg.max_test);
-    let embedded = match &cfg.server {
-        Some(_) => None,
-        None => {
-            let config = hilt_daemon::Config::parse(DEMO_CONFIG, "demo.toml")?;
-            let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
-            Some(hilt_daemon::EmbeddedDaemon::start(config, addr).await?)
-        }
-    };
-    let server = match (&cfg.server, &embedded) {
-        (Some(s), _) => s.clone(),
-        (None, Some(d)) => d.url(),
-        (None, None) => return Err(Error::invalid("no daemon")),
-    };
-    let result = run_both(cfg, dataset, &server).await;
-    if let Some(d) = embedded {
+/// The daemon `hilt demo` starts in-process when no server is given.
+#[cfg(feature = "embedded-daemon")]
+mod embedded {
+    use std::net::SocketAddr;
+
+    use super::{DEMO_CONFIG, DemoConfig, run_both};
+    use crate::data::Dataset;
+    use crate::error::Result;
+    use crate::report::Metrics;
+
+    pub(super) async fn run(cfg: &DemoConfig, dataset: Dataset) -> Result<Vec<Metrics>> {
+        let config = hilt_daemon::Config::parse(DEMO_CONFIG, "demo.toml")?;
+        let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let d = hilt_daemon::EmbeddedDaemon::start(config, addr).await?;
+        let result = run_both(cfg, dataset, &d.url()).await;
         d.shutdown().await?;
+        result
     }
-    result
+}
+
+/// Without the daemon linked in, the demo needs a daemon to talk to.
+#[cfg(not(feature = "embedded-daemon"))]
+mod embedded {
+    use super::DemoConfig;
+    use crate::data::Dataset;
+    use crate::error::{Error, Result};
+    use crate::report::Metrics;
+
+    pub(super) async fn run(_: &DemoConfig, _: Dataset) -> Result<Vec<Metrics>> {
+        Err(Error::invalid(
+            "hilt demo without --server needs the embedded daemon: build hilt-train with \
+             its `embedded-daemon` feature, or give --server (or HILT_SERVER) of a running hiltd",
+        ))
+    }
 }
 
 async fn run_both(cfg: &DemoConfig, dataset: data::Dataset, server: &str) -> Result<Vec<Metrics>> {
@@ -121,7 +115,7 @@ async fn run_both(cfg: &DemoConfig, dataset: data::Dataset, server: &str) -> Res
     if !cfg.quiet {
         eprintln!("data: {}", dataset.split);
     }
-    let mut base = RunConfig {
+    let mut base = SessionConfig {
         task: cfg.task,
         dataset,
         architecture,
@@ -146,8 +140,8 @@ async fn run_both(cfg: &DemoConfig, dataset: data::Dataset, server: &str) -> Res
         server: server.into(),
     };
     // One set of twins for both methods: the comparison is of methods only.
-    let devices = run::describe_all(&client, &base.network().devices()).await?;
-    let (_, summary) = run::twins_for(
+    let devices = session::describe_all(&client, &base.network().devices()).await?;
+    let (_, summary) = session::twins_for(
         &client,
         &devices,
         &HashMap::new(),
@@ -165,7 +159,7 @@ async fn run_both(cfg: &DemoConfig, dataset: data::Dataset, server: &str) -> Res
         let mut rc = base.clone();
         rc.train.method = method;
         rc.out = cfg.out.join(method.as_str());
-        all.push(run::run(&client, &rc).await?);
+        all.push(session::run(&client, &rc).await?);
     }
     let table = summary_table(&all);
     crate::fsio::write_bytes(&cfg.out.join("summary.md"), table.as_bytes())?;
@@ -173,6 +167,8 @@ async fn run_both(cfg: &DemoConfig, dataset: data::Dataset, server: &str) -> Res
     Ok(all)
 }
 
+/// The runs side by side as a Markdown table, headed by the task, the
+/// devices and the twins' error.
 pub fn summary_table(runs: &[Metrics]) -> String {
     let mut s = String::new();
     if let Some(m) = runs.first() {

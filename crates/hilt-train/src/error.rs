@@ -20,6 +20,7 @@ pub enum Error {
     Client(#[from] hilt_client::ClientError),
     #[error("numerics: {0}")]
     Candle(#[from] candle_core::Error),
+    #[cfg(feature = "embedded-daemon")]
     #[error("embedded daemon: {0}")]
     Daemon(#[from] hilt_daemon::Error),
 }

@@ -2,17 +2,22 @@
 //! in-silico training of networks whose layers run on hiltd's devices.
 //!
 //! Boundaries: this crate talks to devices only through `hilt-client`
-//! (gRPC); the daemon it may embed for `hilt demo` knows nothing of
-//! training.
+//! (gRPC). The daemon `hilt demo` may embed is linked only with the
+//! `embedded-daemon` feature, and knows nothing of training.
 
+#![warn(missing_docs)]
+
+pub mod array;
 pub mod data;
 pub mod demo;
 pub mod error;
 pub mod fsio;
 pub mod net;
+pub mod optim;
+pub mod presets;
 pub mod report;
 pub mod rig;
-pub mod run;
+pub mod session;
 pub mod tensorfile;
 pub mod train;
 pub mod twin;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 
-use super::{Dataset, Split, Task};
+use super::set::{Dataset, SPLIT_SEED, Split, Task, stratified_split};
 use crate::error::{Error, Result};
 
 const MNIST_CLASSES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
@@ -44,14 +44,14 @@ pub(super) fn load(task: Task, dir: &Path) -> Result<Dataset> {
     } else {
         let prefix = if has("t10k") { "t10k" } else { "train" };
         let all = pair(dir, prefix)?;
-        let (tr, te) = super::stratified_split(&all.y, classes.len(), HOLDOUT_SHARE);
+        let (tr, te) = stratified_split(&all.y, classes.len(), HOLDOUT_SHARE);
         let split = format!(
             "{}: only {prefix}-* present; stratified {}/{} % split of its {} images with seed {} ({} train / {} test)",
             dir.display(),
             100 - (HOLDOUT_SHARE * 100.0) as u32,
             (HOLDOUT_SHARE * 100.0) as u32,
             all.len(),
-            super::SPLIT_SEED,
+            SPLIT_SEED,
             tr.len(),
             te.len()
         );

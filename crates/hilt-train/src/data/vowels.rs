@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ndarray::Array2;
 
-use super::{Dataset, Split, Task, stratified_split};
+use super::set::{Dataset, SPLIT_SEED, Split, Task, stratified_split};
 use crate::error::{Error, Result};
 
 pub const FILE: &str = "hillenbrand_vowels_female.csv";
@@ -100,7 +100,7 @@ pub(super) fn load(dir: &Path) -> Result<Dataset> {
             "{FILE}: {n} examples, stratified {}/{} % split with seed {} ({} train / {} test), features z-scored on the training set",
             100 - (TEST_SHARE * 100.0) as u32,
             (TEST_SHARE * 100.0) as u32,
-            super::SPLIT_SEED,
+            SPLIT_SEED,
             train.len(),
             test.len()
         ),

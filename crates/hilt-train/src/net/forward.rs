@@ -1,10 +1,17 @@
+//! The network's two forward passes: values only, physical layers executed
+//! by the devices or the twins; and the differentiable graph, which either
+//! replays the measurements with the twins' Jacobians (PAT) or uses the
+//! twins outright (in-silico).
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use candle_core::Tensor;
+use candle_core::{Tensor, Var};
 use hilt_core::Range;
 
-use super::{Network, Params, array2, tensor2};
+use super::layer::Layer;
+use super::network::Network;
+use crate::array::{array2, tensor2};
 use crate::error::{Error, Result};
 use crate::rig::Rig;
 use crate::twin::Twin;
@@ -13,8 +20,11 @@ use crate::twin::Twin;
 /// the twin's Jacobian at the *applied* values and the loss sees `y`.
 #[derive(Debug, Clone)]
 pub struct Measured {
+    /// The layer's output (measured, or the twin's prediction).
     pub y: Tensor,
+    /// The inputs the device applied (after its clamp and quantisation).
     pub applied_x: Tensor,
+    /// The parameters the device applied.
     pub applied_theta: Tensor,
 }
 
@@ -42,17 +52,26 @@ fn range_penalty(v: &Tensor, r: Range) -> Result<Tensor> {
     Ok((soft_relu(&u.neg()?)? + soft_relu(&(u - 1.0)?)?)?.mean_all()?)
 }
 
+fn twin_of<'t>(twins: &'t HashMap<String, Arc<Twin>>, device: &str) -> Result<&'t Twin> {
+    twins
+        .get(device)
+        .map(|t| &**t)
+        .ok_or_else(|| Error::invalid(format!("no twin for device '{device}'")))
+}
+
 impl Network {
-    fn digital(&self, i: usize, h: &Tensor, graph: bool) -> Result<Tensor> {
-        let t = |v: &candle_core::Var| {
+    /// A digital layer; `graph` keeps the trainable parameters in the
+    /// autograd graph.
+    fn digital(layer: &Layer, h: &Tensor, graph: bool) -> Result<Tensor> {
+        let t = |v: &Var| {
             if graph {
                 v.as_tensor().clone()
             } else {
                 v.as_tensor().detach()
             }
         };
-        Ok(match &self.params[i] {
-            Params::Rescale {
+        Ok(match layer {
+            Layer::Rescale {
                 a,
                 b,
                 mean,
@@ -62,28 +81,57 @@ impl Network {
                 .broadcast_mul(inv_std.as_tensor())?
                 .broadcast_mul(&t(a))?
                 .broadcast_add(&t(b))?,
-            Params::Linear { w, b } => h.matmul(&t(w).t()?)?.broadcast_add(&t(b))?,
-            Params::None | Params::Physical { .. } => match &self.spec.layers[i] {
-                super::LayerSpec::Sigmoid => candle_nn::ops::sigmoid(h)?,
-                super::LayerSpec::Tile { copies } if *copies > 1 => h.repeat((1, *copies))?,
-                _ => h.clone(),
-            },
+            Layer::Linear { w, b } => h.matmul(&t(w).t()?)?.broadcast_add(&t(b))?,
+            Layer::Sigmoid => candle_nn::ops::sigmoid(h)?,
+            Layer::Tile { copies } if *copies > 1 => h.repeat((1, *copies))?,
+            Layer::Tile { .. } | Layer::Physical { .. } => h.clone(),
         })
     }
 
-    pub(crate) fn device_of(&self, i: usize) -> Result<&hilt_core::DeviceSpec> {
-        match &self.spec.layers[i] {
-            super::LayerSpec::Physical { device } => self
-                .devices
-                .get(device)
-                .ok_or_else(|| Error::invalid(format!("layer {i}: unknown device '{device}'"))),
-            _ => Err(Error::invalid(format!("layer {i} is not physical"))),
-        }
+    /// Layer `i` alone, values only: a digital layer without a graph, a
+    /// physical one executed by `physics` (its record returned with it).
+    pub async fn forward_layer(
+        &self,
+        i: usize,
+        h: &Tensor,
+        physics: &mut Physics<'_>,
+    ) -> Result<(Tensor, Option<Measured>)> {
+        let layer = self
+            .layers
+            .get(i)
+            .ok_or_else(|| Error::invalid(format!("the network has no layer {i}")))?;
+        let Layer::Physical { theta, .. } = layer else {
+            return Ok((Self::digital(layer, h, false)?, None));
+        };
+        let d = self.device_of(i)?;
+        let (xr, pr) = (d.input_range, d.param_range);
+        let xs = h.clamp(xr.min, xr.max)?;
+        let ts = theta.as_tensor().detach().clamp(pr.min, pr.max)?;
+        let rec = match physics {
+            Physics::Rigs(rigs, repeats) => {
+                let rig = rigs
+                    .get_mut(&d.id)
+                    .ok_or_else(|| Error::invalid(format!("no lease on device '{}'", d.id)))?;
+                let m = rig
+                    .execute(&array2(&xs)?, &array2(&ts)?, (*repeats).max(1))
+                    .await?;
+                Measured {
+                    y: tensor2(&m.y)?,
+                    applied_x: tensor2(&m.applied_x)?,
+                    applied_theta: tensor2(&m.applied_theta)?,
+                }
+            }
+            Physics::Twins(twins) => Measured {
+                y: twin_of(twins, &d.id)?.forward(&xs, &ts)?.detach(),
+                applied_x: xs,
+                applied_theta: ts,
+            },
+        };
+        Ok((rec.y.clone(), Some(rec)))
     }
 
-    /// Values only: digital layers computed without a graph, physical layers
-    /// executed by `physics`. Returns the output and each physical layer's
-    /// record, in order.
+    /// Values only, every layer in turn (see [`Network::forward_layer`]).
+    /// Returns the output and each physical layer's record, in order.
     pub async fn forward_values(
         &self,
         x: &Tensor,
@@ -91,42 +139,10 @@ impl Network {
     ) -> Result<(Tensor, Vec<Measured>)> {
         let mut h = x.clone();
         let mut records = Vec::new();
-        for i in 0..self.params.len() {
-            let Params::Physical { theta } = &self.params[i] else {
-                h = self.digital(i, &h, false)?;
-                continue;
-            };
-            let d = self.device_of(i)?;
-            let (xr, pr) = (d.input_range, d.param_range);
-            let xs = h.clamp(xr.min, xr.max)?;
-            let ts = theta.as_tensor().detach().clamp(pr.min, pr.max)?;
-            let rec = match &mut physics {
-                Physics::Rigs(rigs, repeats) => {
-                    let rig = rigs
-                        .get_mut(&d.id)
-                        .ok_or_else(|| Error::invalid(format!("no lease on device '{}'", d.id)))?;
-                    let m = rig
-                        .execute(&array2(&xs)?, &array2(&ts)?, (*repeats).max(1))
-                        .await?;
-                    Measured {
-                        y: tensor2(&m.y)?,
-                        applied_x: tensor2(&m.applied_x)?,
-                        applied_theta: tensor2(&m.applied_theta)?,
-                    }
-                }
-                Physics::Twins(twins) => {
-                    let twin = twins
-                        .get(&d.id)
-                        .ok_or_else(|| Error::invalid(format!("no twin for device '{}'", d.id)))?;
-                    Measured {
-                        y: twin.forward(&xs, &ts)?.detach(),
-                        applied_x: xs,
-                        applied_theta: ts,
-                    }
-                }
-            };
-            h = rec.y.clone();
-            records.push(rec);
+        for i in 0..self.layers.len() {
+            let (next, rec) = self.forward_layer(i, &h, &mut physics).await?;
+            h = next;
+            records.extend(rec);
         }
         Ok((h, records))
     }
@@ -145,15 +161,13 @@ impl Network {
         let mut h = x.clone();
         let mut penalty = Tensor::zeros((), candle_core::DType::F32, x.device())?;
         let mut k = 0;
-        for i in 0..self.params.len() {
-            let Params::Physical { theta } = &self.params[i] else {
-                h = self.digital(i, &h, true)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let Layer::Physical { theta, .. } = layer else {
+                h = Self::digital(layer, &h, true)?;
                 continue;
             };
             let d = self.device_of(i)?;
-            let twin = twins
-                .get(&d.id)
-                .ok_or_else(|| Error::invalid(format!("no twin for device '{}'", d.id)))?;
+            let twin = twin_of(twins, &d.id)?;
             let th = theta.as_tensor();
             penalty = ((penalty + range_penalty(&h, d.input_range)?)?
                 + range_penalty(th, d.param_range)?)?;

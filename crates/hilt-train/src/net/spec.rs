@@ -1,7 +1,12 @@
 //! What a network is made of. Serialised into every checkpoint so
 //! `hilt eval` can rebuild it without the command line that trained it.
 
+use std::collections::HashMap;
+
+use hilt_core::DeviceSpec;
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -25,11 +30,16 @@ pub enum LayerSpec {
     Tile { copies: usize },
 }
 
+/// A network's structure: widths left as 0 are filled in from the devices
+/// by [`NetworkSpec::resolve`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
+    /// Width of the input.
     pub n_in: usize,
+    /// Classes of the task: the width of the output.
     pub n_classes: usize,
+    /// The layers in order.
     pub layers: Vec<LayerSpec>,
 }
 
@@ -105,5 +115,90 @@ impl NetworkSpec {
             .iter()
             .filter(|l| matches!(l, LayerSpec::Physical { .. }))
             .count()
+    }
+}
+
+impl NetworkSpec {
+    /// Fill in widths left as 0 from the devices' published shapes, and
+    /// check every width agrees with its neighbours.
+    pub fn resolve(&mut self, devices: &HashMap<String, DeviceSpec>) -> Result<()> {
+        let mut width = self.n_in;
+        let n = self.layers.len();
+        for i in 0..n {
+            // The width the next physical layer wants, for `Linear` outputs.
+            let next_phys_in = self.layers[i + 1..].iter().find_map(|l| match l {
+                LayerSpec::Physical { device } => devices.get(device).map(|d| d.n_in),
+                _ => None,
+            });
+            let is_last_linear = !self.layers[i + 1..]
+                .iter()
+                .any(|l| matches!(l, LayerSpec::Linear { .. } | LayerSpec::Physical { .. }));
+            match &mut self.layers[i] {
+                LayerSpec::Physical { device } => {
+                    let d = devices.get(device.as_str()).ok_or_else(|| Error::Device {
+                        device: device.clone(),
+                        reason: "not served by this daemon".into(),
+                    })?;
+                    if d.n_in != width {
+                        return Err(Error::Device {
+                            device: device.clone(),
+                            reason: format!(
+                                "takes {} inputs but layer {i} receives {width}",
+                                d.n_in
+                            ),
+                        });
+                    }
+                    width = d.n_out;
+                }
+                LayerSpec::Rescale { dim } => {
+                    if *dim == 0 {
+                        *dim = width;
+                    } else if *dim != width {
+                        return Err(Error::invalid(format!(
+                            "layer {i}: rescale of {dim} values receives {width}"
+                        )));
+                    }
+                }
+                LayerSpec::Linear { n_in, n_out } => {
+                    if *n_in == 0 {
+                        *n_in = width;
+                    }
+                    if *n_out == 0 {
+                        *n_out = if is_last_linear {
+                            self.n_classes
+                        } else {
+                            next_phys_in.unwrap_or(width)
+                        };
+                    }
+                    if *n_in != width {
+                        return Err(Error::invalid(format!(
+                            "layer {i}: linear from {n_in} receives {width}"
+                        )));
+                    }
+                    width = *n_out;
+                }
+                LayerSpec::Sigmoid => {}
+                LayerSpec::Tile { copies } => {
+                    if *copies == 0 {
+                        // A width that no number of copies makes is left
+                        // to the device's own check, which names both.
+                        let want = next_phys_in.unwrap_or(width);
+                        *copies = if width > 0 && want % width == 0 {
+                            (want / width).max(1)
+                        } else {
+                            1
+                        };
+                    }
+                    width *= *copies;
+                }
+            }
+        }
+        if width != self.n_classes {
+            return Err(Error::invalid(format!(
+                "the network ends with {width} values but the task has {} classes",
+                self.n_classes
+            )));
+        }
+        Ok(())
     }
 }

@@ -109,13 +109,13 @@ fn checkpoint_round_trip_restores_every_parameter() {
         seed: 5,
         epoch: 3,
         repeats: 2,
-        network: net.spec.clone(),
+        network: net.spec(),
         devices: net.devices.clone(),
     };
     net.save(&p, &meta).unwrap();
     let (back, m) = Network::load(&p).unwrap();
     assert_eq!(m.epoch, 3);
-    assert_eq!(back.spec, net.spec);
+    assert_eq!(back.spec(), net.spec());
     let flat = |n: &Network| -> Vec<Vec<f32>> {
         n.physical_vars()
             .iter()
@@ -170,11 +170,11 @@ fn tiled_setup() -> (Network, HashMap<String, Arc<crate::twin::Twin>>, Tensor) {
 #[test]
 fn a_tile_takes_as_many_copies_as_the_next_device_needs() {
     let (net, _, _) = tiled_setup();
-    assert_eq!(net.spec.layers[0], LayerSpec::Tile { copies: 2 });
-    assert_eq!(net.spec.layers[1], LayerSpec::Rescale { dim: 6 });
+    assert_eq!(net.spec().layers[0], LayerSpec::Tile { copies: 2 });
+    assert_eq!(net.spec().layers[1], LayerSpec::Rescale { dim: 6 });
     // Where the device takes what arrives, the tile is one copy.
     let (plain, _, _) = setup();
-    assert_eq!(plain.spec.layers[0], LayerSpec::Tile { copies: 1 });
+    assert_eq!(plain.spec().layers[0], LayerSpec::Tile { copies: 1 });
 }
 
 /// The device receives the input once per copy, and each copy's rescale
@@ -195,7 +195,7 @@ async fn tiled_copies_reach_the_device_and_train_separately() {
     let (out, _) = net.forward_graph(&x, &twins, Some(&measured)).unwrap();
     let loss = out.narrow(1, 0, 1).unwrap().sum_all().unwrap();
     let g = loss.backward().unwrap();
-    let Params::Rescale { a, .. } = &net.params[1] else {
+    let Layer::Rescale { a, .. } = &net.layers[1] else {
         panic!("layer 1 is the rescale");
     };
     let ga: Vec<f32> = g

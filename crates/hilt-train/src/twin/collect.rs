@@ -5,7 +5,7 @@ use ndarray::{Array1, Array2, Array3, Axis, Slice};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::TwinData;
+use super::data::TwinData;
 use crate::error::{Error, Result};
 use crate::rig::Rig;
 

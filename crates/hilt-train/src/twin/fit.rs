@@ -1,32 +1,46 @@
-//! `hilt twin fit`: an MLP fitted to recorded measurements (Adam, MSE on
-//! normalised outputs, cosine-decayed learning rate). The held-out rows are
-//! the *last* ones recorded, so the error also covers drift during the
-//! recording rather than interpolating between neighbours in time.
+//! `hilt twin fit`: a twin fitted to recorded measurements, in five steps:
+//! split (the held-out rows are the *last* ones recorded, so the error also
+//! covers drift during the recording rather than interpolating between
+//! neighbours in time), normalise, build (the body the device calls for),
+//! train (Adam, MSE on normalised outputs, the shared cosine schedule) and
+//! score (held-out error against the noise floor of the repeats).
 
 use candle_core::{Device, Tensor, Var};
 use candle_nn::Optimizer;
-use ndarray::{Axis, Slice};
+use ndarray::{Array1, Array2, Axis, Slice};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
-use super::model::{Body, Norm, TrainableMlp, Twin, TwinKind, TwinMeta, mlp_forward};
-use super::wiener::{Params as WienerParams, Shape, Wiener};
-use super::{Encoder, TwinData};
+use super::body::{Trainable, TwinBody, TwinKind};
+use super::data::TwinData;
+use super::encode::Encoder;
+use super::model::{Twin, TwinMeta};
+use super::norm::Norm;
+use super::shape::{MEMORY_KEY, Shape};
+use crate::array::tensor2;
 use crate::error::{Error, Result};
-use crate::net::tensor2;
+use crate::optim::{Cosine, adam};
 
+/// How a twin is fitted.
 #[derive(Debug, Clone)]
 pub struct FitOptions {
-    /// `None`: a waveform twin for time-domain rigs, an MLP otherwise.
+    /// `None`: a waveform twin for devices driven by a held waveform, an
+    /// MLP otherwise.
     pub kind: Option<TwinKind>,
+    /// Hidden widths of an MLP twin.
     pub hidden: Vec<usize>,
     /// `None`: the kind's default (MLP 120 epochs at 2e-3, waveform 30
     /// epochs at 1e-2: a thousand parameters settle faster).
     pub epochs: Option<usize>,
+    /// Rows per step.
     pub batch: usize,
+    /// Initial learning rate; `None`: the kind's default.
     pub lr: Option<f64>,
+    /// Share of the rows held out for scoring.
     pub heldout_share: f64,
+    /// Seeds the body's initialisation and the shuffling.
     pub seed: u64,
+    /// No progress bar.
     pub quiet: bool,
 }
 
@@ -45,12 +59,25 @@ impl Default for FitOptions {
     }
 }
 
-fn row(v: ndarray::Array1<f32>) -> Result<Tensor> {
-    let n = v.len();
-    Ok(Tensor::from_vec(v.to_vec(), (1, n), &Device::Cpu)?)
+/// The schedule's floor, as a share of the initial rate.
+const LR_FLOOR: f64 = 0.01;
+
+/// The recording's features and mean outputs, split into the rows fitted
+/// on and the rows held out.
+struct Rows {
+    f_tr: Array2<f32>,
+    f_ho: Array2<f32>,
+    y_tr: Array2<f32>,
+    y_ho: Array2<f32>,
 }
 
-pub fn fit(data: &TwinData, opt: &FitOptions) -> Result<Twin> {
+impl Rows {
+    fn n_train(&self) -> usize {
+        self.f_tr.nrows()
+    }
+}
+
+fn split(data: &TwinData, opt: &FitOptions) -> Result<Rows> {
     let n = data.len();
     let n_hold = ((n as f64 * opt.heldout_share).round() as usize).max(1);
     if n < 10 || n_hold >= n {
@@ -68,41 +95,24 @@ pub fn fit(data: &TwinData, opt: &FitOptions) -> Result<Twin> {
     let feats = enc.encode_rows(&data.x, &data.theta);
     let y = data.y_mean();
     let n_tr = n - n_hold;
-    let (f_tr, f_ho) = (
-        feats.slice_axis(Axis(0), Slice::from(..n_tr)).to_owned(),
-        feats.slice_axis(Axis(0), Slice::from(n_tr..)).to_owned(),
-    );
-    let (y_tr, y_ho) = (
-        y.slice_axis(Axis(0), Slice::from(..n_tr)).to_owned(),
-        y.slice_axis(Axis(0), Slice::from(n_tr..)).to_owned(),
-    );
+    let head = |a: &Array2<f32>| a.slice_axis(Axis(0), Slice::from(..n_tr)).to_owned();
+    let tail = |a: &Array2<f32>| a.slice_axis(Axis(0), Slice::from(n_tr..)).to_owned();
+    Ok(Rows {
+        f_tr: head(&feats),
+        f_ho: tail(&feats),
+        y_tr: head(&y),
+        y_ho: tail(&y),
+    })
+}
 
-    let in_mean = f_tr.mean_axis(Axis(0)).unwrap_or_default();
-    let in_std = f_tr.std_axis(Axis(0), 0.0).mapv(|v| v.max(1e-3));
-    let out_mean = y_tr.mean_axis(Axis(0)).unwrap_or_default();
-    let out_spread = y_tr.std_axis(Axis(0), 0.0);
-    let floor = out_spread.iter().cloned().fold(0.0f32, f32::max) * 1e-3 + 1e-12;
-    let out_std = out_spread.mapv(|v| v.max(floor));
-    let norm = Norm {
-        in_mean: row(in_mean)?,
-        in_std: row(in_std)?,
-        out_mean: row(out_mean.clone())?,
-        out_std: row(out_std)?,
-    };
-
-    let ft = tensor2(&f_tr)?;
-    let yt = tensor2(&y_tr)?
-        .broadcast_sub(&norm.out_mean)?
-        .broadcast_div(&norm.out_std)?;
-    let zt = ft
-        .broadcast_sub(&norm.in_mean)?
-        .broadcast_div(&norm.in_std)?;
-
+/// The body the device calls for (or the one asked for), freshly seeded,
+/// with its epochs and initial rate.
+fn build(data: &TwinData, rows: &Rows, opt: &FitOptions) -> Result<(Trainable, usize, f64)> {
     let shape = Shape::for_spec(&data.spec)?;
     let kind = match (opt.kind, &shape) {
         (Some(TwinKind::Waveform), None) => {
             return Err(Error::invalid(format!(
-                "--twin-kind waveform: device '{}' of kind '{}' takes no drive waveform",
+                "--twin-kind waveform: device '{}' of kind '{}' takes no drive waveform (it publishes no '{MEMORY_KEY}')",
                 data.spec.id, data.spec.kind
             )));
         }
@@ -110,68 +120,53 @@ pub fn fit(data: &TwinData, opt: &FitOptions) -> Result<Twin> {
         (None, Some(_)) => TwinKind::Waveform,
         (None, None) => TwinKind::Mlp,
     };
-    let (epochs, base_lr) = match kind {
+    let (epochs, lr) = match kind {
         TwinKind::Mlp => (opt.epochs.unwrap_or(120), opt.lr.unwrap_or(2e-3)),
         TwinKind::Waveform => (opt.epochs.unwrap_or(30), opt.lr.unwrap_or(1e-2)),
     };
-    // The model being fitted: its variables, and its prediction for a batch
-    // of rows in normalised output units.
-    let (vars, wiener) = match (kind, shape) {
-        (TwinKind::Waveform, Some(shape)) => {
-            let vars = WienerParams::init(&shape, opt.seed)?;
-            (vars, Some(Wiener::new(shape)?))
-        }
+    let body = match (kind, shape) {
+        (TwinKind::Waveform, Some(shape)) => TwinBody::waveform(shape, opt.seed)?,
         _ => {
-            let mut sizes = vec![feats.ncols()];
+            let mut sizes = vec![rows.f_tr.ncols()];
             sizes.extend_from_slice(&opt.hidden);
             sizes.push(data.spec.n_out);
-            (TrainableMlp::new(&sizes, opt.seed)?.vars, None)
+            TwinBody::mlp(&sizes, opt.seed)?
         }
     };
-    let wiener_params = |vars: &[Var]| {
-        WienerParams::from_tensors(vars.iter().map(|v| v.as_tensor().clone()).collect())
-    };
-    let mlp_layers = |vars: &[Var]| -> Vec<(Tensor, Tensor)> {
-        vars.chunks(2)
-            .map(|p| (p[0].as_tensor().clone(), p[1].as_tensor().clone()))
-            .collect()
-    };
-    let predict = |vars: &[Var], raw: &Tensor, z: &Tensor| -> Result<Tensor> {
-        match &wiener {
-            Some(w) => Ok(w
-                .forward(&wiener_params(vars)?, raw)?
-                .broadcast_sub(&norm.out_mean)?
-                .broadcast_div(&norm.out_std)?),
-            None => mlp_forward(&mlp_layers(vars), z),
-        }
-    };
-    let mut adam = candle_nn::AdamW::new(
-        vars.clone(),
-        candle_nn::ParamsAdamW {
-            lr: base_lr,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
-    )?;
+    Ok((body, epochs, lr))
+}
+
+/// Minimise the MSE of the normalised outputs on the training rows.
+fn train(
+    t: &Trainable,
+    rows: &Rows,
+    norm: &Norm,
+    epochs: usize,
+    base_lr: f64,
+    opt: &FitOptions,
+) -> Result<()> {
+    let ft = tensor2(&rows.f_tr)?;
+    let yt = norm.outputs(&tensor2(&rows.y_tr)?)?;
+    let zt = norm.features(&ft)?;
+    let vars: Vec<Var> = t.vars.clone();
+    let mut adam = adam(vars, base_lr)?;
+    let n_tr = rows.n_train();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opt.seed);
     let mut order: Vec<u32> = (0..n_tr as u32).collect();
     let steps_per_epoch = n_tr.div_ceil(opt.batch);
-    let total = (epochs * steps_per_epoch) as f64;
+    let schedule = Cosine::new(LR_FLOOR, epochs * steps_per_epoch);
     let pb = crate::ui::bar(epochs as u64, "twin fit", opt.quiet);
     let mut step = 0usize;
     for _epoch in 0..epochs {
         order.shuffle(&mut rng);
         let mut epoch_loss = 0.0;
         for chunk in order.chunks(opt.batch) {
-            // Cosine decay to 1 % of the initial rate.
-            let lr = base_lr
-                * (0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total).cos()));
-            adam.set_learning_rate(lr);
+            adam.set_learning_rate(base_lr * schedule.factor(step));
             let idx = Tensor::from_slice(chunk, chunk.len(), &Device::Cpu)?;
-            let pred = predict(
-                &vars,
+            let pred = t.body.forward_normalised(
                 &ft.index_select(&idx, 0)?,
                 &zt.index_select(&idx, 0)?,
+                norm,
             )?;
             let loss = (pred - yt.index_select(&idx, 0)?)?.sqr()?.mean_all()?;
             adam.backward_step(&loss)?;
@@ -182,11 +177,30 @@ pub fn fit(data: &TwinData, opt: &FitOptions) -> Result<Twin> {
         pb.inc(1);
     }
     pb.finish_and_clear();
+    Ok(())
+}
 
-    let body = match wiener {
-        Some(w) => Body::Waveform(Box::new(w), wiener_params(&vars)?),
-        None => Body::Mlp(mlp_layers(&vars)),
-    };
+/// Held-out relative error, and the noise floor in the same units.
+fn score(twin: &Twin, rows: &Rows, data: &TwinData, out_mean: &Array1<f32>) -> Result<(f32, f32)> {
+    let pred: Vec<Vec<f32>> = twin.forward_features(&tensor2(&rows.f_ho)?)?.to_vec2()?;
+    let (mut err, mut spread) = (0.0f64, 0.0f64);
+    for (i, p) in pred.iter().enumerate() {
+        for (j, &v) in p.iter().enumerate() {
+            err += f64::from(v - rows.y_ho[(i, j)]).powi(2);
+            spread += f64::from(rows.y_ho[(i, j)] - out_mean[j]).powi(2);
+        }
+    }
+    let rel = (err / spread.max(1e-30)).sqrt() as f32;
+    Ok((rel, noise_floor(data, rows.n_train(), spread)))
+}
+
+/// Fit a twin to `data`.
+pub fn fit(data: &TwinData, opt: &FitOptions) -> Result<Twin> {
+    let rows = split(data, opt)?;
+    let (norm, out_mean) = Norm::fit(&rows.f_tr, &rows.y_tr)?;
+    let (trainable, epochs, lr) = build(data, &rows, opt)?;
+    train(&trainable, &rows, &norm, epochs, lr, opt)?;
+    let kind = trainable.body.kind();
     let meta = TwinMeta {
         spec: data.spec.clone(),
         hidden: if kind == TwinKind::Mlp {
@@ -196,28 +210,21 @@ pub fn fit(data: &TwinData, opt: &FitOptions) -> Result<Twin> {
         },
         heldout_rel_error: 0.0,
         noise_floor_rel: 0.0,
-        train_rows: n_tr,
-        heldout_rows: n_hold,
+        train_rows: rows.n_train(),
+        heldout_rows: rows.f_ho.nrows(),
         epochs,
         kind,
     };
-    let mut twin = Twin::new(meta, body, norm)?;
-    let pred: Vec<Vec<f32>> = twin.forward_features(&tensor2(&f_ho)?)?.to_vec2()?;
-    let (mut err, mut spread) = (0.0f64, 0.0f64);
-    for (i, p) in pred.iter().enumerate() {
-        for (j, &v) in p.iter().enumerate() {
-            err += f64::from(v - y_ho[(i, j)]).powi(2);
-            spread += f64::from(y_ho[(i, j)] - out_mean[j]).powi(2);
-        }
-    }
-    twin.meta.heldout_rel_error = (err / spread.max(1e-30)).sqrt() as f32;
-    twin.meta.noise_floor_rel = noise_floor(data, n_tr, &out_mean, spread);
+    let mut twin = Twin::new(meta, &trainable.body, norm)?;
+    let (rel, floor) = score(&twin, &rows, data, &out_mean)?;
+    twin.meta.heldout_rel_error = rel;
+    twin.meta.noise_floor_rel = floor;
     Ok(twin)
 }
 
 /// Relative RMS noise of the repeat mean on the held-out rows (0 when only
 /// one repeat was recorded: then it is unknown).
-fn noise_floor(data: &TwinData, from: usize, _mean: &ndarray::Array1<f32>, spread: f64) -> f32 {
+fn noise_floor(data: &TwinData, from: usize, spread: f64) -> f32 {
     let r = data.y.shape()[0];
     if r < 2 {
         return 0.0;

@@ -147,6 +147,16 @@ fn ringing(n: usize, seed: u64) -> TwinData {
     s.hyperparameters
         .insert("hold_samples".into(), hold.to_string());
     s.hyperparameters.insert("readout".into(), "rms".into());
+    // What a time-domain device publishes: its memory and its time bins
+    // (the equal split of the drive's samples).
+    let samples = n_in * hold;
+    s.hyperparameters
+        .insert(MEMORY_KEY.into(), "1024".into());
+    let edges: Vec<String> = (0..n_bins)
+        .map(|j| format!("{}:{}", j * samples / n_bins, (j + 1) * samples / n_bins))
+        .collect();
+    s.hyperparameters
+        .insert(BIN_EDGES_KEY.into(), edges.join(","));
     s.encoding = Some(hilt_core::ControlEncoding {
         layout: "superpose".into(),
         input_index: (0..n_in as i32).collect(),
@@ -155,7 +165,6 @@ fn ringing(n: usize, seed: u64) -> TwinData {
         control_min: -1.0,
         control_max: 1.0,
     });
-    let samples = n_in * hold;
     let kernel: Vec<f32> = (0..samples)
         .map(|t| (-(t as f32) / 6.0).exp() * (1.3 * t as f32).sin())
         .collect();

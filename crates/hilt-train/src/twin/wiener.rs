@@ -3,110 +3,19 @@
 //! learned FIR filter and a learned pointwise nonlinearity, then the
 //! device's own time-bin readout (RMS or mean) and a per-bin affine map.
 //! This is the physics' own shape: the plate is a linear modal filter
-//! heard as loudness per bin, the circuit a filter into a junction
-//! (`physics.md` §2.2–2.3). About a thousand parameters, so 10⁴ random
-//! probes pin it down where a 196-input MLP stays at 40–80 % error.
+//! heard as loudness per bin (its modes ring down in ~10 ms at Q 100), the
+//! circuit a linear filter into a junction's exponential (its envelope
+//! decays in ~20 µs). About a thousand parameters, so 10⁴ random probes pin
+//! it down where a 196-input MLP stays at 40–80 % error. The device's
+//! timing comes from its published hyperparameters (`shape.rs`).
 
 use candle_core::{DType, Device, Tensor, Var};
-use hilt_core::DeviceSpec;
 
-use crate::error::{Error, Result};
+use super::shape::{BinReadout, LEAD, Shape};
+use crate::error::Result;
 
-/// Samples of look-ahead the filter may use: the acoustic delay and the
-/// interface latency put the recorded window behind the drive.
-const LEAD: usize = 64;
-/// Samples of memory the filter keeps, per rig: 21 ms at the plate's
-/// 48 kHz (its slowest mode rings down in ~10 ms at Q 100), 256 µs at the
-/// circuit's 1 MS/s (its envelope decays in 20 µs). Longer drives (several
-/// copies of the input) are convolved, not given ever longer kernels, and
-/// a kernel four times too long only made the circuit's twin four times
-/// slower to fit.
-const PLATE_MEMORY: usize = 1024;
-const CIRCUIT_MEMORY: usize = 256;
 /// Hidden units of the pointwise nonlinearity.
 const NL_UNITS: usize = 8;
-
-/// The readout the device applies to each time bin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BinReadout {
-    Rms,
-    Mean,
-}
-
-/// What the twin needs to know of the device's timing, read from its
-/// published hyperparameters.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Shape {
-    pub n_controls: usize,
-    pub hold: usize,
-    pub bins: Vec<(usize, usize)>,
-    pub readout: BinReadout,
-    /// Samples of response memory the kernel covers.
-    pub memory: usize,
-}
-
-impl Shape {
-    /// `None` for devices that are not driven by a held waveform.
-    pub fn for_spec(spec: &DeviceSpec) -> Result<Option<Self>> {
-        let memory = match spec.kind.as_str() {
-            "plate" => PLATE_MEMORY,
-            "circuit" => CIRCUIT_MEMORY,
-            _ => return Ok(None),
-        };
-        let enc = spec.encoding.as_ref().ok_or_else(|| {
-            Error::invalid(format!("device '{}' publishes no drive encoding", spec.id))
-        })?;
-        let get = |k: &str| {
-            spec.hyperparameters.get(k).ok_or_else(|| {
-                Error::invalid(format!("device '{}' does not publish '{k}'", spec.id))
-            })
-        };
-        let num = |k: &str| -> Result<usize> {
-            get(k)?
-                .parse()
-                .map_err(|_| Error::invalid(format!("device '{}': '{k}' is not a count", spec.id)))
-        };
-        let hold = num("hold_samples")?;
-        let readout = match get("readout")?.as_str() {
-            "rms" => BinReadout::Rms,
-            "mean" => BinReadout::Mean,
-            other => {
-                return Err(Error::invalid(format!(
-                    "device '{}': unknown readout '{other}'",
-                    spec.id
-                )));
-            }
-        };
-        let n = enc.n_controls() * hold;
-        let n_bins = spec.n_out;
-        if hold == 0 || n_bins == 0 || n_bins > n {
-            return Err(Error::invalid(format!(
-                "device '{}': {n_bins} bins of {n} samples",
-                spec.id
-            )));
-        }
-        // The same equal split as hilt_physics::waveform::bin_edges.
-        let bins = (0..n_bins)
-            .map(|j| (j * n / n_bins, (j + 1) * n / n_bins))
-            .collect();
-        Ok(Some(Shape {
-            n_controls: enc.n_controls(),
-            hold,
-            bins,
-            readout,
-            memory,
-        }))
-    }
-
-    fn samples(&self) -> usize {
-        self.n_controls * self.hold
-    }
-
-    /// Kernel taps: the response's memory plus the look-ahead.
-    pub fn taps(&self) -> usize {
-        self.samples().min(self.memory) + LEAD
-    }
-}
 
 /// Index tensors that turn the kernel into a block of the drive-to-trace
 /// matrix. A held drive is piecewise constant and the response is
@@ -200,48 +109,66 @@ impl Fixed {
     }
 }
 
-/// The learned parameters, as plain tensors (a fitted twin) or optimiser
-/// variables (while fitting).
+/// The learned parameters, by name, as plain tensors (a fitted twin) or
+/// the tensors of optimiser variables (while fitting).
 #[derive(Debug, Clone)]
-pub struct Params {
+pub struct WaveformParams {
+    /// FIR taps `[taps]`, `LEAD` of them before the present sample.
     pub kernel: Tensor,
+    /// Input weights of the nonlinearity's units `[1, NL_UNITS]`.
     pub nl_in: Tensor,
+    /// Their biases `[1, NL_UNITS]`.
     pub nl_bias: Tensor,
+    /// Their output weights `[NL_UNITS, 1]`.
     pub nl_out: Tensor,
+    /// Per-bin gain `[1, n_bins]`.
     pub gain: Tensor,
+    /// Per-bin offset `[1, n_bins]`.
     pub offset: Tensor,
 }
 
-impl Params {
-    pub const NAMES: [&'static str; 6] = ["kernel", "nl_in", "nl_bias", "nl_out", "gain", "offset"];
-
-    pub fn tensors(&self) -> [&Tensor; 6] {
+impl WaveformParams {
+    /// Every parameter with its name (the file's tensor names, after
+    /// `waveform.`), in the order the optimiser sees them.
+    pub fn named(&self) -> [(&'static str, &Tensor); 6] {
         [
-            &self.kernel,
-            &self.nl_in,
-            &self.nl_bias,
-            &self.nl_out,
-            &self.gain,
-            &self.offset,
+            ("kernel", &self.kernel),
+            ("nl_in", &self.nl_in),
+            ("nl_bias", &self.nl_bias),
+            ("nl_out", &self.nl_out),
+            ("gain", &self.gain),
+            ("offset", &self.offset),
         ]
     }
 
-    pub fn from_tensors(t: Vec<Tensor>) -> Result<Self> {
-        let [kernel, nl_in, nl_bias, nl_out, gain, offset]: [Tensor; 6] = t
-            .try_into()
-            .map_err(|_| Error::invalid("a waveform twin has six tensors"))?;
-        Ok(Params {
-            kernel,
-            nl_in,
-            nl_bias,
-            nl_out,
-            gain,
-            offset,
+    /// The parameters from a source of named tensors (a twin file).
+    pub fn from_named(mut take: impl FnMut(&str) -> Result<Tensor>) -> Result<Self> {
+        Ok(WaveformParams {
+            kernel: take("kernel")?,
+            nl_in: take("nl_in")?,
+            nl_bias: take("nl_bias")?,
+            nl_out: take("nl_out")?,
+            gain: take("gain")?,
+            offset: take("offset")?,
         })
     }
 
+    /// Every tensor detached from the graph it was fitted in.
+    pub fn detach(&self) -> Self {
+        WaveformParams {
+            kernel: self.kernel.detach(),
+            nl_in: self.nl_in.detach(),
+            nl_bias: self.nl_bias.detach(),
+            nl_out: self.nl_out.detach(),
+            gain: self.gain.detach(),
+            offset: self.offset.detach(),
+        }
+    }
+
     /// Seeded start: a small random kernel, a near-identity nonlinearity.
-    pub fn init(s: &Shape, seed: u64) -> Result<Vec<Var>> {
+    /// Returns the parameters and the optimiser variables they are views
+    /// of, in `named` order.
+    pub fn init(s: &Shape, seed: u64) -> Result<(Self, Vec<Var>)> {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let taps = s.taps();
@@ -256,14 +183,24 @@ impl Params {
             .collect();
         let nb = s.bins.len();
         let cpu = &Device::Cpu;
-        Ok(vec![
+        let vars = vec![
             Var::from_tensor(&Tensor::from_vec(k, taps, cpu)?)?,
             Var::from_tensor(&Tensor::from_vec(w, (1, NL_UNITS), cpu)?)?,
             Var::from_tensor(&Tensor::from_vec(b, (1, NL_UNITS), cpu)?)?,
             Var::from_tensor(&Tensor::zeros((NL_UNITS, 1), DType::F32, cpu)?)?,
             Var::from_tensor(&Tensor::ones((1, nb), DType::F32, cpu)?)?,
             Var::from_tensor(&Tensor::zeros((1, nb), DType::F32, cpu)?)?,
-        ])
+        ];
+        let t = |i: usize| vars[i].as_tensor().clone();
+        let p = WaveformParams {
+            kernel: t(0),
+            nl_in: t(1),
+            nl_bias: t(2),
+            nl_out: t(3),
+            gain: t(4),
+            offset: t(5),
+        };
+        Ok((p, vars))
     }
 }
 
@@ -282,7 +219,7 @@ impl Wiener {
 
     /// Outputs `[B, n_bins]` for controls `[B, n_controls]`; differentiable
     /// in the controls and in `p`.
-    pub fn forward(&self, p: &Params, u: &Tensor) -> Result<Tensor> {
+    pub fn forward(&self, p: &WaveformParams, u: &Tensor) -> Result<Tensor> {
         let s = &self.shape;
         let n = s.samples();
         let padded = Tensor::cat(
@@ -328,19 +265,22 @@ impl Wiener {
 mod tests {
     use super::*;
 
+    /// The plate's memory length: longer than the tests' drives.
+    const MEMORY: usize = 1024;
+
     fn shape() -> Shape {
         Shape {
             n_controls: 3,
             hold: 2,
             bins: vec![(0, 3), (3, 6)],
             readout: BinReadout::Mean,
-            memory: PLATE_MEMORY,
+            memory: MEMORY,
         }
     }
 
-    fn params(kernel: Vec<f32>, nb: usize) -> Params {
+    fn params(kernel: Vec<f32>, nb: usize) -> WaveformParams {
         let cpu = &Device::Cpu;
-        Params {
+        WaveformParams {
             kernel: Tensor::new(kernel, cpu).unwrap(),
             nl_in: Tensor::zeros((1, NL_UNITS), DType::F32, cpu).unwrap(),
             nl_bias: Tensor::zeros((1, NL_UNITS), DType::F32, cpu).unwrap(),
@@ -363,9 +303,9 @@ mod tests {
             hold,
             bins: (0..n).map(|t| (t, t + 1)).collect(),
             readout: BinReadout::Mean,
-            memory: PLATE_MEMORY,
+            memory: MEMORY,
         };
-        assert_eq!(s.taps(), PLATE_MEMORY + LEAD);
+        assert_eq!(s.taps(), MEMORY + LEAD);
         assert_eq!(Fixed::new(&s).unwrap().n_blocks, 2);
         let k: Vec<f32> = (0..s.taps()).map(|_| rng.random_range(-1.0..1.0)).collect();
         let u: Vec<f32> = (0..2 * nc).map(|_| rng.random_range(-1.0..1.0)).collect();
@@ -404,7 +344,7 @@ mod tests {
         let w = Wiener::new(s.clone()).unwrap();
         let mut k = vec![0f32; s.taps()];
         k[LEAD] = 1.0;
-        let p = Params {
+        let p = WaveformParams {
             kernel: Tensor::from_vec(k, s.taps(), &Device::Cpu).unwrap(),
             nl_in: Tensor::zeros((1, NL_UNITS), DType::F32, &Device::Cpu).unwrap(),
             nl_bias: Tensor::zeros((1, NL_UNITS), DType::F32, &Device::Cpu).unwrap(),
@@ -419,7 +359,7 @@ mod tests {
         // One tap later: everything arrives one sample late.
         let mut k = vec![0f32; s.taps()];
         k[LEAD + 1] = 1.0;
-        let p = Params {
+        let p = WaveformParams {
             kernel: Tensor::from_vec(k, s.taps(), &Device::Cpu).unwrap(),
             ..p
         };
@@ -446,26 +386,25 @@ mod tests {
             bins: (0..n).map(|t| (t, t + 1)).collect(),
             // Mean: RMS of one sample is |·|, whose kink defeats differences.
             readout: BinReadout::Mean,
-            memory: PLATE_MEMORY,
+            memory: MEMORY,
         };
         assert_eq!(Fixed::new(&s).unwrap().n_blocks, blocks);
         let w = Wiener::new(s.clone()).unwrap();
-        let vars = Params::init(&s, 1).unwrap();
-        let p = Params::from_tensors(vars.iter().map(|v| v.as_tensor().clone()).collect()).unwrap();
+        let (p, vars) = WaveformParams::init(&s, 1).unwrap();
         let u =
             Var::from_tensor(&Tensor::rand(-1f32, 1.0, (4, nc), &Device::Cpu).unwrap()).unwrap();
         let r = Tensor::rand(-1f32, 1.0, (4, n), &Device::Cpu).unwrap();
         let loss =
-            |p: &Params, u: &Tensor| (w.forward(p, u).unwrap() * &r).unwrap().sum_all().unwrap();
+            |p: &WaveformParams, u: &Tensor| (w.forward(p, u).unwrap() * &r).unwrap().sum_all().unwrap();
         let g = loss(&p, u.as_tensor()).backward().unwrap();
-        let value = |p: &Params, u: &Tensor| f64::from(loss(p, u).to_scalar::<f32>().unwrap());
+        let value = |p: &WaveformParams, u: &Tensor| f64::from(loss(p, u).to_scalar::<f32>().unwrap());
         let gk: Vec<f32> = g.get(&vars[0]).unwrap().to_vec1().unwrap();
         let k0: Vec<f32> = p.kernel.to_vec1().unwrap();
         for i in [LEAD - 5, LEAD - 1, LEAD, LEAD + 1, LEAD + 7, s.taps() - 1] {
             let at = |d: f32| {
                 let mut k = k0.clone();
                 k[i] += d;
-                let p = Params {
+                let p = WaveformParams {
                     kernel: Tensor::new(k, &Device::Cpu).unwrap(),
                     ..p.clone()
                 };

@@ -1,50 +1,57 @@
-//! One training run end to end: data, twins, leases, training, and the
-//! run directory. Shared by `hilt train` and `hilt demo`.
+//! One training session end to end, shared by `hilt train` and `hilt demo`:
+//! prepare (devices, twins, initial network, leases), train, evaluate on the
+//! devices, and report into the run directory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hilt_client::Client;
 use hilt_core::DeviceSpec;
 
+use crate::array::tensor2;
 use crate::data::{Dataset, Task};
 use crate::error::{Error, Result};
-use crate::net::{Checkpoint, Network, NetworkSpec, Physics, tensor2};
+use crate::net::{Checkpoint, Network, NetworkSpec, Physics};
+use crate::presets::Architecture;
 use crate::report::{self, Metrics, TwinSummary};
 use crate::rig::Rig;
-use crate::train::{self, TrainOptions};
+use crate::train::{self, TrainOptions, Trained};
 use crate::twin::{self, CollectOptions, FitOptions, Twin};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Architecture {
-    /// Physical layers with element-wise rescaling only; class = brightest bin.
-    Physical,
-    /// Digital input layer → physical layer(s) → digital readout.
-    Hybrid,
-}
-
+/// Everything a session needs.
 #[derive(Debug, Clone)]
-pub struct RunConfig {
+pub struct SessionConfig {
+    /// The task, recorded in the checkpoint and metrics.
     pub task: Task,
+    /// Its data, loaded.
     pub dataset: Dataset,
+    /// The network's shape.
     pub architecture: Architecture,
     /// The device of the last physical layer (and of all of them unless
     /// `hidden_device` is set).
     pub device: String,
+    /// The device of the other physical layers.
     pub hidden_device: Option<String>,
+    /// Physical layers.
     pub layers: usize,
+    /// The method and its schedule.
     pub train: TrainOptions,
     /// Pre-fitted twins by device; missing ones are collected and fitted.
     pub twin_files: HashMap<String, PathBuf>,
+    /// How missing twins are recorded.
     pub collect: CollectOptions,
+    /// How missing twins are fitted.
     pub fit: FitOptions,
+    /// The run directory.
     pub out: PathBuf,
+    /// The daemon's address, recorded in the metrics.
     pub server: String,
 }
 
-impl RunConfig {
+impl SessionConfig {
+    /// The network's structure, before the devices resolve its widths.
     pub fn network(&self) -> NetworkSpec {
         let d = &self.dataset;
         match self.architecture {
@@ -58,6 +65,18 @@ impl RunConfig {
             Architecture::Hybrid => {
                 NetworkSpec::hybrid(d.n_features(), d.n_classes(), &self.device, self.layers)
             }
+        }
+    }
+
+    fn checkpoint(&self, net: &Network, devices: &HashMap<String, DeviceSpec>, epoch: usize) -> Checkpoint {
+        Checkpoint {
+            task: self.task,
+            method: self.train.method.as_str().into(),
+            seed: self.train.seed,
+            epoch,
+            repeats: self.train.repeats,
+            network: net.spec(),
+            devices: devices.clone(),
         }
     }
 }
@@ -143,6 +162,7 @@ pub async fn twins_for(
     Ok((twins, summary))
 }
 
+/// Each device's spec as it describes itself now.
 pub async fn describe_all(client: &Client, ids: &[String]) -> Result<HashMap<String, DeviceSpec>> {
     let mut out = HashMap::new();
     for id in ids {
@@ -151,13 +171,35 @@ pub async fn describe_all(client: &Client, ids: &[String]) -> Result<HashMap<Str
     Ok(out)
 }
 
-/// Train, evaluate on the device, and write the run directory.
-pub async fn run(client: &Client, cfg: &RunConfig) -> Result<Metrics> {
+/// A session ready to train: the initialised network, its twins and the
+/// leases on its devices.
+struct Prepared {
+    t0: Instant,
+    net: Network,
+    devices: HashMap<String, DeviceSpec>,
+    twins: HashMap<String, Arc<Twin>>,
+    twin_summary: BTreeMap<String, TwinSummary>,
+    rigs: HashMap<String, Rig>,
+}
+
+/// What the trained network scores, measured after training.
+struct Evaluation {
+    test_accuracy: f64,
+    train_accuracy: f64,
+    twin_test_accuracy: f64,
+    /// Training plus evaluation.
+    wall: Duration,
+    busy: Duration,
+}
+
+/// Devices described, twins loaded or fitted, the network initialised
+/// through them, and the devices leased.
+async fn prepare(client: &Client, cfg: &SessionConfig) -> Result<Prepared> {
     let t0 = Instant::now();
     crate::fsio::create_dir(&cfg.out)?;
     let spec = cfg.network();
     let devices = describe_all(client, &spec.devices()).await?;
-    let mut net = Network::init(spec, devices.clone(), cfg.train.seed)?;
+    let net = Network::init(spec, devices.clone(), cfg.train.seed)?;
     let (twins, twin_summary) = twins_for(
         client,
         &devices,
@@ -167,11 +209,9 @@ pub async fn run(client: &Client, cfg: &RunConfig) -> Result<Metrics> {
         &cfg.fit,
     )
     .await?;
-
-    let ds = &cfg.dataset;
     train::initialise(
-        &mut net,
-        &tensor2(&ds.train.x)?,
+        &net,
+        &tensor2(&cfg.dataset.train.x)?,
         &twins,
         cfg.train.seed,
         cfg.train.theta_init,
@@ -181,74 +221,93 @@ pub async fn run(client: &Client, cfg: &RunConfig) -> Result<Metrics> {
     for id in devices.keys() {
         rigs.insert(id.clone(), Rig::open(client, id).await?);
     }
-    let ckpt_path = cfg.out.join("checkpoint.safetensors");
-    let meta0 = Checkpoint {
-        task: cfg.task,
-        method: cfg.train.method.as_str().into(),
-        seed: cfg.train.seed,
-        epoch: 0,
-        repeats: cfg.train.repeats,
-        network: net.spec.clone(),
-        devices: devices.clone(),
-    };
-    let trained = train::train(
-        &mut net,
+    Ok(Prepared {
+        t0,
+        net,
+        devices,
+        twins,
+        twin_summary,
+        rigs,
+    })
+}
+
+fn checkpoint_path(cfg: &SessionConfig) -> PathBuf {
+    cfg.out.join("checkpoint.safetensors")
+}
+
+/// The training loop, with the checkpoint and epochs.csv rewritten after
+/// every epoch: an interrupted run keeps its progress and the record of how
+/// it got there.
+async fn train_network(p: &mut Prepared, cfg: &SessionConfig) -> Result<Trained> {
+    let ckpt_path = checkpoint_path(cfg);
+    let meta0 = cfg.checkpoint(&p.net, &p.devices, 0);
+    let ds = &cfg.dataset;
+    train::train(
+        &p.net,
         &ds.train,
         &ds.test,
-        &twins,
-        &mut rigs,
+        &p.twins,
+        &mut p.rigs,
         &cfg.train,
         |rows, n| {
-            // Checkpoint and epochs.csv after every epoch: an interrupted run
-            // keeps its progress and the record of how it got there.
             let mut m = meta0.clone();
             m.epoch = rows.len();
             n.save(&ckpt_path, &m)?;
             report::write_epochs(&cfg.out, rows)
         },
     )
-    .await?;
+    .await
+}
 
+/// Test and train accuracy measured on the devices, and the twins'
+/// prediction of the test accuracy.
+async fn evaluate(p: &mut Prepared, cfg: &SessionConfig, trained: &Trained) -> Result<Evaluation> {
+    let (ds, repeats) = (&cfg.dataset, cfg.train.repeats);
     let t_eval = Instant::now();
-    let busy_eval0: std::time::Duration = rigs.values().map(Rig::busy).sum();
+    let busy_eval0: Duration = p.rigs.values().map(Rig::busy).sum();
     let test_accuracy =
-        train::accuracy(&net, &ds.test, Physics::Rigs(&mut rigs, cfg.train.repeats)).await?;
+        train::accuracy(&p.net, &ds.test, Physics::Rigs(&mut p.rigs, repeats)).await?;
     let train_accuracy =
-        train::accuracy(&net, &ds.train, Physics::Rigs(&mut rigs, cfg.train.repeats)).await?;
-    let twin_test_accuracy = train::accuracy(&net, &ds.test, Physics::Twins(&twins)).await?;
-    let busy_eval = rigs.values().map(Rig::busy).sum::<std::time::Duration>() - busy_eval0;
-    let train_wall = trained.wall + t_eval.elapsed();
-    let busy = trained.busy + busy_eval;
-    net.save(
-        &ckpt_path,
-        &Checkpoint {
-            epoch: trained.epochs.len(),
-            ..meta0
-        },
-    )?;
-
-    let (n_phys, n_dig) = net.n_trainable();
-    let mut device_ids: Vec<String> = net.spec.devices();
-    device_ids.sort();
-    let metrics = Metrics {
-        method: cfg.train.method.as_str().into(),
-        task: cfg.task.as_str().into(),
-        device: device_ids.join("+"),
-        seed: cfg.train.seed,
+        train::accuracy(&p.net, &ds.train, Physics::Rigs(&mut p.rigs, repeats)).await?;
+    let twin_test_accuracy = train::accuracy(&p.net, &ds.test, Physics::Twins(&p.twins)).await?;
+    let busy_eval = p.rigs.values().map(Rig::busy).sum::<Duration>() - busy_eval0;
+    Ok(Evaluation {
         test_accuracy,
         train_accuracy,
         twin_test_accuracy,
+        wall: trained.wall + t_eval.elapsed(),
+        busy: trained.busy + busy_eval,
+    })
+}
+
+/// The final checkpoint, `curve.png` and `metrics.json`.
+fn report(p: &Prepared, cfg: &SessionConfig, trained: &Trained, ev: &Evaluation) -> Result<Metrics> {
+    let (net, ds) = (&p.net, &cfg.dataset);
+    net.save(
+        &checkpoint_path(cfg),
+        &cfg.checkpoint(net, &p.devices, trained.epochs.len()),
+    )?;
+    let (n_phys, n_dig) = net.n_trainable();
+    let metrics = Metrics {
+        method: cfg.train.method.as_str().into(),
+        task: cfg.task.as_str().into(),
+        device: net.device_ids().join("+"),
+        seed: cfg.train.seed,
+        test_accuracy: ev.test_accuracy,
+        train_accuracy: ev.train_accuracy,
+        twin_test_accuracy: ev.twin_test_accuracy,
         epochs: trained.epochs.len(),
-        wall_seconds: t0.elapsed().as_secs_f64(),
-        train_wall_seconds: train_wall.as_secs_f64(),
-        device_busy_fraction: busy.as_secs_f64() / train_wall.as_secs_f64().max(1e-9),
+        wall_seconds: p.t0.elapsed().as_secs_f64(),
+        train_wall_seconds: ev.wall.as_secs_f64(),
+        device_busy_fraction: ev.busy.as_secs_f64() / ev.wall.as_secs_f64().max(1e-9),
         device_samples: trained.samples,
-        twin_heldout_rel_error: twin_summary
+        twin_heldout_rel_error: p
+            .twin_summary
             .values()
             .map(|t| t.heldout_rel_error)
             .fold(0.0, f32::max),
-        twins: twin_summary,
-        physical_layers: net.spec.n_physical(),
+        twins: p.twin_summary.clone(),
+        physical_layers: net.n_physical(),
         trainable_physical: n_phys,
         trainable_digital: n_dig,
         split: ds.split.clone(),
@@ -263,7 +322,16 @@ pub async fn run(client: &Client, cfg: &RunConfig) -> Result<Metrics> {
         &trained.epochs,
     )?;
     report::write_metrics(&cfg.out, &metrics)?;
-    for rig in rigs.into_values() {
+    Ok(metrics)
+}
+
+/// Prepare, train, evaluate on the devices, and write the run directory.
+pub async fn run(client: &Client, cfg: &SessionConfig) -> Result<Metrics> {
+    let mut p = prepare(client, cfg).await?;
+    let trained = train_network(&mut p, cfg).await?;
+    let ev = evaluate(&mut p, cfg, &trained).await?;
+    let metrics = report(&p, cfg, &trained, &ev)?;
+    for rig in p.rigs.into_values() {
         rig.release().await?;
     }
     Ok(metrics)

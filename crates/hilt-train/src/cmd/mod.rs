@@ -1,0 +1,13 @@
+//! One file per `hilt` command, each with its clap arguments and an
+//! `async fn run`; the arguments several commands share are in `shared`.
+
+pub mod collect;
+pub mod demo;
+pub mod describe;
+pub mod devices;
+pub mod eval;
+mod shared;
+pub mod train;
+pub mod twin;
+
+pub use shared::Global;

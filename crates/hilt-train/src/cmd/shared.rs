@@ -1,0 +1,106 @@
+//! The arguments several commands share, and the global flags.
+
+use std::path::PathBuf;
+
+use hilt_client::Client;
+use hilt_train::Result;
+use hilt_train::data::{self, Task};
+use hilt_train::twin::{FitOptions, TwinKind};
+
+const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+
+/// Flags every command takes, resolved once when the command line is parsed.
+#[derive(Debug, clap::Args)]
+pub struct Global {
+    /// hiltd to talk to [default: http://127.0.0.1:50051; `hilt demo`
+    /// embeds its own daemon unless this is given].
+    #[arg(long, global = true, env = "HILT_SERVER")]
+    server: Option<String>,
+    /// No progress bars.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+impl Global {
+    /// The daemon's address, given or default.
+    pub fn server(&self) -> &str {
+        self.server.as_deref().unwrap_or(DEFAULT_SERVER)
+    }
+
+    /// The daemon's address only if the user named one (`hilt demo`
+    /// embeds its own otherwise).
+    pub fn given_server(&self) -> Option<&str> {
+        self.server.as_deref()
+    }
+
+    pub async fn connect(&self) -> Result<Client> {
+        Ok(Client::connect(self.server()).await?)
+    }
+}
+
+/// How a twin is fitted, for `hilt twin fit` and for the twins `hilt train`
+/// and `hilt demo` fit themselves.
+#[derive(Debug, clap::Args, Clone)]
+pub struct FitArgs {
+    /// Twin form [default: waveform for devices driven by a held waveform
+    /// (plate, circuit), mlp otherwise].
+    #[arg(long, value_enum)]
+    twin_kind: Option<TwinKind>,
+    /// Hidden layer widths of the twin MLP.
+    #[arg(long, value_delimiter = ',', default_value = "256,256,256")]
+    twin_hidden: Vec<usize>,
+    /// [default: 120 for an MLP, 30 for a waveform twin]
+    #[arg(long)]
+    twin_epochs: Option<usize>,
+    /// [default: 0.002 for an MLP, 0.01 for a waveform twin]
+    #[arg(long)]
+    twin_lr: Option<f64>,
+}
+
+impl FitArgs {
+    pub fn options(&self, seed: u64, quiet: bool) -> FitOptions {
+        FitOptions {
+            kind: self.twin_kind,
+            hidden: self.twin_hidden.clone(),
+            epochs: self.twin_epochs,
+            lr: self.twin_lr,
+            seed,
+            quiet,
+            ..FitOptions::default()
+        }
+    }
+}
+
+/// Which data set, and how much of it.
+#[derive(Debug, clap::Args, Clone)]
+pub struct DataArgs {
+    /// Directory of the data set [default: per task].
+    #[arg(long, env = "HILT_DATA")]
+    pub data: Option<PathBuf>,
+    /// Use at most this many training examples (seeded subsample).
+    #[arg(long)]
+    pub max_train: Option<usize>,
+    /// Use at most this many test examples (seeded subsample).
+    #[arg(long)]
+    pub max_test: Option<usize>,
+    /// Mean-pool images to this side (14: the 196 inputs of the plate and
+    /// circuit networks) [default: the images' own].
+    #[arg(long)]
+    pub image_side: Option<usize>,
+}
+
+impl DataArgs {
+    /// The directory the data set of `task` is read from.
+    pub fn dir(&self, task: Task) -> PathBuf {
+        self.data.clone().unwrap_or_else(|| task.default_dir())
+    }
+
+    pub fn load(&self, task: Task) -> Result<data::Dataset> {
+        let mut d = data::load(task, &self.dir(task))?;
+        if let Some(side) = self.image_side {
+            d.pool_images(side)?;
+        }
+        d.truncate(self.max_train, self.max_test);
+        Ok(d)
+    }
+}

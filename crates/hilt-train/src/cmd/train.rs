@@ -1,0 +1,169 @@
+//! `hilt train`: one training run on the daemon's devices.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use hilt_train::data::Task;
+use hilt_train::presets::{self, Architecture};
+use hilt_train::session::{self, SessionConfig};
+use hilt_train::train::{Method, TrainOptions};
+use hilt_train::twin::CollectOptions;
+use hilt_train::{Error, Result};
+
+use super::shared::{DataArgs, FitArgs, Global};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Device of the (last) physical layer.
+    #[arg(long)]
+    device: String,
+    /// Device of the other physical layers [default: --device].
+    #[arg(long)]
+    hidden_device: Option<String>,
+    #[arg(long, value_enum)]
+    task: Task,
+    #[arg(long, value_enum)]
+    method: Method,
+    /// Network shape [default: physical for vowels, hybrid for images].
+    #[arg(long, value_enum)]
+    arch: Option<Architecture>,
+    /// Number of physical layers [default: 4 for vowels, 3 for physical
+    /// image networks, 1 for hybrid ones].
+    #[arg(long)]
+    layers: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// [default: 300 for vowels, 20 for physical image networks, 3 for
+    /// hybrid ones]
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Draw the initial θ from this share of the parameter range, around
+    /// its middle [default: 1, all of it].
+    #[arg(long)]
+    theta_init: Option<f64>,
+    #[arg(long)]
+    lr_physical: Option<f64>,
+    #[arg(long)]
+    lr_digital: Option<f64>,
+    /// Measurements averaged per sample on the device [default: 2 for
+    /// vowels, 1 for images].
+    #[arg(long)]
+    repeats: Option<u32>,
+    /// Use a fitted twin for a device: DEVICE=FILE (repeatable); devices
+    /// without one are recorded and fitted first.
+    #[arg(long = "twin", value_parser = parse_twin)]
+    twins: Vec<(String, PathBuf)>,
+    /// Samples recorded per device when a twin must be fitted.
+    #[arg(long, default_value_t = 10_000)]
+    twin_samples: usize,
+    #[command(flatten)]
+    fit: FitArgs,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Run directory (metrics.json, epochs.csv, curve.png, checkpoint).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn parse_twin(s: &str) -> std::result::Result<(String, PathBuf), String> {
+    let (d, f) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not DEVICE=FILE"))?;
+    Ok((d.to_string(), PathBuf::from(f)))
+}
+
+impl Args {
+    /// The architecture, depth and schedule asked for: each flag given
+    /// overrides the task's default, and the result is checked here, so a
+    /// bad value is refused before any data is read or device leased.
+    pub fn plan(&self, quiet: bool) -> Result<(Architecture, usize, TrainOptions)> {
+        let (arch, layers, d) = presets::task_defaults(self.task, self.arch);
+        let opt = TrainOptions {
+            method: self.method,
+            seed: self.seed,
+            quiet,
+            epochs: self.epochs.unwrap_or(d.epochs),
+            batch: self.batch.unwrap_or(d.batch),
+            lr_physical: self.lr_physical.unwrap_or(d.lr_physical),
+            lr_digital: self.lr_digital.unwrap_or(d.lr_digital),
+            theta_init: self.theta_init.unwrap_or(d.theta_init),
+            repeats: self.repeats.unwrap_or(d.repeats),
+            ..d
+        };
+        if !(opt.theta_init > 0.0 && opt.theta_init <= 1.0) {
+            return Err(Error::invalid(format!(
+                "--theta-init {}: must be in (0, 1]",
+                opt.theta_init
+            )));
+        }
+        Ok((arch, self.layers.unwrap_or(layers), opt))
+    }
+}
+
+pub async fn run(g: &Global, a: Args) -> Result<()> {
+    let quiet = g.quiet;
+    let (architecture, layers, train) = a.plan(quiet)?;
+    // Data first: a wrong path should not wait for a daemon.
+    let dataset = a.data.load(a.task)?;
+    let client = g.connect().await?;
+    if !quiet {
+        eprintln!("data: {}", dataset.split);
+    }
+    let cfg = SessionConfig {
+        task: a.task,
+        dataset,
+        architecture,
+        device: a.device,
+        hidden_device: a.hidden_device,
+        layers,
+        train,
+        twin_files: a.twins.into_iter().collect::<HashMap<_, _>>(),
+        collect: CollectOptions {
+            samples: a.twin_samples,
+            seed: a.seed,
+            quiet,
+            ..CollectOptions::default()
+        },
+        fit: a.fit.options(a.seed, quiet),
+        out: a.out.clone(),
+        server: g.server().to_string(),
+    };
+    let m = session::run(&client, &cfg).await?;
+    println!(
+        "{}",
+        hilt_train::demo::summary_table(std::slice::from_ref(&m))
+    );
+    println!("run directory: {}", a.out.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        train: super::Args,
+    }
+
+    fn plan(extra: &[&str]) -> hilt_train::Result<(super::Architecture, usize, super::TrainOptions)> {
+        let mut args = vec!["t", "--device", "d", "--task", "vowels", "--method", "pat", "--out", "o"];
+        args.extend_from_slice(extra);
+        Cli::try_parse_from(args).map_err(|e| hilt_train::Error::invalid(e.to_string()))?.train.plan(true)
+    }
+
+    #[test]
+    fn flags_override_the_task_defaults_and_theta_init_is_checked() {
+        let Ok((_, layers, opt)) = plan(&["--epochs", "7", "--layers", "2"]) else {
+            panic!("plan refused valid flags");
+        };
+        assert_eq!((layers, opt.epochs, opt.batch, opt.repeats), (2, 7, 32, 2));
+        for bad in ["0", "1.5", "NaN"] {
+            let e = plan(&["--theta-init", bad]).map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains("--theta-init") && e.contains("(0, 1]"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The epoch loop every method shares: seeded shuffling, the cosine
+//! schedule, one method step per batch, and after each epoch the test
+//! accuracy measured on the devices and predicted by the twins.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use serde::Serialize;
+
+use super::method::{InSilico, Pat, StepEnv, TrainingMethod};
+use super::options::{LR_FLOOR, Method, TrainOptions};
+use super::score::accuracy;
+use crate::data::Split;
+use crate::error::{Error, Result};
+use crate::net::{Network, Physics};
+use crate::optim::Cosine;
+use crate::rig::Rig;
+use crate::twin::Twin;
+
+/// One row of `epochs.csv`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochRow {
+    /// 1-based.
+    pub epoch: usize,
+    /// Mean cross-entropy over the epoch's batches.
+    pub train_loss: f64,
+    /// On the forward passes of the epoch: measured for PAT, the twins' for
+    /// in-silico.
+    pub train_accuracy: f64,
+    /// Measured on the device after the epoch.
+    pub test_accuracy: f64,
+    /// The twins' prediction of the same test accuracy.
+    pub twin_test_accuracy: f64,
+    /// The physical parameters' learning rate at the epoch's last step.
+    pub lr_physical: f64,
+    /// Since training began.
+    pub wall_seconds: f64,
+}
+
+/// What training did, for the run's metrics.
+#[derive(Debug)]
+pub struct Trained {
+    /// One row per epoch.
+    pub epochs: Vec<EpochRow>,
+    /// Wall time of the loop.
+    pub wall: Duration,
+    /// Rig time spent measuring while training and evaluating.
+    pub busy: Duration,
+    /// Samples measured on the devices.
+    pub samples: u64,
+}
+
+/// Train `net` with `opt.method`, calling `on_epoch` with the rows so far
+/// after every epoch (to checkpoint).
+pub async fn train(
+    net: &Network,
+    train: &Split,
+    test: &Split,
+    twins: &HashMap<String, Arc<Twin>>,
+    rigs: &mut HashMap<String, Rig>,
+    opt: &TrainOptions,
+    on_epoch: impl FnMut(&[EpochRow], &Network) -> Result<()>,
+) -> Result<Trained> {
+    if opt.epochs == 0 || opt.batch == 0 {
+        return Err(Error::invalid("--epochs and --batch must be at least 1"));
+    }
+    let data = (train, test);
+    match opt.method {
+        Method::Pat => {
+            let mut m = Pat::new(net, opt)?;
+            run_epochs(&mut m, net, data, twins, rigs, opt, on_epoch).await
+        }
+        Method::Insilico => {
+            let mut m = InSilico::new(net, opt)?;
+            run_epochs(&mut m, net, data, twins, rigs, opt, on_epoch).await
+        }
+    }
+}
+
+async fn run_epochs<M: TrainingMethod>(
+    method: &mut M,
+    net: &Network,
+    (train, test): (&Split, &Split),
+    twins: &HashMap<String, Arc<Twin>>,
+    rigs: &mut HashMap<String, Rig>,
+    opt: &TrainOptions,
+    mut on_epoch: impl FnMut(&[EpochRow], &Network) -> Result<()>,
+) -> Result<Trained> {
+    let start = Instant::now();
+    let busy0: Duration = rigs.values().map(Rig::busy).sum();
+    let samples0: u64 = rigs.values().map(Rig::samples).sum();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opt.seed);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let steps_per_epoch = train.len().div_ceil(opt.batch);
+    let schedule = Cosine::new(LR_FLOOR, opt.epochs * steps_per_epoch);
+    let pb = crate::ui::bar(opt.epochs as u64, opt.method.as_str(), opt.quiet);
+    let mut rows = Vec::new();
+    let mut step = 0usize;
+    for epoch in 1..=opt.epochs {
+        order.shuffle(&mut rng);
+        let (mut loss_sum, mut hits) = (0.0f64, 0usize);
+        let mut lr_p = opt.lr_physical;
+        for chunk in order.chunks(opt.batch) {
+            let factor = schedule.factor(step);
+            lr_p = opt.lr_physical * factor;
+            let batch = train.select(chunk);
+            let mut env = StepEnv {
+                twins,
+                rigs: &mut *rigs,
+                repeats: opt.repeats,
+            };
+            let out = method.step(net, &batch, factor, &mut env).await?;
+            loss_sum += out.loss * chunk.len() as f64;
+            hits += out.correct;
+            step += 1;
+        }
+        let test_accuracy = accuracy(net, test, Physics::Rigs(rigs, opt.repeats)).await?;
+        let twin_test_accuracy = accuracy(net, test, Physics::Twins(twins)).await?;
+        let row = EpochRow {
+            epoch,
+            train_loss: loss_sum / train.len() as f64,
+            train_accuracy: hits as f64 / train.len() as f64,
+            test_accuracy,
+            twin_test_accuracy,
+            lr_physical: lr_p,
+            wall_seconds: start.elapsed().as_secs_f64(),
+        };
+        pb.set_prefix(format!(
+            "loss {:.3} train {:.1} % test {:.1} % (twin {:.1} %)",
+            row.train_loss,
+            100.0 * row.train_accuracy,
+            100.0 * row.test_accuracy,
+            100.0 * row.twin_test_accuracy
+        ));
+        pb.inc(1);
+        rows.push(row);
+        on_epoch(&rows, net)?;
+    }
+    pb.finish_and_clear();
+    Ok(Trained {
+        epochs: rows,
+        wall: start.elapsed(),
+        busy: rigs.values().map(Rig::busy).sum::<Duration>() - busy0,
+        samples: rigs.values().map(Rig::samples).sum::<u64>() - samples0,
+    })
+}

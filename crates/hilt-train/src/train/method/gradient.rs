@@ -1,0 +1,90 @@
+//! The gradient step of the methods that backpropagate through a twin
+//! (PAT, in-silico): cross-entropy plus the range penalty, backward,
+//! global-norm clip, Adam on the physical and the digital parameters with
+//! their own rates.
+
+use candle_core::{Tensor, Var, backprop::GradStore};
+use candle_nn::{AdamW, Optimizer};
+
+use super::step::StepOutcome;
+use crate::error::{Error, Result};
+use crate::net::Network;
+use crate::optim::adam;
+use crate::train::options::TrainOptions;
+use crate::train::score::{correct, labels};
+
+/// Optimiser state and settings of a backpropagating method.
+#[derive(Debug)]
+pub struct Backprop {
+    opt_p: AdamW,
+    opt_d: AdamW,
+    all: Vec<Var>,
+    lr_physical: f64,
+    lr_digital: f64,
+    clip: f64,
+    lag_amp: f64,
+}
+
+fn clip_grads(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
+    let mut sq = 0.0f64;
+    for v in vars {
+        if let Some(g) = grads.get(v.as_tensor()) {
+            sq += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?);
+        }
+    }
+    let norm = sq.sqrt();
+    if !norm.is_finite() {
+        return Err(Error::invalid(
+            "gradient is not finite; lower the learning rates",
+        ));
+    }
+    if max_norm > 0.0 && norm > max_norm {
+        let s = max_norm / norm;
+        for v in vars {
+            if let Some(g) = grads.remove(v.as_tensor()) {
+                grads.insert(v.as_tensor(), (g * s)?);
+            }
+        }
+    }
+    Ok(norm)
+}
+
+impl Backprop {
+    /// Adam for `net`'s physical and digital parameters at `opt`'s rates.
+    pub fn new(net: &Network, opt: &TrainOptions) -> Result<Self> {
+        let phys = net.physical_vars();
+        let digi = net.digital_vars();
+        let opt_p = adam(phys.clone(), opt.lr_physical)?;
+        let opt_d = adam(digi.clone(), opt.lr_digital)?;
+        Ok(Backprop {
+            opt_p,
+            opt_d,
+            all: phys.iter().chain(&digi).cloned().collect(),
+            lr_physical: opt.lr_physical,
+            lr_digital: opt.lr_digital,
+            clip: opt.clip,
+            lag_amp: opt.lag_amp,
+        })
+    }
+
+    /// Both rates at `factor` times their initial values.
+    pub fn set_rates(&mut self, factor: f64) {
+        self.opt_p.set_learning_rate(self.lr_physical * factor);
+        self.opt_d.set_learning_rate(self.lr_digital * factor);
+    }
+
+    /// Backpropagate the loss of `logits` (and the weighted `penalty`)
+    /// against labels `y` and update every parameter.
+    pub fn step(&mut self, logits: &Tensor, penalty: &Tensor, y: &[u32]) -> Result<StepOutcome> {
+        let ce = candle_nn::loss::cross_entropy(logits, &labels(y)?)?;
+        let loss = (&ce + (penalty * self.lag_amp)?)?;
+        let mut grads = loss.backward()?;
+        clip_grads(&mut grads, &self.all, self.clip)?;
+        self.opt_p.step(&grads)?;
+        self.opt_d.step(&grads)?;
+        Ok(StepOutcome {
+            loss: f64::from(ce.to_scalar::<f32>()?),
+            correct: correct(logits, y)?,
+        })
+    }
+}

@@ -1,0 +1,44 @@
+//! Physics-aware training: the forward pass is measured on the devices, and
+//! the graph replays the measurements with each twin's Jacobian at the
+//! applied values (`Network::forward_graph` with the records).
+
+use super::gradient::Backprop;
+use super::step::{StepEnv, StepOutcome, TrainingMethod};
+use crate::array::tensor2;
+use crate::data::Split;
+use crate::error::Result;
+use crate::net::{Network, Physics};
+use crate::train::options::TrainOptions;
+
+/// PAT's state: the optimisers.
+#[derive(Debug)]
+pub struct Pat {
+    grad: Backprop,
+}
+
+impl Pat {
+    /// Optimisers for `net` at `opt`'s rates.
+    pub fn new(net: &Network, opt: &TrainOptions) -> Result<Self> {
+        Ok(Pat {
+            grad: Backprop::new(net, opt)?,
+        })
+    }
+}
+
+impl TrainingMethod for Pat {
+    async fn step(
+        &mut self,
+        net: &Network,
+        batch: &Split,
+        lr_factor: f64,
+        env: &mut StepEnv<'_>,
+    ) -> Result<StepOutcome> {
+        self.grad.set_rates(lr_factor);
+        let x = tensor2(&batch.x)?;
+        let (_, measured) = net
+            .forward_values(&x, Physics::Rigs(env.rigs, env.repeats))
+            .await?;
+        let (logits, penalty) = net.forward_graph(&x, env.twins, Some(&measured))?;
+        self.grad.step(&logits, &penalty, &batch.y)
+    }
+}
