@@ -19,12 +19,14 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Res
     })
 }
 
+/// `bytes` to `path`, whole or not at all.
 pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |tmp| {
         std::fs::write(tmp, bytes).map_err(|e| Error::io(tmp, e))
     })
 }
 
+/// `dir` and its parents, the error naming it.
 pub fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
 }

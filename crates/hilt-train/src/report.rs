@@ -10,58 +10,84 @@ use crate::error::{Error, Result};
 use crate::fsio;
 use crate::train::EpochRow;
 
+/// The twin a run used for one device, as `metrics.json` records it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TwinSummary {
+    /// Where the twin file is.
     pub file: String,
+    /// Its held-out relative error.
     pub heldout_rel_error: f32,
+    /// The noise floor of its recording, in the same units.
     pub noise_floor_rel: f32,
+    /// Rows recorded.
     pub samples: usize,
 }
 
+/// A run's `metrics.json`: enough to compare runs without their logs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Metrics {
+    /// Training method.
     pub method: String,
+    /// Task.
     pub task: String,
     /// The devices of the network's physical layers, joined by '+'.
     pub device: String,
+    /// Training seed.
     pub seed: u64,
+    /// Test accuracy measured on the devices after training.
     pub test_accuracy: f64,
+    /// Train accuracy measured on the devices after training.
     pub train_accuracy: f64,
     /// What the twins predicted for the final network's test accuracy.
     pub twin_test_accuracy: f64,
+    /// Epochs trained.
     pub epochs: usize,
     /// The whole run, including twin collection and fitting when this run
     /// did them (`hilt demo` fits once, before both runs).
     pub wall_seconds: f64,
+    /// Training and evaluation only.
     pub train_wall_seconds: f64,
     /// Share of the training phase's wall time the rigs spent measuring.
     pub device_busy_fraction: f64,
+    /// Samples measured on the devices while training.
     pub device_samples: u64,
     /// Worst held-out relative error of the twins used.
     pub twin_heldout_rel_error: f32,
+    /// The twins used, by device.
     pub twins: BTreeMap<String, TwinSummary>,
+    /// Layers run on a device.
     pub physical_layers: usize,
+    /// Trained values on the devices (θ).
     pub trainable_physical: usize,
+    /// Trained values in digital layers.
     pub trainable_digital: usize,
+    /// How the data was split and subsampled.
     pub split: String,
+    /// Training examples.
     pub n_train: usize,
+    /// Test examples.
     pub n_test: usize,
+    /// The daemon trained on.
     pub server: String,
+    /// The trainer's version.
     pub hilt_version: String,
 }
 
 impl Metrics {
+    /// A `metrics.json` as written, for tools that compare runs.
     pub fn load(path: &Path) -> Result<Self> {
         let s = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         serde_json::from_str(&s).map_err(|e| Error::data(path, e.to_string()))
     }
 }
 
+/// `metrics.json` in `dir`, atomically.
 pub fn write_metrics(dir: &Path, m: &Metrics) -> Result<()> {
     let json = serde_json::to_vec_pretty(m).map_err(|e| Error::invalid(e.to_string()))?;
     fsio::write_bytes(&dir.join("metrics.json"), &json)
 }
 
+/// `epochs.csv` in `dir`, rewritten whole (every epoch).
 pub fn write_epochs(dir: &Path, rows: &[EpochRow]) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for r in rows {

@@ -9,8 +9,10 @@ use ndarray::{Array2, Axis, Slice};
 
 use crate::error::{Error, Result};
 
+/// A leased device with its rig-time accounting.
 #[derive(Debug)]
 pub struct Rig {
+    /// The device as it described itself when leased.
     pub spec: DeviceSpec,
     lease: Lease,
     busy: Duration,
@@ -18,6 +20,7 @@ pub struct Rig {
 }
 
 impl Rig {
+    /// Describe and lease `device` (waiting, FIFO, if someone else holds it).
     pub async fn open(client: &Client, device: &str) -> Result<Self> {
         let (spec, _) = client.describe(device).await?;
         let lease = client.acquire(device, Duration::from_secs(30)).await?;
@@ -75,6 +78,7 @@ impl Rig {
         Ok(m)
     }
 
+    /// Count `m`'s rig time and `samples` towards this rig.
     pub fn account(&mut self, m: &Measurement, samples: u64) {
         self.busy += m.wall_end.duration_since(m.wall_start).unwrap_or_default();
         self.samples += samples;
@@ -86,6 +90,7 @@ impl Rig {
         Ok(())
     }
 
+    /// The lease, for streaming batches past `execute`.
     pub fn lease(&self) -> &Lease {
         &self.lease
     }
@@ -95,10 +100,12 @@ impl Rig {
         self.busy
     }
 
+    /// Samples measured (rows × repeats), summed over every batch.
     pub fn samples(&self) -> u64 {
         self.samples
     }
 
+    /// Refuse a device whose widths do not fit `n_in → n_out`, naming it.
     pub fn check_inputs(&self, n_in: usize, n_out: usize) -> Result<()> {
         if self.spec.n_in != n_in || self.spec.n_out != n_out {
             return Err(Error::Device {

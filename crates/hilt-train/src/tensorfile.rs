@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 use crate::fsio;
 
+/// `tensors` and `meta` (as JSON under `key`) to `path`, atomically.
 pub fn save<M: Serialize>(
     path: &Path,
     key: &str,
@@ -33,6 +34,7 @@ pub fn save<M: Serialize>(
 /// A loaded file: its metadata and tensors, and how to complain about it.
 #[derive(Debug)]
 pub struct Loaded<M> {
+    /// The header's document.
     pub meta: M,
     tensors: HashMap<String, Tensor>,
     path: PathBuf,
@@ -65,10 +67,12 @@ impl<M: DeserializeOwned> Loaded<M> {
 }
 
 impl<M> Loaded<M> {
+    /// An error naming the file and what it should have been.
     pub fn bad(&self, reason: String) -> Error {
         Error::data(&self.path, format!("{reason} (expected {})", self.expected))
     }
 
+    /// The tensor `name`, or an error naming the file and the tensor.
     pub fn take(&mut self, name: &str) -> Result<Tensor> {
         match self.tensors.remove(name) {
             Some(t) => Ok(t),

@@ -3,6 +3,7 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// A bar of `len` steps labelled `what`, hidden when `quiet`.
 pub fn bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();

@@ -15,15 +15,21 @@ use crate::error::{Error, Result};
 /// set.
 pub const SPLIT_SEED: u64 = 20_220_126;
 
+/// The classification tasks hilt trains for; each names its data set
+/// and how it is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Task {
+    /// Hillenbrand vowels: 7 classes of formant features (the paper's SHG task).
     Vowels,
+    /// Handwritten digits, 28×28 (the plate and circuit networks).
     Mnist,
+    /// Zalando's clothing images, 28×28, a harder drop-in for MNIST.
     FashionMnist,
 }
 
 impl Task {
+    /// The name on the command line, in metrics and in checkpoints.
     pub fn as_str(self) -> &'static str {
         match self {
             Task::Vowels => "vowels",
@@ -42,23 +48,28 @@ impl Task {
     }
 }
 
+/// One side of a train/test split.
 #[derive(Debug, Clone)]
 pub struct Split {
     /// One row per example; features scaled so a digital layer can start
     /// from unit-order values (z-scores for vowels, pixel/255 for images).
     pub x: Array2<f32>,
+    /// Class of each row, `0..n_classes`.
     pub y: Vec<u32>,
 }
 
 impl Split {
+    /// Examples in the split.
     pub fn len(&self) -> usize {
         self.y.len()
     }
 
+    /// No examples: accuracy on it is reported as 0.
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
     }
 
+    /// The given rows, in that order (a batch, a subsample).
     pub fn select(&self, rows: &[usize]) -> Split {
         Split {
             x: self.x.select(Axis(0), rows),
@@ -67,21 +78,28 @@ impl Split {
     }
 }
 
+/// A task's data, split once with the fixed [`SPLIT_SEED`].
 #[derive(Debug, Clone)]
 pub struct Dataset {
+    /// The task it belongs to.
     pub task: Task,
+    /// Class names, by label.
     pub classes: Vec<String>,
+    /// Examples trained on.
     pub train: Split,
+    /// Examples scored on, never trained on.
     pub test: Split,
     /// How the split was made, for logs and metrics.json.
     pub split: String,
 }
 
 impl Dataset {
+    /// Width of an example: the network's input width.
     pub fn n_features(&self) -> usize {
         self.train.x.ncols()
     }
 
+    /// Classes: the network's output width.
     pub fn n_classes(&self) -> usize {
         self.classes.len()
     }

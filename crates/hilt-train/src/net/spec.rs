@@ -8,15 +8,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// One layer's kind and widths (0: filled in by [`NetworkSpec::resolve`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LayerSpec {
     /// One pass through a device on the daemon with its own trainable θ.
-    Physical { device: String },
+    Physical {
+        /// The device's id on the daemon.
+        device: String,
+    },
     /// Element-wise `a ⊙ x + b` (the paper's "Manifold").
-    Rescale { dim: usize },
+    Rescale {
+        /// Values rescaled.
+        dim: usize,
+    },
     /// Dense `x Wᵀ + b`.
-    Linear { n_in: usize, n_out: usize },
+    Linear {
+        /// Input width.
+        n_in: usize,
+        /// Output width.
+        n_out: usize,
+    },
     /// Logistic squashing into (0, 1): a digital layer's way into a device's
     /// input range without clipping.
     Sigmoid,
@@ -27,7 +39,10 @@ pub enum LayerSpec {
     /// one shared rescale the classes differ only by a parameter waveform
     /// added to the same drive, and a linear rig's loudness then separates
     /// them along the few directions its modes pass.
-    Tile { copies: usize },
+    Tile {
+        /// Copies (0: as many as the next physical layer takes).
+        copies: usize,
+    },
 }
 
 /// A network's structure: widths left as 0 are filled in from the devices
@@ -96,6 +111,8 @@ impl NetworkSpec {
         }
     }
 
+    /// The devices of the physical layers, sorted, each once: what must be
+    /// described, twinned and leased before training.
     pub fn devices(&self) -> Vec<String> {
         let mut d: Vec<String> = self
             .layers
@@ -110,6 +127,7 @@ impl NetworkSpec {
         d
     }
 
+    /// How many layers run on a device.
     pub fn n_physical(&self) -> usize {
         self.layers
             .iter()

@@ -12,14 +12,19 @@ use crate::rig::Rig;
 /// Bytes of x and θ per Execute request at most.
 pub const REQUEST_BYTES: usize = 2 << 20;
 
+/// How a device is probed for a twin.
 #[derive(Debug, Clone)]
 pub struct CollectOptions {
+    /// Rows recorded.
     pub samples: usize,
+    /// Measurements per row (kept apart: the noise floor needs them).
     pub repeats: u32,
     /// Rows per Execute; bounded by the device's `max_batch` and by
     /// [`REQUEST_BYTES`].
     pub chunk: usize,
+    /// Seeds the random controls.
     pub seed: u64,
+    /// No progress bar.
     pub quiet: bool,
 }
 
@@ -35,6 +40,7 @@ impl Default for CollectOptions {
     }
 }
 
+/// Probe `rig` with uniform random x and θ, keeping what it applied.
 pub async fn collect(rig: &mut Rig, opt: &CollectOptions) -> Result<TwinData> {
     let spec = rig.spec.clone();
     if opt.samples == 0 {

@@ -11,6 +11,7 @@ use ndarray_npy::{NpzReader, NpzWriter};
 use crate::error::{Error, Result};
 use crate::fsio;
 
+/// A recording for fitting a twin.
 #[derive(Debug, Clone)]
 pub struct TwinData {
     /// The device this was measured on, as it described itself.
@@ -26,20 +27,24 @@ pub struct TwinData {
 }
 
 impl TwinData {
+    /// Rows recorded.
     pub fn len(&self) -> usize {
         self.x.nrows()
     }
 
+    /// Nothing recorded.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The mean over repeats `[N, n_out]`: what a twin is fitted to.
     pub fn y_mean(&self) -> Array2<f32> {
         self.y
             .mean_axis(Axis(0))
             .unwrap_or_else(|| Array2::zeros((0, 0)))
     }
 
+    /// Write the `.npz`, atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let spec_json =
             serde_json::to_vec(&self.spec).map_err(|e| Error::invalid(e.to_string()))?;
@@ -59,6 +64,8 @@ impl TwinData {
         })
     }
 
+    /// Read an `.npz` from `hilt collect`, checking every shape against the
+    /// spec it carries.
     pub fn load(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let bad = |what: &str, e: ndarray_npy::ReadNpzError| {

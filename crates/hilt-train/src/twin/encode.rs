@@ -11,22 +11,30 @@ use ndarray::Array2;
 
 use crate::error::Result;
 
+/// How (x, θ) become a twin's features.
 #[derive(Debug, Clone)]
 pub enum Encoder {
+    /// The device's control vector, from its published encoding.
     Controls {
         /// One-hot `[n_in, n_controls]`: which input drives which channel.
         p_in: Tensor,
         /// One-hot `[n_par, n_controls]`.
         p_par: Tensor,
+        /// `input_scale` of the encoding.
         scale: f64,
+        /// Lowest control value (the drive clips).
         min: f64,
+        /// Highest control value.
         max: f64,
+        /// The encoding itself, for the row-by-row version.
         encoding: hilt_core::ControlEncoding,
     },
+    /// `[x | θ]`, for devices without an encoding.
     Concat,
 }
 
 impl Encoder {
+    /// The encoder `spec` calls for.
     pub fn for_spec(spec: &DeviceSpec) -> Result<Self> {
         let Some(enc) = spec.encoding.clone() else {
             return Ok(Encoder::Concat);
@@ -105,6 +113,7 @@ impl Encoder {
         }
     }
 
+    /// Width of the features for `spec`.
     pub fn n_features(&self, spec: &DeviceSpec) -> usize {
         match self {
             Encoder::Controls { encoding, .. } => encoding.n_controls(),

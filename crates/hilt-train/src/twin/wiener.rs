@@ -204,14 +204,19 @@ impl WaveformParams {
     }
 }
 
-/// The fixed structure plus its parameters.
+/// The model's fixed structure for one device: the index tensors that
+/// build the drive-to-trace matrix from a kernel, and the bin readout. The
+/// parameters are passed to `forward`, so fitting and a fitted twin share it.
 #[derive(Debug, Clone)]
 pub struct Wiener {
+    /// The device's drive and readout.
     pub shape: Shape,
     fixed: Fixed,
 }
 
 impl Wiener {
+    /// The structure for `shape` (built once: the index tensors are the
+    /// expensive part).
     pub fn new(shape: Shape) -> Result<Self> {
         let fixed = Fixed::new(&shape)?;
         Ok(Wiener { shape, fixed })
