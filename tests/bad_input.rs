@@ -78,7 +78,7 @@ async fn every_bad_request_is_refused_with_a_specific_error_before_the_device() 
         .lease_id;
     loop {
         let e = watch.next().await.unwrap().unwrap();
-        if e.kind == v1::EventKind::LeaseChanged as i32 && !e.status.unwrap().leased {
+        if e.kind == hilt_core::EventKind::LeaseChanged && !e.status.leased {
             break;
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{Hiltd, TEST_CONFIG};
 use futures::StreamExt;
 use hilt_client::{Client, v1};
-use hilt_core::Batch;
+use hilt_core::{Batch, DeviceState, EventKind};
 use ndarray::Array2;
 
 const TTL: Duration = Duration::from_secs(30);
@@ -41,7 +41,7 @@ async fn discover_describe_lease_and_execute() {
     let enc = spec.encoding.as_ref().expect("SHG publishes its encoding");
     assert_eq!(enc.layout, "interleaved");
     assert_eq!(enc.input_index.len(), 64);
-    assert_eq!(status.state, v1::DeviceState::Ready as i32);
+    assert_eq!(status.state, DeviceState::Ready);
 
     let lease = c.acquire("shg0", TTL).await.unwrap();
     let x = Array2::from_shape_fn((5, 12), |(i, j)| ((i + j) % 7) as f32 / 6.0);
@@ -179,25 +179,21 @@ async fn watch_starts_with_a_snapshot_then_reports_changes() {
     let c = Client::connect(d.url()).await.unwrap();
     let mut events = c.watch("loop").await.unwrap();
     let first = events.next().await.unwrap().unwrap();
-    assert_eq!(first.kind, v1::EventKind::Snapshot as i32);
-    let st = first.status.unwrap();
-    assert!(!st.leased);
+    assert_eq!(first.kind, EventKind::Snapshot);
+    assert!(!first.status.leased);
     let lease = c.acquire("loop", TTL).await.unwrap();
     let e = events.next().await.unwrap().unwrap();
-    assert_eq!(e.kind, v1::EventKind::LeaseChanged as i32);
-    assert!(e.status.unwrap().leased);
+    assert_eq!(e.kind, EventKind::LeaseChanged);
+    assert!(e.status.leased);
     lease
         .execute(&Batch::shared(Array2::zeros((1, 4)), &[0.0]))
         .await
         .unwrap();
     let busy = events.next().await.unwrap().unwrap();
-    assert_eq!(busy.status.unwrap().state, v1::DeviceState::Busy as i32);
+    assert_eq!(busy.status.state, DeviceState::Busy);
     let ready = events.next().await.unwrap().unwrap();
-    let s = ready.status.unwrap();
-    assert_eq!(
-        (s.state, s.batches_done),
-        (v1::DeviceState::Ready as i32, 1)
-    );
+    let s = ready.status;
+    assert_eq!((s.state, s.batches_done), (DeviceState::Ready, 1));
 }
 
 #[tokio::test]
@@ -237,7 +233,7 @@ async fn sigterm_finishes_the_batch_in_flight_then_exits_zero() {
     // wait until the device reports Busy: the batch is on the rig
     loop {
         let e = events.next().await.unwrap().unwrap();
-        if e.status.unwrap().state == v1::DeviceState::Busy as i32 {
+        if e.status.state == DeviceState::Busy {
             break;
         }
     }

@@ -37,13 +37,14 @@ fn assert_contiguous(m: &Measurement) {
 /// Wait until the device reports `n` lease waiters.
 async fn until_waiters(
     events: &mut (
-             impl futures::Stream<Item = Result<v1::DeviceEvent, hilt_client::ClientError>> + Unpin
+             impl futures::Stream<Item = Result<hilt_core::DeviceEvent, hilt_client::ClientError>>
+             + Unpin
          ),
     n: u32,
 ) {
     loop {
         let e = events.next().await.expect("watch open").expect("event");
-        if e.status.expect("status").waiters == n {
+        if e.status.waiters == n {
             return;
         }
     }

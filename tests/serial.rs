@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::Hiltd;
 use futures::StreamExt;
-use hilt_client::{Client, ClientError, Lease, v1};
+use hilt_client::{Client, ClientError, Lease};
 use hilt_core::{Batch, Measurement};
+use hilt_core::{DeviceEvent, DeviceState, DeviceStatus};
 use hilt_physics::shg::{ShgConfig, ShgModel};
 use hilt_physics::{PhysicalModel, Variant};
 use ndarray::Array2;
@@ -81,9 +82,11 @@ impl Drop for Board {
     }
 }
 
-fn serial_device(id: &str, kind: &str, port: &Path, seed: u64, model: &str, extra: &str) -> String {
+/// A serial device whose host model is `model` (the variant the board
+/// runs: its actuator grid); no seed, which is the board's own.
+fn serial_device(id: &str, kind: &str, port: &Path, model: &str, extra: &str) -> String {
     format!(
-        "[[device]]\nid = \"{id}\"\nkind = \"{kind}\"\nbackend = \"serial\"\nseed = {seed}\n\
+        "[[device]]\nid = \"{id}\"\nkind = \"{kind}\"\nbackend = \"serial\"\n\
          model = \"{model}\"\n[device.serial]\nport = \"{}\"\n{extra}\n",
         port.display()
     )
@@ -91,17 +94,17 @@ fn serial_device(id: &str, kind: &str, port: &Path, seed: u64, model: &str, extr
 
 /// Watch `device` until it is in `state`; returns when that was seen.
 async fn until(
-    events: &mut (impl futures::Stream<Item = Result<v1::DeviceEvent, ClientError>> + Unpin),
-    state: v1::DeviceState,
-) -> (Instant, v1::DeviceStatus) {
+    events: &mut (impl futures::Stream<Item = Result<DeviceEvent, ClientError>> + Unpin),
+    state: DeviceState,
+) -> (Instant, DeviceStatus) {
     loop {
         let e = tokio::time::timeout(PATIENCE, events.next())
             .await
             .unwrap_or_else(|_| panic!("no {state:?} within {PATIENCE:?}"))
             .unwrap()
             .unwrap();
-        let s = e.status.unwrap();
-        if s.state == state as i32 {
+        let s = e.status;
+        if s.state == state {
             return (Instant::now(), s);
         }
     }
@@ -118,9 +121,9 @@ fn values(rows: usize, cols: usize, salt: u64) -> Array2<f32> {
     })
 }
 
-async fn ready(c: &Client, id: &str) -> v1::DeviceStatus {
+async fn ready(c: &Client, id: &str) -> DeviceStatus {
     let mut events = c.watch(id).await.unwrap();
-    until(&mut events, v1::DeviceState::Ready).await.1
+    until(&mut events, DeviceState::Ready).await.1
 }
 
 fn assert_same(a: &Measurement, b: &Measurement) {
@@ -146,16 +149,9 @@ async fn serial_measurements_equal_the_in_process_simulator_with_the_same_seed()
     // with its whole physics table.
     let plate_physics = "[device.plate]\nn_bins = 6\nq = 40.0\n";
     let config = [
-        serial_device("shg-serial", "shg", &shg_port, 7, "true", ""),
+        serial_device("shg-serial", "shg", &shg_port, "true", ""),
         "[[device]]\nid = \"shg-sim\"\nkind = \"shg\"\nseed = 7\n".to_string(),
-        serial_device(
-            "plate-serial",
-            "plate",
-            &plate_port,
-            3,
-            "true",
-            plate_physics,
-        ),
+        serial_device("plate-serial", "plate", &plate_port, "true", plate_physics),
         format!("[[device]]\nid = \"plate-sim\"\nkind = \"plate\"\nseed = 3\n{plate_physics}"),
     ]
     .concat();
@@ -258,9 +254,7 @@ async fn ten_thousand_executes_at_one_percent_faults_of_each_kind_are_never_wron
     let mut board = Board::start(&port, &args);
     board.plugged_in().await;
     let timing = "timeout_ms = 40\nquiet_ms = 10\n";
-    let d = Hiltd::start(Some(&serial_device(
-        "shg", "shg", &port, 5, "nominal", timing,
-    )));
+    let d = Hiltd::start(Some(&serial_device("shg", "shg", &port, "nominal", timing)));
     let c = Client::connect(d.url()).await.unwrap();
     ready(&c, "shg").await;
     let lease = c.acquire("shg", TTL).await.unwrap();
@@ -272,7 +266,7 @@ async fn ten_thousand_executes_at_one_percent_faults_of_each_kind_are_never_wron
         // rather than spin through the run.
         if !one_execute(&lease, &mut model, k, &mut tally).await {
             let (_, st) = c.describe("shg").await.unwrap();
-            if st.state != v1::DeviceState::Ready as i32 {
+            if st.state != DeviceState::Ready {
                 ready(&c, "shg").await;
             }
         }
@@ -305,7 +299,7 @@ async fn replugged_board_recovers_without_restarting_hiltd_and_watchers_see_it()
     );
     board.plugged_in().await;
     let timing = "reconnect_min_ms = 10\nreconnect_max_ms = 200\n";
-    let d = Hiltd::start(Some(&serial_device("shg", "shg", &port, 0, "true", timing)));
+    let d = Hiltd::start(Some(&serial_device("shg", "shg", &port, "true", timing)));
     let c = Client::connect(d.url()).await.unwrap();
     ready(&c, "shg").await;
     let mut events = c.watch("shg").await.unwrap();
@@ -333,9 +327,9 @@ async fn replugged_board_recovers_without_restarting_hiltd_and_watchers_see_it()
     });
     let mut recovery = Vec::new();
     for _ in 0..20 {
-        until(&mut events, v1::DeviceState::Reconnecting).await;
+        until(&mut events, DeviceState::Reconnecting).await;
         let plugged = board.plugged_in().await;
-        let (ready_at, st) = until(&mut events, v1::DeviceState::Ready).await;
+        let (ready_at, st) = until(&mut events, DeviceState::Ready).await;
         assert!(st.detail.contains("FWSIM-shg"), "{}", st.detail);
         recovery.push(ready_at.saturating_duration_since(plugged));
     }
@@ -359,10 +353,10 @@ async fn a_board_that_never_answers_is_unavailable_not_a_hang() {
     let mut board = Board::start(&port, &["--rig", "shg", "--drop-rate", "1"]);
     board.plugged_in().await;
     let timing = "timeout_ms = 100\nattempts = 2\n";
-    let d = Hiltd::start(Some(&serial_device("shg", "shg", &port, 0, "true", timing)));
+    let d = Hiltd::start(Some(&serial_device("shg", "shg", &port, "true", timing)));
     let c = Client::connect(d.url()).await.unwrap();
     let mut events = c.watch("shg").await.unwrap();
-    let (_, st) = until(&mut events, v1::DeviceState::Faulted).await;
+    let (_, st) = until(&mut events, DeviceState::Faulted).await;
     assert!(st.detail.contains("no reply"), "{}", st.detail);
     let lease = c.acquire("shg", TTL).await.unwrap();
     let batch = Batch::shared(Array2::from_elem((2, 12), 0.5), &[0.5; 40]);

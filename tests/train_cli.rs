@@ -249,3 +249,30 @@ fn bad_input_names_the_file_or_flag() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("'nofile' is not DEVICE=FILE"));
 }
+
+#[test]
+fn collecting_from_an_unbounded_device_is_refused_not_a_panic() {
+    // The embedded default serves loopback0, whose range is all of f32.
+    let d = Daemon::start(&workspace().join("crates/hilt-daemon/default.toml"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("loop.npz");
+    let o = hilt(&[
+        "--server",
+        &d.url,
+        "--quiet",
+        "collect",
+        "--device",
+        "loopback0",
+        "--samples",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("loopback0") && err.contains("too wide") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}

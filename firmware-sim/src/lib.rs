@@ -4,9 +4,11 @@
 //! injects the faults a lab link suffers (corruption, loss, duplication,
 //! stalls, unplugging), so CI exercises the serial drivers for real.
 
-pub mod board;
+//!
+//! The board itself (what it answers to each request) is
+//! `hilt_drivers::emulator::Board`, the same one the serial driver's unit
+//! tests talk to; this crate adds the pseudo-terminal and the faults.
 
-pub use board::{Board, Rig};
 pub mod faults;
 pub mod pty;
 pub mod serve;

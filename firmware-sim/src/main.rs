@@ -6,10 +6,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Parser;
-use firmware_sim::Rig;
 use firmware_sim::faults::FaultConfig;
 use firmware_sim::serve::{Options, serve};
-use hilt_physics::Variant;
+use hilt_physics::{RigKind, Variant};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Model {
@@ -20,8 +19,9 @@ enum Model {
 #[derive(Debug, Parser)]
 #[command(version, about = "Emulated hilt interface board on a pseudo-terminal")]
 struct Cli {
-    #[arg(long, value_enum)]
-    rig: Rig,
+    /// The rig the board fronts: shg, plate or circuit.
+    #[arg(long, value_parser = board_rig)]
+    rig: RigKind,
     /// Keep this path a symlink to the current pseudo-terminal.
     #[arg(long)]
     link: Option<PathBuf>,
@@ -55,6 +55,15 @@ struct Cli {
     /// Seed of the fault generator.
     #[arg(long, default_value_t = 1)]
     fault_seed: u64,
+}
+
+/// A rig that has a board (a loopback is the simulator's alone).
+fn board_rig(s: &str) -> Result<RigKind, String> {
+    let rig: RigKind = s.parse()?;
+    if !rig.has_board() {
+        return Err(format!("'{rig}' has no board: use shg, plate or circuit"));
+    }
+    Ok(rig)
 }
 
 #[tokio::main]

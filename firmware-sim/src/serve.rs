@@ -12,11 +12,12 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use crate::faults::{FaultConfig, Faults};
 use crate::pty::{Pty, point_link};
-use crate::{Board, Rig};
+use hilt_drivers::emulator::Board;
+use hilt_physics::RigKind;
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub rig: Rig,
+    pub rig: RigKind,
     pub seed: u64,
     pub variant: Variant,
     /// Keep this path pointing at the current pseudo-terminal (removed

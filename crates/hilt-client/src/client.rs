@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use hilt_core::DeviceSpec;
+use hilt_core::{DeviceEvent, DeviceSpec, DeviceStatus, ServerInfo};
 use hilt_proto::v1::{self, hilt_client::HiltClient};
 use tonic::transport::Channel;
 
@@ -14,6 +14,9 @@ pub struct Client {
 }
 
 impl Client {
+    /// Connect to hiltd at `url` (`http://host:port`), giving up after 5 s.
+    /// Messages up to 256 MiB each way, enough for a full batch of a
+    /// 1960-element drive.
     pub async fn connect(url: impl Into<String>) -> Result<Self, ClientError> {
         let url = url.into();
         let endpoint = Channel::from_shared(url.clone())
@@ -39,14 +42,17 @@ impl Client {
         self.inner.clone()
     }
 
-    pub async fn server_info(&self) -> Result<v1::ServerInfo, ClientError> {
-        Ok(self
+    /// hiltd's version and what measures behind each device.
+    pub async fn server_info(&self) -> Result<ServerInfo, ClientError> {
+        let r = self
             .raw()
             .get_server_info(v1::GetServerInfoRequest {})
             .await?
-            .into_inner())
+            .into_inner();
+        Ok(ServerInfo::try_from(&r)?)
     }
 
+    /// Every device the daemon serves, with its spec.
     pub async fn list_devices(&self) -> Result<Vec<DeviceSpec>, ClientError> {
         let r = self
             .raw()
@@ -59,10 +65,11 @@ impl Client {
             .collect()
     }
 
+    /// One device's spec and its status now.
     pub async fn describe(
         &self,
         device: &str,
-    ) -> Result<(DeviceSpec, v1::DeviceStatus), ClientError> {
+    ) -> Result<(DeviceSpec, DeviceStatus), ClientError> {
         let r = self
             .raw()
             .describe_device(v1::DescribeDeviceRequest {
@@ -74,7 +81,11 @@ impl Client {
             .spec
             .as_ref()
             .ok_or_else(|| hilt_proto::ConvertError::new("spec", "missing"))?;
-        Ok((DeviceSpec::try_from(spec)?, r.status.unwrap_or_default()))
+        let status = r
+            .status
+            .as_ref()
+            .ok_or_else(|| hilt_proto::ConvertError::new("status", "missing"))?;
+        Ok((DeviceSpec::try_from(spec)?, DeviceStatus::try_from(status)?))
     }
 
     /// Wait (FIFO) for the device and hold it, with a background keepalive
@@ -87,7 +98,7 @@ impl Client {
     pub async fn watch(
         &self,
         device: &str,
-    ) -> Result<impl Stream<Item = Result<v1::DeviceEvent, ClientError>> + use<>, ClientError> {
+    ) -> Result<impl Stream<Item = Result<DeviceEvent, ClientError>> + use<>, ClientError> {
         let s = self
             .raw()
             .watch_device(v1::WatchDeviceRequest {
@@ -95,6 +106,6 @@ impl Client {
             })
             .await?
             .into_inner();
-        Ok(s.map(|r| r.map_err(ClientError::from)))
+        Ok(s.map(|r| Ok(DeviceEvent::try_from(&r?)?)))
     }
 }

@@ -66,18 +66,24 @@ impl Lease {
         })
     }
 
+    /// The lease id; a secret that authorises `execute` and `stream`.
     pub fn id(&self) -> &str {
         &self.id
     }
 
+    /// The leased device.
     pub fn device(&self) -> &str {
         &self.device
     }
 
+    /// The TTL hiltd granted (its default when 0 was asked); the
+    /// keepalive runs every third of it.
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
 
+    /// Measure one batch and wait for it. Errors from validation (shapes,
+    /// limits) come back as [`ClientError::Status`].
     pub async fn execute(&self, batch: &Batch) -> Result<Measurement, ClientError> {
         let m = self
             .client
@@ -97,6 +103,8 @@ impl Lease {
         BatchStream::open(self.client.clone(), &self.device, &self.id, window).await
     }
 
+    /// Stop the keepalive and free the device now, reporting whether the
+    /// daemon accepted.
     pub async fn release(mut self) -> Result<(), ClientError> {
         if let Some(k) = self.keepalive.take() {
             k.abort();

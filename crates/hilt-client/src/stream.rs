@@ -12,16 +12,20 @@ use crate::ClientError;
 /// another receives; the daemon answers in sequence order.
 #[derive(Debug)]
 pub struct BatchStream {
+    /// Sends batches.
     pub sender: StreamSender,
+    /// Receives their answers, in the order sent.
     pub receiver: StreamReceiver,
 }
 
+/// The sending half of a [`BatchStream`]; numbers batches 0, 1, 2, ….
 #[derive(Debug)]
 pub struct StreamSender {
     tx: mpsc::Sender<v1::StreamRequest>,
     next_seq: u64,
 }
 
+/// The receiving half of a [`BatchStream`].
 #[derive(Debug)]
 pub struct StreamReceiver {
     rx: tonic::Streaming<v1::StreamResponse>,
@@ -51,14 +55,16 @@ impl BatchStream {
         })
     }
 
+    /// The two halves, for two tasks.
     pub fn into_split(self) -> (StreamSender, StreamReceiver) {
         (self.sender, self.receiver)
     }
 }
 
 impl StreamSender {
-    /// Queue a batch; returns its sequence number. Waits while the daemon
-    /// holds `window` unanswered batches.
+    /// Queue a batch; returns its sequence number. Waits once `window`
+    /// batches are buffered here besides the `window` the daemon holds
+    /// unanswered (it stops reading at its window).
     pub async fn send(&mut self, batch: &Batch) -> Result<u64, ClientError> {
         let seq = self.next_seq;
         self.tx

@@ -1,6 +1,6 @@
 use std::time::SystemTime;
 
-use ndarray::{Array2, Array3};
+use ndarray::{Array2, Array3, Axis};
 
 /// A request to measure: row `i` of `x` with row `i` of `theta` (or the
 /// single shared row when `theta` has one row), `repeats` times each.
@@ -10,7 +10,12 @@ pub struct Batch {
     pub x: Array2<f32>,
     /// `[B, n_par]` or `[1, n_par]`, physical units.
     pub theta: Array2<f32>,
+    /// Measurements per row, at least 1 and at most the device's
+    /// `max_repeats` (checked by `validate`); the device sweeps the whole
+    /// batch once per repeat.
     pub repeats: u32,
+    /// Also return every repeat (`Measurement::y_repeats`), not only mean
+    /// and std.
     pub return_repeats: bool,
 }
 
@@ -27,6 +32,7 @@ impl Batch {
         }
     }
 
+    /// B, the number of rows of `x`.
     pub fn rows(&self) -> usize {
         self.x.nrows()
     }
@@ -53,13 +59,34 @@ pub struct Measurement {
     /// The values actually applied (after clamping and quantisation): the
     /// point at which PAT must evaluate the twin's Jacobian.
     pub applied_x: Array2<f32>,
+    /// The θ actually applied, shaped like the request's `theta` (one
+    /// shared row or one per row).
     pub applied_theta: Array2<f32>,
+    /// One per row.
     pub flags: Vec<SampleFlags>,
-    /// Device clock at each row's first shot start / last shot end.
+    /// Device clock (a simulator's virtual clock, a board's own), seconds,
+    /// at the start of each row's first shot.
     pub t_start: Vec<f64>,
+    /// Device clock at the end of each row's last shot.
     pub t_end: Vec<f64>,
+    /// Wall-clock time the device started the batch.
     pub wall_start: SystemTime,
+    /// Wall-clock time the device finished it.
     pub wall_end: SystemTime,
+    /// The device's calibration when it measured: a twin fitted under
+    /// another id may be stale.
     pub calibration_id: String,
+    /// The device that measured.
     pub device_id: String,
+}
+
+/// Mean over repeats, and their spread when there are several: one
+/// reduction for every backend, so a board's repeats and the simulator's
+/// give bit-identical summaries.
+pub fn reduce_repeats(all: &Array3<f32>) -> (Array2<f32>, Option<Array2<f32>>) {
+    let (r, b, n_out) = all.dim();
+    let mean = all
+        .mean_axis(Axis(0))
+        .unwrap_or_else(|| Array2::zeros((b, n_out)));
+    (mean, (r > 1).then(|| all.std_axis(Axis(0), 0.0)))
 }

@@ -21,19 +21,16 @@ pub trait Device: Send + 'static {
 
     /// Whether the device publishes its own state changes (a serial driver
     /// knows when it is connecting, busy or reconnecting); if not, the
-    /// daemon marks it busy around each batch.
+    /// daemon marks it busy around each batch and takes its state from
+    /// [`Device::fault`] after it.
     fn reports_own_state(&self) -> bool {
         false
     }
-}
 
-/// Lifecycle of a device as watchers see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DeviceState {
-    Connecting,
-    Ready,
-    Busy,
-    Faulted,
-    Reconnecting,
-    Offline,
+    /// Why the device cannot measure any more, if it cannot (a simulator
+    /// that lost its model to a panic): the daemon then shows it `Faulted`
+    /// with this reason instead of `Ready`.
+    fn fault(&self) -> Option<String> {
+        None
+    }
 }

@@ -8,20 +8,37 @@ use thiserror::Error;
 pub enum Error {
     /// Malformed request: shapes, NaN/Inf, zero repeats.
     #[error("{field}: {reason}")]
-    InvalidArgument { field: String, reason: String },
+    InvalidArgument {
+        /// The offending field, with its index where there is one
+        /// (`batch.x[0, 3]`).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A value outside the device's hard limits under policy `reject`.
     #[error("{field}[{row}, {col}] = {value} is outside the hard limit [{min}, {max}]")]
     OutOfRange {
+        /// `batch.x` or `batch.theta`.
         field: &'static str,
+        /// Row of the value in that array.
         row: usize,
+        /// Column of the value.
         col: usize,
+        /// The value as sent.
         value: f32,
+        /// The hard limit's lower end.
         min: f32,
+        /// The hard limit's upper end.
         max: f32,
     },
     /// The request is well formed but larger than the device accepts.
     #[error("{field}: {reason}")]
-    TooLarge { field: String, reason: String },
+    TooLarge {
+        /// `batch.x` (too many rows) or `batch.repeats`.
+        field: String,
+        /// The size asked for and the device's maximum.
+        reason: String,
+    },
     /// The device cannot measure right now (disconnected, faulted); the
     /// same call may succeed later.
     #[error("device unavailable: {0}")]
@@ -36,6 +53,7 @@ pub enum Error {
 }
 
 impl Error {
+    /// Shorthand for [`Error::InvalidArgument`].
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidArgument {
             field: field.into(),

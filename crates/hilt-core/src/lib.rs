@@ -6,14 +6,18 @@
 //! Nothing here does I/O; the daemon, the drivers and the client all build
 //! on these types so that a batch means the same thing on every side.
 
+#![warn(missing_docs)]
+
 mod batch;
 mod device;
 mod error;
 mod limits;
 mod spec;
+mod status;
 
-pub use batch::{Batch, Measurement, SampleFlags};
-pub use device::{Device, DeviceState};
+pub use batch::{Batch, Measurement, SampleFlags, reduce_repeats};
+pub use device::Device;
 pub use error::Error;
 pub use limits::{ValidBatch, validate};
 pub use spec::{Backend, ControlEncoding, DeviceSpec, FirmwareIdentity, LimitPolicy, Range};
+pub use status::{DeviceEvent, DeviceState, DeviceStatus, EventKind, ServerInfo};

@@ -17,10 +17,13 @@ pub struct ValidBatch {
 }
 
 impl ValidBatch {
+    /// `[B, n_in]`, finite and inside the input limits.
     pub fn x(&self) -> &Array2<f32> {
         &self.batch.x
     }
 
+    /// `[1, n_par]` (shared) or `[B, n_par]`, finite and inside the
+    /// parameter limits.
     pub fn theta(&self) -> &Array2<f32> {
         &self.batch.theta
     }
@@ -31,19 +34,23 @@ impl ValidBatch {
         t.row(if t.nrows() == 1 { 0 } else { i })
     }
 
+    /// B, at least 1 and at most the device's `max_batch`.
     pub fn rows(&self) -> usize {
         self.batch.x.nrows()
     }
 
+    /// At least 1 and at most the device's `max_repeats`.
     pub fn repeats(&self) -> u32 {
         self.batch.repeats
     }
 
+    /// Whether the caller wants every repeat back.
     pub fn return_repeats(&self) -> bool {
         self.batch.return_repeats
     }
 
-    /// Rows that had a value clamped under policy `clamp`.
+    /// Per row: a value of it (or of the shared θ row) was clamped under
+    /// policy `clamp`.
     pub fn clamped(&self) -> &[bool] {
         &self.clamped
     }

@@ -5,32 +5,43 @@ use serde::{Deserialize, Serialize};
 /// Closed interval `[min, max]` in physical units.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Range {
+    /// Lower end, inclusive.
     pub min: f32,
+    /// Upper end, inclusive.
     pub max: f32,
 }
 
 impl Range {
+    /// Unchecked: the drivers refuse a configured range that is not
+    /// finite with `min < max`.
     pub const fn new(min: f32, max: f32) -> Self {
         Range { min, max }
     }
 
+    /// Whether `v` lies in `[min, max]`; false for NaN.
     pub fn contains(&self, v: f32) -> bool {
         v >= self.min && v <= self.max
     }
 
+    /// Whether `other` lies entirely inside this range.
     pub fn contains_range(&self, other: &Range) -> bool {
         other.min >= self.min && other.max <= self.max
     }
 
+    /// `v` moved to the nearer end if outside (as `f32::clamp`, which
+    /// panics when `min > max` or either end is NaN).
     pub fn clamp(&self, v: f32) -> f32 {
         v.clamp(self.min, self.max)
     }
 
+    /// `max − min`.
     pub fn width(&self) -> f32 {
         self.max - self.min
     }
 }
 
+/// What [`validate`](crate::validate) does with a value outside a hard
+/// limit (NaN and infinities are refused under either policy).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LimitPolicy {
@@ -42,17 +53,26 @@ pub enum LimitPolicy {
     Clamp,
 }
 
+/// What measures behind a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
+    /// A physics model inside the daemon (`hilt-physics`).
     Sim,
+    /// A real rig's interface board on a serial port (`hilt-wire`).
     Serial,
 }
 
+/// Who measures: the interface board that answered `Identify`, or the
+/// simulator standing in for one (`hilt-sim/<kind>`). Empty until known.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FirmwareIdentity {
+    /// Board model, or `hilt-sim/<kind>` for a simulator.
     pub model: String,
+    /// The board's serial number (a simulator's is made from its seed); part of
+    /// the calibration id.
     pub serial_number: String,
+    /// Firmware version (a simulator's is hilt's).
     pub version: String,
 }
 
@@ -64,15 +84,25 @@ pub struct FirmwareIdentity {
 /// digital twin fits far better on the control vector than on (x, θ).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ControlEncoding {
+    /// The layout's name (`blocked`, `interleaved`, `additive` on the
+    /// SHG mask; `superpose`, `interleave`, `concat` on a drive).
     pub layout: String,
+    /// Per control element, the input it carries, or -1; its length is
+    /// the number of elements.
     pub input_index: Vec<i32>,
+    /// Per control element, the parameter it carries, or -1; as long as
+    /// `input_index`.
     pub param_index: Vec<i32>,
+    /// Gain on x in every element.
     pub input_scale: f32,
+    /// Lower clip of every element (0 on a mask, −limit on a drive).
     pub control_min: f32,
+    /// Upper clip of every element (1 on a mask, +limit on a drive).
     pub control_max: f32,
 }
 
 impl ControlEncoding {
+    /// Length of the control vector.
     pub fn n_controls(&self) -> usize {
         self.input_index.len()
     }
@@ -97,32 +127,55 @@ impl ControlEncoding {
 /// digital twin to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceSpec {
+    /// The id clients address the device by.
     pub id: String,
+    /// Which rig: `shg`, `plate`, `circuit` or `loopback`.
     pub kind: String,
+    /// Simulator or real rig.
     pub backend: Backend,
     /// Simulator variant ("true"/"nominal"); empty for real rigs.
     pub model: String,
+    /// Simulator seed (fixes mismatch, noise and drift); 0 for real rigs.
     pub seed: u64,
+    /// Columns of `Batch::x`.
     pub n_in: usize,
-    /// Hard limits, enforced by the daemon.
+    /// Hard limits on x, enforced by the daemon; inside what the actuator
+    /// can apply.
     pub input_range: Range,
+    /// Columns of `Batch::theta`.
     pub n_par: usize,
+    /// Hard limits on θ, enforced by the daemon.
     pub param_range: Range,
+    /// Columns of `Measurement::y`.
     pub n_out: usize,
+    /// Unit of x, e.g. "mask transmission"; empty for a loopback.
     pub input_unit: String,
+    /// Unit of θ.
     pub param_unit: String,
+    /// Unit of y, e.g. "V".
     pub output_unit: String,
+    /// What the daemon does with values outside the hard limits.
     pub limit_policy: LimitPolicy,
+    /// Most rows one batch may have.
     pub max_batch: usize,
+    /// Most repeats one batch may ask for.
     pub max_repeats: u32,
     /// Expected wall time per measured sample (row × repeat).
     pub seconds_per_sample: f64,
+    /// Everything that changes the physics, as flat `key = value` text:
+    /// what a twin is keyed to.
     pub hyperparameters: BTreeMap<String, String>,
+    /// Changes whenever what measures changes (another board, another
+    /// configuration): a twin fitted under another id may be stale.
     pub calibration_id: String,
+    /// Who measures; a real rig's is known once its board has answered.
     pub firmware: FirmwareIdentity,
+    /// How x and θ become the control vector; `None` for a device that is
+    /// not channelised (loopback).
     pub encoding: Option<ControlEncoding>,
-    /// Quantisation step of applied inputs/parameters; 0 = continuous.
+    /// Quantisation step of applied inputs; 0 = continuous.
     pub input_step: f32,
+    /// Quantisation step of applied parameters; 0 = continuous.
     pub param_step: f32,
 }
 

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hilt_core::{Batch, Device, LimitPolicy, validate};
 use hilt_daemon::{Config, EmbeddedDaemon};
-use hilt_drivers::{DeviceSettings, LoopbackModel, SimDevice};
+use hilt_drivers::{DeviceSettings, SimDevice, SimSettings};
+use hilt_physics::{LoopbackConfig, LoopbackModel};
 use ndarray::Array2;
 
 const CONFIG: &str = r#"
@@ -57,17 +58,16 @@ fn overhead(c: &mut Criterion) {
         .expect("channel");
     let health = tonic_health::pb::health_client::HealthClient::new(channel);
     let mut device = SimDevice::new(
-        LoopbackModel::new(64, 8),
+        LoopbackModel::new(&LoopbackConfig { n_in: 64, n_par: 8 }).expect("loopback"),
         DeviceSettings {
             id: "loop".into(),
-            seed: 0,
             input_limits: None,
             param_limits: None,
             policy: LimitPolicy::Reject,
             max_batch: 4096,
             max_repeats: 64,
-            emulate_seconds_per_sample: None,
         },
+        SimSettings::default(),
     )
     .expect("device");
 

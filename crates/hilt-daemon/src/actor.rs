@@ -72,9 +72,17 @@ pub fn spawn<D: Device>(
             let samples = job.batch.rows() as u64 * u64::from(job.batch.repeats());
             let result = device.execute(&job.batch).await;
             let ok = result.is_ok();
+            // A simulator that lost its model is faulted for good and says
+            // why; anything else is ready for the next batch.
+            let fault = if own { None } else { Some(device.fault()) };
             status.update(EventKind::StateChanged, |s| {
-                if !own {
-                    s.state = DeviceState::Ready;
+                match fault {
+                    None => {}
+                    Some(None) => s.state = DeviceState::Ready,
+                    Some(Some(why)) => {
+                        s.state = DeviceState::Faulted;
+                        s.detail = why;
+                    }
                 }
                 if ok {
                     s.batches_done += 1;

@@ -2,7 +2,9 @@ use thiserror::Error;
 use tonic::{Code, Status};
 
 /// Every failure the daemon reports, mapped to a gRPC status in exactly one
-/// place (`From<Error> for Status`) following lab-anchors.md §7.
+/// place (`From<Error> for Status`): a client can act on the code alone
+/// (retry `UNAVAILABLE`, fix its input on `INVALID_ARGUMENT` or
+/// `OUT_OF_RANGE`, wait on `FAILED_PRECONDITION` for a lease).
 #[derive(Debug, Error)]
 pub enum Error {
     #[error(transparent)]
@@ -47,5 +49,17 @@ impl From<Error> for Status {
             Error::Config(_) | Error::Transport(_) | Error::Io(_) => Code::Internal,
         };
         Status::new(code, e.to_string())
+    }
+}
+
+/// A failed batch inside a `Stream`: the same code and message a unary
+/// call would have ended with.
+impl From<Error> for hilt_proto::v1::BatchError {
+    fn from(e: Error) -> Self {
+        let s = Status::from(e);
+        hilt_proto::v1::BatchError {
+            code: s.code() as i32,
+            message: s.message().to_string(),
+        }
     }
 }

@@ -8,6 +8,7 @@
 
 mod actor;
 pub mod config;
+mod daemon;
 mod error;
 mod lease;
 mod registry;

@@ -51,7 +51,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), Error> {
     let mut config = match &cli.config {
         Some(path) => Config::load(path)?,
-        None => Config::embedded_default(),
+        None => Config::embedded_default()?,
     };
     if let Some(addr) = cli.listen {
         config.server.listen = addr;

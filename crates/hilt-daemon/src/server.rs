@@ -13,8 +13,9 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::Error;
 use crate::config::Config;
+use crate::daemon::Daemon;
 use crate::registry::Registry;
-use crate::service::{HiltService, Shared};
+use crate::service::HiltService;
 
 /// The largest request or answer hiltd handles.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -33,7 +34,7 @@ pub async fn serve(
             n_in = d.spec.n_in, n_par = d.spec.n_par, n_out = d.spec.n_out, "device ready");
     }
     let service = HiltService {
-        shared: Arc::new(Shared {
+        shared: Arc::new(Daemon {
             registry,
             server: config.server.clone(),
             started: SystemTime::now(),

@@ -7,57 +7,25 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::Stream;
-use hilt_core::{Batch, validate};
+use hilt_core::{DeviceEvent, EventKind, ServerInfo};
 use hilt_proto::v1::{self, hilt_server::Hilt};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::config::ServerConfig;
-use crate::lease::{InUse, LeaseInfo};
-use crate::registry::{DeviceEntry, Registry};
-use crate::status::{self, EventKind};
+use crate::daemon::Daemon;
+use crate::lease::LeaseInfo;
+use crate::status;
 use crate::{Error, stream};
-
-pub(crate) struct Shared {
-    pub registry: Registry,
-    pub server: ServerConfig,
-    pub started: SystemTime,
-    /// Cancelled at shutdown: ends watches and stops streams reading.
-    pub stop: CancellationToken,
-}
 
 #[derive(Clone)]
 pub struct HiltService {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<Daemon>,
 }
 
 impl std::fmt::Debug for HiltService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HiltService").finish_non_exhaustive()
-    }
-}
-
-pub(crate) fn status_to_proto(device_id: &str, s: &status::Status) -> v1::DeviceStatus {
-    use hilt_core::DeviceState as S;
-    let state = match s.state {
-        S::Connecting => v1::DeviceState::Connecting,
-        S::Ready => v1::DeviceState::Ready,
-        S::Busy => v1::DeviceState::Busy,
-        S::Faulted => v1::DeviceState::Faulted,
-        S::Reconnecting => v1::DeviceState::Reconnecting,
-        S::Offline => v1::DeviceState::Offline,
-    };
-    v1::DeviceStatus {
-        device_id: device_id.to_string(),
-        state: state as i32,
-        calibration_id: s.calibration_id.clone(),
-        leased: s.leased,
-        waiters: s.waiters,
-        batches_done: s.batches_done,
-        samples_done: s.samples_done,
-        detail: s.detail.clone(),
     }
 }
 
@@ -77,43 +45,16 @@ fn seconds(field: &'static str, v: f64) -> Result<Option<Duration>, Error> {
             reason: format!("{v} must be finite and >= 0"),
         });
     }
-    Ok((v > 0.0).then(|| Duration::from_secs_f64(v)))
-}
-
-impl Shared {
-    /// Mark `lease_id` in use on `dev`, explaining a lease of another device.
-    pub fn use_lease(&self, dev: &DeviceEntry, lease_id: &str) -> Result<InUse, Error> {
-        dev.leases.begin_use(lease_id).map_err(|e| {
-            match self
-                .registry
-                .iter()
-                .find(|o| o.spec.id != dev.spec.id && o.leases.knows(lease_id))
-            {
-                Some(o) => Error::Lease(format!(
-                    "lease '{lease_id}' is for device '{}', not '{}'",
-                    o.spec.id, dev.spec.id
-                )),
-                None => e,
-            }
+    if v == 0.0 {
+        return Ok(None);
+    }
+    // Finite but too large for a duration (1e20 s) is refused, not a panic.
+    Duration::try_from_secs_f64(v)
+        .map(Some)
+        .map_err(|_| Error::InvalidArgument {
+            field,
+            reason: format!("{v} s is longer than any duration this daemon can hold"),
         })
-    }
-
-    /// Decode, validate and queue one batch; the lease stays in use until
-    /// the returned guard drops.
-    pub async fn submit(
-        &self,
-        dev: &DeviceEntry,
-        lease_id: &str,
-        batch: Option<&v1::Batch>,
-    ) -> Result<(crate::actor::Pending, InUse), Error> {
-        let in_use = self.use_lease(dev, lease_id)?;
-        let batch = batch.ok_or(Error::InvalidArgument {
-            field: "batch",
-            reason: "missing".into(),
-        })?;
-        let valid = validate(&dev.spec, Batch::try_from(batch)?)?;
-        Ok((dev.actor.submit(valid).await?, in_use))
-    }
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -125,19 +66,17 @@ impl Hilt for HiltService {
         _: Request<v1::GetServerInfoRequest>,
     ) -> Result<Response<v1::ServerInfo>, Status> {
         let s = &self.shared;
-        Ok(Response::new(v1::ServerInfo {
+        let info = ServerInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             git_revision: env!("HILT_GIT_REVISION").to_string(),
-            started: Some(s.started.into()),
+            started: s.started,
             devices: s
                 .registry
                 .iter()
-                .map(|d| v1::DeviceFirmware {
-                    device_id: d.spec.id.clone(),
-                    firmware: Some((&d.spec.firmware).into()),
-                })
+                .map(|d| (d.spec.id.clone(), d.status.snapshot().firmware))
                 .collect(),
-        }))
+        };
+        Ok(Response::new((&info).into()))
     }
 
     async fn list_devices(
@@ -148,7 +87,7 @@ impl Hilt for HiltService {
             .shared
             .registry
             .iter()
-            .map(|d| d.spec.as_ref().into())
+            .map(|d| (&d.live_spec()).into())
             .collect();
         Ok(Response::new(v1::ListDevicesResponse { devices }))
     }
@@ -159,8 +98,11 @@ impl Hilt for HiltService {
     ) -> Result<Response<v1::DeviceDescription>, Status> {
         let dev = self.shared.registry.get(&req.get_ref().device_id)?;
         Ok(Response::new(v1::DeviceDescription {
-            spec: Some(dev.spec.as_ref().into()),
-            status: Some(status_to_proto(&dev.spec.id, &dev.status.snapshot())),
+            spec: Some((&dev.live_spec()).into()),
+            status: Some(hilt_proto::status_to_proto(
+                &dev.spec.id,
+                &dev.status.snapshot(),
+            )),
         }))
     }
 
@@ -171,14 +113,14 @@ impl Hilt for HiltService {
         let r = req.into_inner();
         let s = &self.shared;
         let dev = s.registry.get(&r.device_id)?;
-        let ttl = seconds("ttl_seconds", r.ttl_seconds)?
-            .unwrap_or(Duration::from_secs_f64(s.server.lease_ttl_s));
-        if ttl.as_secs_f64() > s.server.max_lease_ttl_s {
+        let ttl = seconds("ttl_seconds", r.ttl_seconds)?.unwrap_or(s.server.lease_ttl);
+        if ttl > s.server.max_lease_ttl {
             return Err(Error::InvalidArgument {
                 field: "ttl_seconds",
                 reason: format!(
                     "{} exceeds the server maximum of {} s",
-                    r.ttl_seconds, s.server.max_lease_ttl_s
+                    r.ttl_seconds,
+                    s.server.max_lease_ttl.as_secs_f64()
                 ),
             }
             .into());
@@ -250,21 +192,19 @@ impl Hilt for HiltService {
         let mut rx = dev.status.subscribe();
         let (tx, out) = mpsc::channel(64);
         let id = dev.spec.id.clone();
-        let event =
-            move |kind: v1::EventKind, s: &status::Status, time: SystemTime, missed: u64| {
-                Ok(v1::DeviceEvent {
-                    kind: kind as i32,
-                    status: Some(status_to_proto(&id, s)),
-                    time: Some(time.into()),
-                    missed,
-                })
-            };
+        let event = move |kind: EventKind, status: hilt_core::DeviceStatus, time: SystemTime| {
+            Ok(v1::DeviceEvent::from(&DeviceEvent {
+                device_id: id.clone(),
+                kind,
+                status,
+                time,
+            }))
+        };
         tokio::spawn(async move {
             let first = event(
-                v1::EventKind::Snapshot,
-                &dev.status.snapshot(),
+                EventKind::Snapshot,
+                dev.status.snapshot(),
                 SystemTime::now(),
-                0,
             );
             if tx.send(first).await.is_err() {
                 return;
@@ -276,14 +216,16 @@ impl Hilt for HiltService {
                     r = rx.recv() => match r {
                         Ok(e) => {
                             let kind = match e.kind {
-                                EventKind::StateChanged => v1::EventKind::StateChanged,
-                                EventKind::LeaseChanged => v1::EventKind::LeaseChanged,
+                                status::EventKind::StateChanged => EventKind::StateChanged,
+                                status::EventKind::LeaseChanged => EventKind::LeaseChanged,
                             };
-                            event(kind, &e.status, e.time, 0)
+                            event(kind, e.status, e.time)
                         }
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            event(v1::EventKind::Resync, &dev.status.snapshot(), SystemTime::now(), n)
-                        }
+                        Err(broadcast::error::RecvError::Lagged(missed)) => event(
+                            EventKind::Resync { missed },
+                            dev.status.snapshot(),
+                            SystemTime::now(),
+                        ),
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
                 };

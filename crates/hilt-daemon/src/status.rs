@@ -3,20 +3,11 @@
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use hilt_core::DeviceState;
+use hilt_core::{DeviceStatus, FirmwareIdentity};
 use tokio::sync::broadcast;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Status {
-    pub state: DeviceState,
-    pub calibration_id: String,
-    pub leased: bool,
-    pub waiters: u32,
-    pub batches_done: u64,
-    pub samples_done: u64,
-    pub detail: String,
-}
-
+/// What changed; the wire adds the snapshot and resync events a watch
+/// itself produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
     StateChanged,
@@ -26,7 +17,7 @@ pub enum EventKind {
 #[derive(Debug, Clone)]
 pub struct Event {
     pub kind: EventKind,
-    pub status: Status,
+    pub status: DeviceStatus,
     pub time: SystemTime,
 }
 
@@ -36,28 +27,28 @@ pub struct Event {
 /// next event.
 #[derive(Debug)]
 pub struct StatusHub {
-    current: Mutex<Status>,
+    current: Mutex<DeviceStatus>,
     tx: broadcast::Sender<Event>,
 }
 
 impl StatusHub {
-    pub fn new(calibration_id: String) -> Self {
+    /// A hub starting from `initial` (a simulator is ready at once, a
+    /// serial rig starts connecting).
+    pub fn new(initial: DeviceStatus) -> Self {
         let (tx, _) = broadcast::channel(256);
         StatusHub {
-            current: Mutex::new(Status {
-                state: DeviceState::Ready,
-                calibration_id,
-                leased: false,
-                waiters: 0,
-                batches_done: 0,
-                samples_done: 0,
-                detail: String::new(),
-            }),
+            current: Mutex::new(initial),
             tx,
         }
     }
 
-    pub fn snapshot(&self) -> Status {
+    /// A device that is ready at once, measuring as `firmware` under
+    /// `calibration_id`.
+    pub fn ready(calibration_id: String, firmware: FirmwareIdentity) -> Self {
+        StatusHub::new(DeviceStatus::ready(calibration_id, firmware))
+    }
+
+    pub fn snapshot(&self) -> DeviceStatus {
         self.lock().clone()
     }
 
@@ -66,7 +57,7 @@ impl StatusHub {
     }
 
     /// Apply `f`; broadcast only if the status really changed.
-    pub fn update(&self, kind: EventKind, f: impl FnOnce(&mut Status)) {
+    pub fn update(&self, kind: EventKind, f: impl FnOnce(&mut DeviceStatus)) {
         let mut s = self.lock();
         let before = s.clone();
         f(&mut s);
@@ -80,7 +71,7 @@ impl StatusHub {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Status> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, DeviceStatus> {
         // A poisoned status is still a valid status: every update leaves it
         // consistent before anything can panic.
         self.current.lock().unwrap_or_else(|p| p.into_inner())

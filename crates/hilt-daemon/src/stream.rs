@@ -12,8 +12,8 @@ use tonic::{Status, Streaming};
 
 use crate::Error;
 use crate::actor::Pending;
+use crate::daemon::Daemon;
 use crate::lease::InUse;
-use crate::service::Shared;
 
 pub const MAX_WINDOW: u32 = 256;
 
@@ -27,7 +27,7 @@ enum Item {
 type Out = Result<v1::StreamResponse, Status>;
 
 pub(crate) async fn open(
-    shared: Arc<Shared>,
+    shared: Arc<Daemon>,
     mut inbound: Streaming<v1::StreamRequest>,
 ) -> Result<ReceiverStream<Out>, Error> {
     let first = inbound
@@ -105,9 +105,10 @@ pub(crate) async fn open(
                         }
                     }
                 }
-                Some(Kind::Open(_)) | None => Item::Fatal(Status::invalid_argument(
-                    "batch: every message after the first must carry a batch",
-                )),
+                Some(Kind::Open(_)) | None => Item::Fatal(Status::from(Error::InvalidArgument {
+                    field: "batch",
+                    reason: "every message after the first must carry a batch".into(),
+                })),
             };
             let fatal = matches!(item, Item::Fatal(_));
             if queue_tx.send((item, credit)).is_err() || fatal {
@@ -133,13 +134,7 @@ pub(crate) async fn open(
             };
             let answer = match result {
                 Ok(m) => Answer::Measurement((&m).into()),
-                Err(e) => {
-                    let s = Status::from(e);
-                    Answer::Error(v1::BatchError {
-                        code: s.code() as i32,
-                        message: s.message().to_string(),
-                    })
-                }
+                Err(e) => Answer::Error(e.into()),
             };
             if out_tx
                 .send(Ok(v1::StreamResponse {

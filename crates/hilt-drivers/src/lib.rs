@@ -4,11 +4,13 @@
 //! into the serial drivers). No gRPC in this crate: the daemon owns the
 //! network.
 
+pub mod emulator;
 mod error;
+mod grid;
 pub mod serial;
 pub mod sim;
 mod spec;
 
 pub use error::Error;
-pub use sim::{LoopbackModel, SimDevice};
+pub use sim::{SimDevice, SimSettings};
 pub use spec::DeviceSettings;

@@ -7,22 +7,23 @@ use hilt_physics::PhysicalModel;
 
 use crate::Error;
 
-/// Everything about a device that is not physics: identity, hard limits,
-/// sizes and (for a simulator) pacing. Filled from the daemon's config.
+/// Everything about a device that is not physics and holds for every
+/// backend: its id, its hard limits and how much one batch may ask.
+/// Filled from the daemon's config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceSettings {
+    /// The id clients address it by.
     pub id: String,
-    pub seed: u64,
-    /// Hard limits; `None` = the actuator's physical range.
+    /// Hard limit on every input; `None` = the actuator's physical range.
     pub input_limits: Option<Range>,
+    /// Hard limit on every parameter; `None` = the actuator's range.
     pub param_limits: Option<Range>,
+    /// What happens to a value outside a hard limit.
     pub policy: LimitPolicy,
+    /// Rows one batch may have.
     pub max_batch: usize,
+    /// Repeats one batch may ask for.
     pub max_repeats: u32,
-    /// Wall-clock time per sample, so a simulator can be as slow as the
-    /// real rig (streaming and busy-fraction work needs that). Simulators
-    /// only: a real rig takes the time it takes.
-    pub emulate_seconds_per_sample: Option<f64>,
 }
 
 fn limits(
@@ -64,7 +65,8 @@ fn limits(
 }
 
 /// The spec of a device measuring `model`'s physics. Identity fields
-/// (calibration id, firmware) are the backend's to fill in.
+/// (seed, variant, calibration id, firmware) are the backend's to fill
+/// in: a simulator knows them at once, a board tells them when it answers.
 pub(crate) fn build_spec<M: PhysicalModel>(
     model: &M,
     s: &DeviceSettings,
@@ -97,10 +99,10 @@ pub(crate) fn build_spec<M: PhysicalModel>(
     let (input_unit, param_unit, output_unit) = model.units();
     Ok(DeviceSpec {
         id: s.id.clone(),
-        kind: model.kind().to_string(),
+        kind: model.kind().as_str().to_string(),
         backend,
-        model: model.variant().as_str().to_string(),
-        seed: s.seed,
+        model: String::new(),
+        seed: 0,
         n_in: model.n_in(),
         input_range,
         n_par: model.n_par(),

@@ -1,6 +1,8 @@
 use std::collections::BTreeMap;
 
 use hilt_core::ControlEncoding;
+
+use crate::kind::RigKind;
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
@@ -26,8 +28,9 @@ impl Variant {
 
 /// A rig's physics as the simulator driver needs it: one shot of one
 /// sample at a time (rigs measure serially), on a virtual clock.
-pub trait PhysicalModel: Send + 'static {
-    fn kind(&self) -> &'static str;
+pub trait PhysicalModel: Send + std::fmt::Debug + 'static {
+    /// Which rig this models.
+    fn kind(&self) -> RigKind;
     fn variant(&self) -> Variant;
     fn n_in(&self) -> usize;
     fn n_par(&self) -> usize;
@@ -74,6 +77,70 @@ pub trait PhysicalModel: Send + 'static {
             saturated[i] = self.shot(x, t, y);
             clocks[i] = (start, self.clock());
         }
+    }
+}
+
+/// A model chosen at run time (`RigPhysics::build_model`) is driven
+/// exactly like the concrete one: every call, `sweep` included (the
+/// circuit computes its shots side by side), goes to the model itself.
+impl PhysicalModel for Box<dyn PhysicalModel> {
+    fn kind(&self) -> RigKind {
+        (**self).kind()
+    }
+    fn variant(&self) -> Variant {
+        (**self).variant()
+    }
+    fn n_in(&self) -> usize {
+        (**self).n_in()
+    }
+    fn n_par(&self) -> usize {
+        (**self).n_par()
+    }
+    fn n_out(&self) -> usize {
+        (**self).n_out()
+    }
+    fn input_range(&self) -> (f32, f32) {
+        (**self).input_range()
+    }
+    fn param_range(&self) -> (f32, f32) {
+        (**self).param_range()
+    }
+    fn input_step(&self) -> f32 {
+        (**self).input_step()
+    }
+    fn param_step(&self) -> f32 {
+        (**self).param_step()
+    }
+    fn units(&self) -> (&'static str, &'static str, &'static str) {
+        (**self).units()
+    }
+    fn channel_map(&self) -> Option<&ControlEncoding> {
+        (**self).channel_map()
+    }
+    fn hyperparameters(&self) -> BTreeMap<String, String> {
+        (**self).hyperparameters()
+    }
+    fn seconds_per_sample(&self) -> f64 {
+        (**self).seconds_per_sample()
+    }
+    fn clock(&self) -> f64 {
+        (**self).clock()
+    }
+    fn quantize(&self, x: &mut [f32], theta: &mut [f32]) {
+        (**self).quantize(x, theta)
+    }
+    fn shot(&mut self, x: &[f32], theta: &[f32], y: &mut [f32]) -> bool {
+        (**self).shot(x, theta, y)
+    }
+    fn sweep(
+        &mut self,
+        x: &[f32],
+        theta: &[f32],
+        y: &mut [f32],
+        saturated: &mut [bool],
+        clocks: &mut [(f64, f64)],
+    ) {
+        (**self).sweep(x, theta, y, saturated, clocks)
     }
 }
 

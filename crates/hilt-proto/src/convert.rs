@@ -7,29 +7,12 @@ use hilt_core::{
     Backend, Batch, ControlEncoding, DeviceSpec, FirmwareIdentity, LimitPolicy, Measurement, Range,
     SampleFlags,
 };
-use thiserror::Error;
 
 use crate::tensor::{
     array2_from_tensor, array3_from_tensor, tensor_from_array2, tensor_from_array3,
 };
+use crate::error::ConvertError;
 use crate::v1;
-
-/// A message that is not a valid encoding of the type it claims to be.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{field}: {reason}")]
-pub struct ConvertError {
-    pub field: String,
-    pub reason: String,
-}
-
-impl ConvertError {
-    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConvertError {
-            field: field.into(),
-            reason: reason.into(),
-        }
-    }
-}
 
 fn required<'a, T>(field: &str, v: &'a Option<T>) -> Result<&'a T, ConvertError> {
     v.as_ref()
@@ -86,7 +69,7 @@ impl From<&Measurement> for v1::Measurement {
     }
 }
 
-fn wall(field: &str, t: &Option<prost_types::Timestamp>) -> Result<SystemTime, ConvertError> {
+pub(crate) fn wall(field: &str, t: &Option<prost_types::Timestamp>) -> Result<SystemTime, ConvertError> {
     SystemTime::try_from(*required(field, t)?).map_err(|e| ConvertError::new(field, e.to_string()))
 }
 
@@ -280,11 +263,7 @@ impl TryFrom<&v1::DeviceSpec> for DeviceSpec {
             seconds_per_sample: s.seconds_per_sample,
             hyperparameters: s.hyperparameters.clone().into_iter().collect(),
             calibration_id: s.calibration_id.clone(),
-            firmware: FirmwareIdentity {
-                model: fw.model,
-                serial_number: fw.serial_number,
-                version: fw.version,
-            },
+            firmware: FirmwareIdentity::from(&fw),
             encoding,
             input_step: s.input_step,
             param_step: s.param_step,

@@ -2,15 +2,20 @@
 //! the one place where wire messages and `hilt_core` types meet, so the
 //! daemon and the client decode a tensor the same way.
 
+#![warn(missing_docs)]
+
 #[allow(missing_docs, clippy::all, missing_debug_implementations)]
 pub mod v1 {
     tonic::include_proto!("hilt.v1");
 }
 
 mod convert;
+mod error;
+mod status;
 mod tensor;
 
-pub use convert::ConvertError;
+pub use error::ConvertError;
+pub use status::status_to_proto;
 pub use tensor::{array2_from_tensor, array3_from_tensor, tensor_from_array2, tensor_from_array3};
 
 /// Encoded `FileDescriptorSet` of hilt.v1 (with its imports), for server

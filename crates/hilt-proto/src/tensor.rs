@@ -2,13 +2,15 @@
 
 use ndarray::{Array2, Array3};
 
-use crate::ConvertError;
+use crate::error::ConvertError;
 use crate::v1::Tensor;
 
+/// Shape `[rows, cols]`, values in row-major order.
 pub fn tensor_from_array2(a: &Array2<f32>) -> Tensor {
     pack(&[a.nrows(), a.ncols()], a.iter())
 }
 
+/// Shape `[d0, d1, d2]`, values in row-major order.
 pub fn tensor_from_array3(a: &Array3<f32>) -> Tensor {
     let (r, b, c) = a.dim();
     pack(&[r, b, c], a.iter())
@@ -28,12 +30,15 @@ fn pack<'a>(shape: &[usize], values: impl Iterator<Item = &'a f32>) -> Tensor {
     }
 }
 
+/// A rank-2 tensor as an array; errors name `field` and say what is wrong
+/// with the shape or the byte count. Values are not checked (NaN passes).
 pub fn array2_from_tensor(field: &str, t: &Tensor) -> Result<Array2<f32>, ConvertError> {
     let (shape, values) = unpack(field, t, 2)?;
     Array2::from_shape_vec((shape[0], shape[1]), values)
         .map_err(|e| ConvertError::new(field, e.to_string()))
 }
 
+/// A rank-3 tensor as an array, checked like [`array2_from_tensor`].
 pub fn array3_from_tensor(field: &str, t: &Tensor) -> Result<Array3<f32>, ConvertError> {
     let (shape, values) = unpack(field, t, 3)?;
     Array3::from_shape_vec((shape[0], shape[1], shape[2]), values)

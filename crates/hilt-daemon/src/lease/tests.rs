@@ -3,7 +3,10 @@
 use super::*;
 
 fn leases() -> Arc<Leases> {
-    Leases::new("dev".into(), Arc::new(StatusHub::new("cal".into())))
+    Leases::new(
+        "dev".into(),
+        Arc::new(StatusHub::ready("cal".into(), Default::default())),
+    )
 }
 
 const TTL: Duration = Duration::from_secs(10);

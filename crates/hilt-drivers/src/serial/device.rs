@@ -1,5 +1,3 @@
-use std::sync::Arc;
-
 use hilt_core::{
     Backend, Device, DeviceSpec, DeviceState, Error as CoreError, FirmwareIdentity, Measurement,
     ValidBatch,
@@ -8,26 +6,12 @@ use hilt_physics::PhysicalModel;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::port::Connector;
+use super::port::{Connector, SerialPort};
 use super::settings::SerialSettings;
+use super::state::{LinkState, StateObserver};
 use super::task::{Job, Session};
 use crate::Error;
 use crate::spec::{DeviceSettings, build_spec};
-
-/// The driver's state as watchers see it: the state, a human-readable
-/// reason, and the identity of what is connected (board serial number and
-/// its configuration hash), which changes when the board does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkState {
-    pub state: DeviceState,
-    pub detail: String,
-    pub calibration_id: String,
-}
-
-/// Told of every state change, in order (a watch channel would merge a
-/// quick Reconnecting → Ready into one change, and a client watching for
-/// the replug would never see it).
-pub type StateObserver = Arc<dyn Fn(&LinkState) + Send + Sync>;
 
 /// A rig behind an interface board on a serial port. A background task
 /// owns the port: it connects, configures, keeps the link alive with
@@ -49,10 +33,23 @@ impl std::fmt::Debug for SerialDevice {
 }
 
 impl SerialDevice {
+    /// A rig on the serial port `serial.port` names.
+    pub fn open<M: PhysicalModel>(
+        model: &M,
+        settings: DeviceSettings,
+        serial: SerialSettings,
+        observer: StateObserver,
+    ) -> Result<Self, Error> {
+        let port = SerialPort::of(&serial);
+        SerialDevice::new(model, settings, serial, port, observer)
+    }
+
     /// `model` is the host's copy of the rig's physics configuration: it
     /// gives the spec (sizes, ranges, grid, hyperparameters) the board is
-    /// then checked against on every connect. Must be called inside a
-    /// Tokio runtime; connecting starts at once, in the background.
+    /// then checked against on every connect; who measures (firmware,
+    /// calibration id) is the board's to say when it answers. Must be
+    /// called inside a Tokio runtime; connecting starts at once, in the
+    /// background.
     pub fn new<M: PhysicalModel, C: Connector>(
         model: &M,
         settings: DeviceSettings,
@@ -60,25 +57,14 @@ impl SerialDevice {
         connector: C,
         observer: StateObserver,
     ) -> Result<Self, Error> {
-        if settings.emulate_seconds_per_sample.is_some() {
-            return Err(Error::Config {
-                field: "emulate_seconds_per_sample".into(),
-                reason: "only for simulated devices: a real rig takes the time it takes".into(),
-            });
-        }
-        serial.check()?;
         let mut spec = build_spec(model, &settings, Backend::Serial)?;
-        let port = connector.describe();
-        spec.calibration_id = format!("serial-{}-{port}", spec.kind);
-        spec.firmware = FirmwareIdentity {
-            model: format!("hilt-wire board on {port}"),
-            serial_number: String::new(),
-            version: String::new(),
-        };
+        // The host's model is not the rig: its variant says nothing of it.
+        spec.hyperparameters.remove("variant");
         let initial = LinkState {
             state: DeviceState::Connecting,
-            detail: format!("opening {port}"),
-            calibration_id: spec.calibration_id.clone(),
+            detail: format!("opening {}", connector.describe()),
+            calibration_id: String::new(),
+            firmware: FirmwareIdentity::default(),
         };
         let (state_tx, state) = watch::channel(initial);
         let (jobs, rx) = mpsc::channel(1);
@@ -92,6 +78,7 @@ impl SerialDevice {
         })
     }
 
+    /// The driver's state now.
     pub fn state(&self) -> LinkState {
         self.state.borrow().clone()
     }

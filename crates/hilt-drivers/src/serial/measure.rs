@@ -4,13 +4,13 @@
 
 use std::time::{Duration, SystemTime};
 
-use hilt_core::{Measurement, SampleFlags, ValidBatch};
+use hilt_core::{Measurement, SampleFlags, ValidBatch, reduce_repeats};
 use hilt_wire::{Acquisition, Capabilities, Drive, ErrorCode, MAX_BODY, Message};
 use ndarray::{Array2, Array3, Axis, Slice};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Link, LinkError};
-use crate::sim::run::{Grid, reduce};
+use crate::grid::Grid;
 
 /// Why a batch got no measurement, sorted by what the driver does next.
 #[derive(Debug, thiserror::Error)]
@@ -276,7 +276,7 @@ pub(crate) async fn measure<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
-    let (y, y_std) = reduce(&all);
+    let (y, y_std) = reduce_repeats(&all);
     Ok(Measurement {
         y,
         y_repeats: batch.return_repeats().then_some(all),

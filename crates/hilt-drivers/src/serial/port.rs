@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
 
+use super::SerialSettings;
+
 /// Opens the byte stream to a board, again after every loss: the real
 /// serial port in the lab, an in-memory pipe in unit tests.
 pub trait Connector: Send + Sync + 'static {
@@ -19,8 +21,20 @@ pub trait Connector: Send + Sync + 'static {
 /// A USB serial port (or a pseudo-terminal standing in for one).
 #[derive(Debug, Clone)]
 pub struct SerialPort {
+    /// The device node.
     pub path: PathBuf,
+    /// Line speed.
     pub baud: u32,
+}
+
+impl SerialPort {
+    /// The port `settings` name, at their speed.
+    pub fn of(settings: &SerialSettings) -> Self {
+        SerialPort {
+            path: settings.port.clone(),
+            baud: settings.baud,
+        }
+    }
 }
 
 impl Connector for SerialPort {

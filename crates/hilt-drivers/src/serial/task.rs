@@ -2,16 +2,18 @@
 //! loss faulted → reconnecting with backoff, by itself, for as long as the
 //! device exists.
 
-use hilt_core::{DeviceSpec, DeviceState, Error as CoreError, Measurement, ValidBatch};
+use hilt_core::{
+    DeviceSpec, DeviceState, Error as CoreError, FirmwareIdentity, Measurement, ValidBatch,
+};
 use hilt_wire::{Identity, Message, VERSIONS};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::device::{LinkState, StateObserver};
 use super::measure::{Failure, Plan, measure};
 use super::port::Connector;
 use super::settings::SerialSettings;
+use super::state::{LinkState, StateObserver};
 use super::{Link, LinkError};
-use crate::sim::run::Grid;
+use crate::grid::Grid;
 
 /// One batch for the board, and where its answer goes.
 #[derive(Debug)]
@@ -83,12 +85,16 @@ impl<C: Connector> Session<C> {
         }
     }
 
-    fn set(&self, state: DeviceState, detail: String, calibration_id: Option<&str>) {
+    /// A new state and detail; with `board`, also who now measures (its
+    /// calibration id and identity), which stays until another board
+    /// answers.
+    fn set(&self, state: DeviceState, detail: String, board: Option<(&str, FirmwareIdentity)>) {
         let mut next = self.state.borrow().clone();
         next.state = state;
         next.detail = detail;
-        if let Some(c) = calibration_id {
-            next.calibration_id = c.to_string();
+        if let Some((calibration_id, firmware)) = board {
+            next.calibration_id = calibration_id.to_string();
+            next.firmware = firmware;
         }
         // (The borrow above has ended: send_replace takes the write lock.)
         if *self.state.borrow() != next {
@@ -204,7 +210,14 @@ impl<C: Connector> Session<C> {
                 "{} {} firmware {} on {port}",
                 board.model, board.serial, board.firmware
             ),
-            Some(&calibration_id),
+            Some((
+                &calibration_id,
+                FirmwareIdentity {
+                    model: board.model.clone(),
+                    serial_number: board.serial.clone(),
+                    version: board.firmware.clone(),
+                },
+            )),
         );
         let plan = Plan::new(Grid::of(&self.spec), &board.capabilities);
         Ok((link, plan, calibration_id))

@@ -6,9 +6,22 @@ use hilt_core::{
 use hilt_physics::PhysicalModel;
 use tokio::time::Instant;
 
-use super::run::{Grid, run};
+use super::sweep::sweep_batch;
 use crate::Error;
+use crate::grid::Grid;
 use crate::spec::{DeviceSettings, build_spec};
+
+/// What only a simulator has: the seed its model was built with (its
+/// mismatch, noise and drift), and the wall-clock pace it may emulate so
+/// streaming and busy-fraction work sees a rig's timing.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SimSettings {
+    /// The seed the model was built with; named in the spec and the
+    /// calibration id.
+    pub seed: u64,
+    /// Hold the device this long per sample (row × repeat).
+    pub pace: Option<Duration>,
+}
 
 /// A physics model driven like a rig. The model runs on the blocking pool
 /// (it is CPU work), so one busy simulator never stalls the daemon's I/O.
@@ -22,32 +35,26 @@ pub struct SimDevice<M> {
 }
 
 impl<M: PhysicalModel> SimDevice<M> {
-    pub fn new(model: M, s: DeviceSettings) -> Result<Self, Error> {
-        let pace = match s.emulate_seconds_per_sample {
-            None => None,
-            Some(v) if v.is_finite() && v >= 0.0 => Some(Duration::from_secs_f64(v)),
-            Some(v) => {
-                return Err(Error::Config {
-                    field: "emulate_seconds_per_sample".into(),
-                    reason: format!("{v} must be finite and >= 0"),
-                });
-            }
-        };
+    /// A simulator of `model` under `s`'s limits; `sim.seed` must be the
+    /// seed `model` was built with.
+    pub fn new(model: M, s: DeviceSettings, sim: SimSettings) -> Result<Self, Error> {
         let mut spec = build_spec(&model, &s, Backend::Sim)?;
         let (kind, variant) = (model.kind(), model.variant().as_str());
-        spec.calibration_id = format!("sim-{kind}-{variant}-{:016x}", s.seed);
+        spec.model = variant.to_string();
+        spec.seed = sim.seed;
+        spec.calibration_id = format!("sim-{kind}-{variant}-{:016x}", sim.seed);
         spec.firmware = FirmwareIdentity {
             model: format!("hilt-sim/{kind}"),
-            serial_number: format!("sim-{:016x}", s.seed),
+            serial_number: format!("sim-{:016x}", sim.seed),
             version: env!("CARGO_PKG_VERSION").to_string(),
         };
-        if let Some(v) = s.emulate_seconds_per_sample {
-            spec.seconds_per_sample = v;
+        if let Some(pace) = sim.pace {
+            spec.seconds_per_sample = pace.as_secs_f64();
         }
         Ok(SimDevice {
             spec,
             model: Some(model),
-            pace,
+            pace: sim.pace,
         })
     }
 }
@@ -55,6 +62,12 @@ impl<M: PhysicalModel> SimDevice<M> {
 impl<M: PhysicalModel> Device for SimDevice<M> {
     fn spec(&self) -> &DeviceSpec {
         &self.spec
+    }
+
+    fn fault(&self) -> Option<String> {
+        self.model.is_none().then(|| {
+            "simulator faulted by an internal error in an earlier batch; restart hiltd".to_string()
+        })
     }
 
     async fn execute(&mut self, batch: &ValidBatch) -> Result<Measurement, CoreError> {
@@ -69,7 +82,7 @@ impl<M: PhysicalModel> Device for SimDevice<M> {
         let owned = batch.clone();
         let grid = Grid::of(&self.spec);
         let (model, mut m) = tokio::task::spawn_blocking(move || {
-            let m = run(&mut model, grid, &owned);
+            let m = sweep_batch(&mut model, grid, &owned);
             (model, m)
         })
         .await
@@ -95,25 +108,33 @@ mod tests {
     use ndarray::{Array2, array};
 
     use super::*;
-    use crate::LoopbackModel;
+    use hilt_physics::{LoopbackConfig, LoopbackModel};
 
     fn settings() -> DeviceSettings {
         DeviceSettings {
             id: "dev".into(),
-            seed: 3,
             input_limits: None,
             param_limits: None,
             policy: LimitPolicy::Reject,
             max_batch: 64,
             max_repeats: 8,
-            emulate_seconds_per_sample: None,
         }
+    }
+
+    /// Seed 3, no pacing: what the models below are built with.
+    const SIM: SimSettings = SimSettings {
+        seed: 3,
+        pace: None,
+    };
+
+    fn loopback(n_in: usize, n_par: usize) -> LoopbackModel {
+        LoopbackModel::new(&LoopbackConfig { n_in, n_par }).unwrap()
     }
 
     #[tokio::test]
     async fn repeats_sweep_the_batch_and_report_mean_std_and_time() {
         let model = ShgModel::new(ShgConfig::default(), Variant::True, 3).unwrap();
-        let mut dev = SimDevice::new(model, settings()).unwrap();
+        let mut dev = SimDevice::new(model, settings(), SIM).unwrap();
         let x = Array2::from_elem((4, 12), 0.5f32);
         let batch = Batch {
             x,
@@ -142,7 +163,7 @@ mod tests {
     #[tokio::test]
     async fn applied_values_are_the_quantised_ones() {
         let model = ShgModel::new(ShgConfig::default(), Variant::True, 3).unwrap();
-        let mut dev = SimDevice::new(model, settings()).unwrap();
+        let mut dev = SimDevice::new(model, settings(), SIM).unwrap();
         let batch = Batch::shared(Array2::from_elem((1, 12), 0.5f32), &[0.3; 40]);
         let m = dev
             .execute(&validate(dev.spec(), batch).unwrap())
@@ -161,7 +182,7 @@ mod tests {
             policy: LimitPolicy::Clamp,
             ..settings()
         };
-        let mut dev = SimDevice::new(model, s).unwrap();
+        let mut dev = SimDevice::new(model, s, SIM).unwrap();
         // 0.9 rounds to 57/63 = 0.905 on the 6-bit grid: above the limit.
         let batch = Batch::shared(Array2::from_elem((1, 12), 0.5f32), &[0.95; 40]);
         let m = dev
@@ -180,7 +201,7 @@ mod tests {
             param_limits: Some(Range::new(0.501, 0.505)),
             ..settings()
         };
-        let err = SimDevice::new(model, s).unwrap_err().to_string();
+        let err = SimDevice::new(model, s, SIM).unwrap_err().to_string();
         assert!(
             err.contains("holds no value the actuator can apply"),
             "{err}"
@@ -189,7 +210,7 @@ mod tests {
 
     #[tokio::test]
     async fn loopback_echoes_and_limits_must_fit_the_actuator() {
-        let mut dev = SimDevice::new(LoopbackModel::new(2, 1), settings()).unwrap();
+        let mut dev = SimDevice::new(loopback(2, 1), settings(), SIM).unwrap();
         let batch = Batch::shared(array![[1.0, 2.0], [3.0, 4.0]], &[9.0]);
         let m = dev
             .execute(&validate(dev.spec(), batch).unwrap())
@@ -204,6 +225,7 @@ mod tests {
                 input_limits: Some(Range::new(0.0, 2.0)),
                 ..settings()
             },
+            SIM,
         )
         .unwrap_err();
         assert!(
@@ -215,11 +237,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn emulated_pace_holds_the_device_for_samples_times_seconds() {
-        let s = DeviceSettings {
-            emulate_seconds_per_sample: Some(0.002),
-            ..settings()
+        let sim = SimSettings {
+            pace: Some(Duration::from_millis(2)),
+            ..SIM
         };
-        let mut dev = SimDevice::new(LoopbackModel::new(1, 0), s).unwrap();
+        let mut dev = SimDevice::new(loopback(1, 0), settings(), sim).unwrap();
         let batch = Batch {
             x: Array2::zeros((32, 1)),
             theta: Array2::zeros((1, 0)),
@@ -230,5 +252,82 @@ mod tests {
         let t0 = Instant::now();
         dev.execute(&v).await.unwrap();
         assert_eq!(t0.elapsed(), Duration::from_millis(128));
+    }
+
+    /// A loopback whose shot panics on a negative input: an internal
+    /// error of the simulator, as a bug in a model would be.
+    #[derive(Debug)]
+    struct Fragile(LoopbackModel);
+
+    impl PhysicalModel for Fragile {
+        fn kind(&self) -> hilt_physics::RigKind {
+            self.0.kind()
+        }
+        fn variant(&self) -> Variant {
+            self.0.variant()
+        }
+        fn n_in(&self) -> usize {
+            self.0.n_in()
+        }
+        fn n_par(&self) -> usize {
+            self.0.n_par()
+        }
+        fn n_out(&self) -> usize {
+            self.0.n_out()
+        }
+        fn input_range(&self) -> (f32, f32) {
+            self.0.input_range()
+        }
+        fn param_range(&self) -> (f32, f32) {
+            self.0.param_range()
+        }
+        fn input_step(&self) -> f32 {
+            0.0
+        }
+        fn param_step(&self) -> f32 {
+            0.0
+        }
+        fn units(&self) -> (&'static str, &'static str, &'static str) {
+            self.0.units()
+        }
+        fn channel_map(&self) -> Option<&hilt_core::ControlEncoding> {
+            None
+        }
+        fn hyperparameters(&self) -> std::collections::BTreeMap<String, String> {
+            self.0.hyperparameters()
+        }
+        fn seconds_per_sample(&self) -> f64 {
+            0.0
+        }
+        fn clock(&self) -> f64 {
+            self.0.clock()
+        }
+        fn quantize(&self, _x: &mut [f32], _theta: &mut [f32]) {}
+        fn shot(&mut self, x: &[f32], theta: &[f32], y: &mut [f32]) -> bool {
+            assert!(x[0] >= 0.0, "negative input reached the model");
+            self.0.shot(x, theta, y)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_simulator_that_panicked_is_faulted_for_good_and_says_why() {
+        let mut dev = SimDevice::new(Fragile(loopback(1, 0)), settings(), SIM).unwrap();
+        let batch = |v: f32| Batch::shared(array![[v]], &[]);
+        dev.execute(&validate(dev.spec(), batch(1.0)).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(dev.fault(), None);
+        let err = dev
+            .execute(&validate(dev.spec(), batch(-1.0)).unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CoreError::Internal(_)), "{err}");
+        assert!(dev.fault().is_some_and(|why| why.contains("restart hiltd")));
+        // Every later batch is refused, however good.
+        let err = dev
+            .execute(&validate(dev.spec(), batch(1.0)).unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CoreError::Unavailable(_)), "{err}");
     }
 }

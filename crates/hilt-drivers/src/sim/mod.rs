@@ -3,8 +3,6 @@
 //! pace, so the daemon and trainers cannot tell the difference.
 
 mod device;
-mod loopback;
-pub(crate) mod run;
+mod sweep;
 
-pub use device::SimDevice;
-pub use loopback::LoopbackModel;
+pub use device::{SimDevice, SimSettings};

@@ -9,7 +9,7 @@ use super::layout::channel_map;
 use super::optics::{self, Optics, Scratch};
 use hilt_core::ControlEncoding;
 
-use crate::{Error, OrnsteinUhlenbeck, PhysicalModel, Variant};
+use crate::{Error, OrnsteinUhlenbeck, PhysicalModel, RigKind, Variant};
 
 /// RNG streams of one seed: component draws and shot noise never share
 /// numbers, so changing how many shots ran never changes the hardware.
@@ -116,7 +116,7 @@ impl ShgModel {
         let peak = reference.iter().copied().fold(0.0, f64::max);
         let gain = cfg.reference_fill * cfg.full_well / peak;
         let reference_total = gain * reference.iter().sum::<f64>();
-        let bins = bin_edges(pixels, cfg.bin_window, cfg.n_bins);
+        let bins = spectral_bins(pixels, cfg.bin_window, cfg.n_bins);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(STREAM_NOISE);
         let drift = match variant {
@@ -211,20 +211,17 @@ impl ShgModel {
     }
 }
 
-/// Split the pixels inside `window` (fractions of the span) into `n` bins
-/// of (nearly) equal width.
-fn bin_edges(pixels: usize, window: [f64; 2], n: usize) -> Vec<(usize, usize)> {
+/// The spectrometer's bins: the pixels inside `window` (fractions of the
+/// span), split into `n` bins of (nearly) equal width.
+fn spectral_bins(pixels: usize, window: [f64; 2], n: usize) -> Vec<(usize, usize)> {
     let start = (window[0] * pixels as f64).round() as usize;
     let end = ((window[1] * pixels as f64).round() as usize).clamp(start + n, pixels);
-    let w = end - start;
-    (0..n)
-        .map(|j| (start + j * w / n, start + (j + 1) * w / n))
-        .collect()
+    crate::bins::equal_bins(start, end, n)
 }
 
 impl PhysicalModel for ShgModel {
-    fn kind(&self) -> &'static str {
-        "shg"
+    fn kind(&self) -> RigKind {
+        RigKind::Shg
     }
 
     fn variant(&self) -> Variant {

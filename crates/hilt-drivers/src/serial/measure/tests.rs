@@ -1,12 +1,13 @@
 use hilt_core::{Backend, Batch, Device, validate};
 use hilt_physics::shg::{ShgConfig, ShgModel};
-use hilt_physics::{PhysicalModel, Variant};
+use hilt_physics::{PhysicalModel, RigKind, Variant};
 use ndarray::Array2;
 
 use super::*;
 use crate::SimDevice;
+use crate::emulator::{Board, BoardLimits, Misbehaviour, serve_stream};
 use crate::serial::LinkOptions;
-use crate::serial::fake_board::{self, Quirks, settings};
+use crate::serial::test_settings as settings;
 use crate::spec::build_spec;
 
 fn shg() -> ShgModel {
@@ -42,18 +43,27 @@ async fn both(
     b: Batch,
     max_rows: usize,
     max_repeats: u32,
-    quirks: Quirks,
+    misbehaviour: Misbehaviour,
 ) -> (Measurement, Result<Measurement, Failure>) {
     let host = settings(4096, 64);
-    let mut local = SimDevice::new(shg(), host.clone()).unwrap();
+    let sim = crate::SimSettings {
+        seed: 5,
+        pace: None,
+    };
+    let mut local = SimDevice::new(shg(), host.clone(), sim).unwrap();
     let valid = validate(local.spec(), b).unwrap();
     let expected = local.execute(&valid).await.unwrap();
 
     let (near, far) = tokio::io::duplex(1 << 20);
-    fake_board::spawn(far, shg(), &settings(max_rows, max_repeats), quirks);
+    let limits = BoardLimits {
+        max_rows,
+        max_repeats,
+    };
+    let board = Board::with(RigKind::Shg, 5, Variant::True, limits, misbehaviour).unwrap();
+    tokio::spawn(serve_stream(board, far));
     let mut link = Link::new(near, LinkOptions::default());
     let Ok(Message::Identity(id)) = link.call(&Message::Identify(hilt_wire::VERSIONS)).await else {
-        panic!("fake board identifies")
+        panic!("the emulated board identifies")
     };
     let spec = build_spec(&shg(), &host, Backend::Serial).unwrap();
     let plan = Plan::new(Grid::of(&spec), &id.capabilities);
@@ -74,14 +84,14 @@ fn assert_same(a: &Measurement, b: &Measurement) {
 #[tokio::test]
 async fn one_drive_in_repeat_pieces_measures_what_the_simulator_does() {
     // 5 repeats at 2 per Acquire: pieces 2, 2, 1.
-    let (want, got) = both(batch(6, 5, false), 8, 2, Quirks::default()).await;
+    let (want, got) = both(batch(6, 5, false), 8, 2, Misbehaviour::default()).await;
     assert_same(&want, &got.unwrap());
 }
 
 #[tokio::test]
 async fn chunked_drives_keep_the_abab_order_bit_for_bit() {
     // 7 rows on a board holding 3: chunks 3, 3, 1, reloaded every repeat.
-    let (want, got) = both(batch(7, 3, true), 3, 64, Quirks::default()).await;
+    let (want, got) = both(batch(7, 3, true), 3, 64, Misbehaviour::default()).await;
     let got = got.unwrap();
     assert_same(&want, &got);
     assert!(
@@ -92,11 +102,11 @@ async fn chunked_drives_keep_the_abab_order_bit_for_bit() {
 
 #[tokio::test]
 async fn a_reply_for_other_values_never_becomes_a_measurement() {
-    let quirks = Quirks {
+    let misbehaviour = Misbehaviour {
         applied_offset: 0.1,
-        ..Quirks::default()
+        ..Misbehaviour::default()
     };
-    let (_, got) = both(batch(2, 1, false), 8, 2, quirks).await;
+    let (_, got) = both(batch(2, 1, false), 8, 2, misbehaviour).await;
     let err = got.unwrap_err();
     assert!(matches!(err, Failure::Protocol(_)), "{err:?}");
     assert!(

@@ -3,13 +3,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hilt_core::{Batch, Device, validate};
-use hilt_physics::Variant;
 use hilt_physics::shg::{ShgConfig, ShgModel};
+use hilt_physics::{RigKind, Variant};
+use hilt_wire::Message;
 use ndarray::Array2;
 use tokio::io::DuplexStream;
 use tokio::sync::mpsc;
 
-use crate::serial::fake_board::{self, Quirks, settings};
+use crate::emulator::{Board, BoardLimits, Misbehaviour, serve_stream};
+use crate::serial::test_settings as settings;
 use crate::serial::{Connector, LinkState, SerialDevice, SerialSettings};
 use hilt_core::DeviceState::{self, *};
 
@@ -33,6 +35,18 @@ impl Connector for Pipes {
 
 fn shg() -> ShgModel {
     ShgModel::new(ShgConfig::default(), Variant::True, 5).unwrap()
+}
+
+/// An SHG board measuring what `shg()` does.
+fn board(misbehaviour: Misbehaviour) -> Board {
+    Board::with(
+        RigKind::Shg,
+        5,
+        Variant::True,
+        BoardLimits::default(),
+        misbehaviour,
+    )
+    .unwrap()
 }
 
 struct Rig {
@@ -64,10 +78,10 @@ impl Rig {
     }
 
     /// Plugs in a board; returns its task (abort it to unplug).
-    fn plug_in(&self, quirks: Quirks) -> tokio::task::JoinHandle<()> {
+    fn plug_in(&self, misbehaviour: Misbehaviour) -> tokio::task::JoinHandle<()> {
         let (near, far) = tokio::io::duplex(1 << 20);
         self.plug.send(near).unwrap();
-        fake_board::spawn(far, shg(), &settings(256, 64), quirks)
+        tokio::spawn(serve_stream(board(misbehaviour), far))
     }
 
     /// Every state up to and including the first `want`.
@@ -97,11 +111,28 @@ fn states(seen: &[LinkState]) -> Vec<DeviceState> {
 #[tokio::test(start_paused = true)]
 async fn connects_configures_and_measures() {
     let mut rig = Rig::new(true);
-    let _board = rig.plug_in(Quirks::default());
+    let _board = rig.plug_in(Misbehaviour::default());
     let seen = rig.until(Ready).await;
     let ready = seen.last().unwrap();
-    assert_eq!(ready.calibration_id, "serial-shg-FAKE-1-0000000000000007");
-    assert!(ready.detail.contains("FAKE-1") && ready.detail.contains("/dev/hilt-test"));
+    let b = board(Misbehaviour::default());
+    let serial = b.identity().serial;
+    // Configured: the hash of the configuration the board now runs.
+    let mut configured = b;
+    let Message::Configured { config_hash } = configured
+        .handle(Message::Configure(vec![(
+            "ripple_rad".into(),
+            "0.1".into(),
+        )]))
+        .await
+    else {
+        panic!("the emulated board takes the configuration")
+    };
+    assert_eq!(
+        ready.calibration_id,
+        format!("serial-shg-{serial}-{config_hash:016x}")
+    );
+    assert!(ready.detail.contains(&serial) && ready.detail.contains("/dev/hilt-test"));
+    assert_eq!(ready.firmware.serial_number, serial);
     let m = rig.measure().await.unwrap();
     assert_eq!(m.y.dim(), (3, rig.dev.spec().n_out));
     assert_eq!(m.calibration_id, ready.calibration_id);
@@ -111,7 +142,7 @@ async fn connects_configures_and_measures() {
 #[tokio::test(start_paused = true)]
 async fn an_unplugged_board_is_reconnected_and_reconfigured() {
     let mut rig = Rig::new(false);
-    let board = rig.plug_in(Quirks::default());
+    let board = rig.plug_in(Misbehaviour::default());
     rig.until(Ready).await;
     board.abort();
     let seen = rig.until(Reconnecting).await;
@@ -129,7 +160,7 @@ async fn an_unplugged_board_is_reconnected_and_reconfigured() {
         seen[0].detail.contains("cannot open /dev/hilt-test"),
         "{seen:?}"
     );
-    let _board = rig.plug_in(Quirks::default());
+    let _board = rig.plug_in(Misbehaviour::default());
     rig.until(Ready).await;
     rig.measure().await.unwrap();
 }
@@ -137,9 +168,9 @@ async fn an_unplugged_board_is_reconnected_and_reconfigured() {
 #[tokio::test(start_paused = true)]
 async fn a_board_of_another_rig_is_refused_with_its_name() {
     let mut rig = Rig::new(false);
-    let _board = rig.plug_in(Quirks {
-        rig: Some("plate"),
-        ..Quirks::default()
+    let _board = rig.plug_in(Misbehaviour {
+        claimed_rig: Some(RigKind::Plate),
+        ..Misbehaviour::default()
     });
     let seen = rig.until(Faulted).await;
     let why = &seen.last().unwrap().detail;

@@ -1,5 +1,5 @@
+use crate::{DeviceSettings, SimDevice, SimSettings};
 use hilt_core::{Batch, Device, validate};
-use hilt_drivers::{DeviceSettings, SimDevice};
 use hilt_physics::shg::{ShgConfig, ShgModel};
 
 use super::*;
@@ -14,7 +14,7 @@ fn load(board_rows: u32, x: Vec<f32>, theta: Vec<f32>) -> Message {
 
 #[tokio::test]
 async fn identify_reports_the_rig_and_refuses_foreign_versions() {
-    let mut b = Board::new(Rig::Shg, 7, Variant::True).unwrap();
+    let mut b = Board::new(RigKind::Shg, 7, Variant::True).unwrap();
     let Message::Identity(id) = b.handle(Message::Identify(VERSIONS)).await else {
         panic!("identity expected");
     };
@@ -46,7 +46,7 @@ async fn identify_reports_the_rig_and_refuses_foreign_versions() {
 async fn a_board_measures_what_the_in_process_simulator_measures() {
     // Same seed, same physics, same rows: bit-identical, as the serial
     // path must be.
-    let mut b = Board::new(Rig::Shg, 7, Variant::True).unwrap();
+    let mut b = Board::new(RigKind::Shg, 7, Variant::True).unwrap();
     let x: Vec<f32> = (0..3 * 12).map(|i| (i % 5) as f32 / 4.0).collect();
     let theta = vec![0.5f32; 40];
     assert_eq!(
@@ -58,17 +58,19 @@ async fn a_board_measures_what_the_in_process_simulator_measures() {
     };
     let settings = DeviceSettings {
         id: "x".into(),
-        seed: 7,
         input_limits: None,
         param_limits: None,
         policy: LimitPolicy::Clamp,
         max_batch: 256,
         max_repeats: 64,
-        emulate_seconds_per_sample: None,
     };
     let mut dev = SimDevice::new(
         ShgModel::new(ShgConfig::default(), Variant::True, 7).unwrap(),
         settings,
+        SimSettings {
+            seed: 7,
+            pace: None,
+        },
     )
     .unwrap();
     let batch = Batch {
@@ -89,7 +91,7 @@ async fn a_board_measures_what_the_in_process_simulator_measures() {
 
 #[tokio::test]
 async fn configure_is_all_or_nothing_and_names_the_bad_key() {
-    let mut b = Board::new(Rig::Plate, 1, Variant::True).unwrap();
+    let mut b = Board::new(RigKind::Plate, 1, Variant::True).unwrap();
     let before = b.config_hash();
     let reply = b
         .handle(Message::Configure(vec![
@@ -133,7 +135,7 @@ async fn configure_is_all_or_nothing_and_names_the_bad_key() {
 
 #[tokio::test]
 async fn acquire_needs_a_drive_and_sizes_are_checked() {
-    let mut b = Board::new(Rig::Circuit, 2, Variant::True).unwrap();
+    let mut b = Board::new(RigKind::Circuit, 2, Variant::True).unwrap();
     assert!(matches!(
         b.handle(Message::Acquire { repeats: 1 }).await,
         Message::Error(Refusal {
@@ -181,7 +183,7 @@ async fn acquire_needs_a_drive_and_sizes_are_checked() {
 
 #[tokio::test]
 async fn the_board_clamps_what_it_cannot_play() {
-    let mut b = Board::new(Rig::Circuit, 2, Variant::True).unwrap();
+    let mut b = Board::new(RigKind::Circuit, 2, Variant::True).unwrap();
     let n = b.spec().n_in;
     let lim = b.spec().input_range;
     b.handle(load(1, vec![lim.max + 5.0; n], vec![0.0; n]))

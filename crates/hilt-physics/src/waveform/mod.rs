@@ -3,6 +3,10 @@
 //! (`physics.md` §2.2–2.3). The drive elements are published as a
 //! `ControlEncoding`, so a twin sees exactly what the actuator played.
 
+mod readout;
+
+pub use readout::{Readout, publish_timing};
+
 use hilt_core::ControlEncoding;
 use rand::Rng;
 use rand_distr::StandardNormal;
@@ -306,45 +310,6 @@ pub(crate) fn loopback_lag<R: Rng + ?Sized>(
         .0
 }
 
-/// Bins of a recorded trace: `n` equal windows covering `[start, end)`.
-pub fn bin_edges(start: usize, end: usize, n: usize) -> Vec<(usize, usize)> {
-    let w = end - start;
-    (0..n)
-        .map(|j| (start + j * w / n, start + (j + 1) * w / n))
-        .collect()
-}
-
-/// How a time bin becomes one output value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Readout {
-    /// Root mean square: the loudness of the bin (sign-free).
-    Rms,
-    /// Mean: the DC level of the bin (keeps the sign).
-    Mean,
-}
-
-impl Readout {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Readout::Rms => "rms",
-            Readout::Mean => "mean",
-        }
-    }
-
-    pub fn apply(self, trace: &[f64], bins: &[(usize, usize)], y: &mut [f32]) {
-        for (out, &(a, b)) in y.iter_mut().zip(bins) {
-            let s = &trace[a..b];
-            let n = s.len().max(1) as f64;
-            let v = match self {
-                Readout::Rms => (s.iter().map(|v| v * v).sum::<f64>() / n).sqrt(),
-                Readout::Mean => s.iter().sum::<f64>() / n,
-            };
-            *out = v as f32;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,7 +410,7 @@ mod tests {
     #[test]
     fn readouts() {
         let trace = [3.0, -3.0, 1.0, 1.0];
-        let bins = bin_edges(0, 4, 2);
+        let bins = crate::bins::equal_bins(0, 4, 2);
         let mut y = [0.0f32; 2];
         Readout::Rms.apply(&trace, &bins, &mut y);
         assert_eq!(y, [3.0, 1.0]);

@@ -1,133 +1,98 @@
-//! The board's side of the protocol: one request in, one reply out. The
-//! measurement runs the very `SimDevice` hiltd runs in-process, so a rig
-//! behind firmware-sim and the in-process simulator with the same seed
-//! measure the same numbers.
+//! An emulated interface board: the board's side of the protocol, one
+//! request in, one reply out. It measures with the very `SimDevice` hiltd
+//! runs in-process, so a rig behind it and the in-process simulator with
+//! the same seed measure the same numbers. firmware-sim puts it on a
+//! pseudo-terminal with fault injection; the serial driver's unit tests
+//! put it on the far end of an in-memory pipe.
 
 use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
-use hilt_core::{Batch, Device, DeviceSpec, LimitPolicy, Measurement, validate};
-use hilt_drivers::{DeviceSettings, SimDevice};
-use hilt_physics::Variant;
-use hilt_physics::circuit::{CircuitConfig, CircuitModel};
-use hilt_physics::plate::{PlateConfig, PlateModel};
-use hilt_physics::shg::{ShgConfig, ShgModel};
+use futures::{SinkExt, StreamExt};
+use hilt_core::{Batch, Device, DeviceSpec, LimitPolicy};
+use hilt_physics::{RigKind, RigModel, Variant};
 use hilt_wire::{
-    Acquisition, Capabilities, Drive, ErrorCode, Identity, Message, Refusal, VERSIONS,
+    Acquisition, Capabilities, Drive, ErrorCode, Frame, Identity, Message, Refusal, VERSIONS,
+    WireCodec,
 };
 use ndarray::Array2;
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::Framed;
 
-/// Which rig the board fronts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Rig {
-    Shg,
-    Plate,
-    Circuit,
-}
-
-impl Rig {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rig::Shg => "shg",
-            Rig::Plate => "plate",
-            Rig::Circuit => "circuit",
-        }
-    }
-
-    /// The rig's default physics configuration, as JSON (what Configure
-    /// edits key by key).
-    fn default_config(self) -> Value {
-        let v = match self {
-            Rig::Shg => serde_json::to_value(ShgConfig::default()),
-            Rig::Plate => serde_json::to_value(PlateConfig::default()),
-            Rig::Circuit => serde_json::to_value(CircuitConfig::default()),
-        };
-        v.expect("physics configs serialise")
-    }
-}
+use crate::sim::SimSettings;
+use crate::{DeviceSettings, SimDevice};
 
 /// Rows one LoadDrive may carry, and repeats one Acquire may ask for.
 pub const MAX_ROWS: usize = 256;
 pub const MAX_REPEATS: u32 = 64;
 
-#[derive(Debug)]
-enum Sim {
-    Shg(SimDevice<ShgModel>),
-    Plate(SimDevice<PlateModel>),
-    Circuit(SimDevice<CircuitModel>),
+/// Ways a board can be wrong that no byte-level fault produces, for
+/// testing that a host notices.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Misbehaviour {
+    /// Report applied inputs shifted by this much (a reply to some other
+    /// drive, as far as the host can tell).
+    pub applied_offset: f32,
+    /// Claim to be this rig instead of the one it measures.
+    pub claimed_rig: Option<RigKind>,
 }
 
-impl Sim {
-    fn build(rig: Rig, config: &Value, seed: u64, variant: Variant) -> Result<Sim, String> {
-        let settings = DeviceSettings {
-            id: format!("{}-board", rig.as_str()),
-            seed,
-            input_limits: None,
-            param_limits: None,
-            // The board clamps what it cannot play and reports it, whatever
-            // the host sent: the last line of defence for the hardware.
-            policy: LimitPolicy::Clamp,
-            max_batch: MAX_ROWS,
+/// How much one request may ask of the board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoardLimits {
+    /// Rows one LoadDrive may carry (the drive memory).
+    pub max_rows: usize,
+    /// Repeats one Acquire may ask for.
+    pub max_repeats: u32,
+}
+
+impl Default for BoardLimits {
+    fn default() -> Self {
+        BoardLimits {
+            max_rows: MAX_ROWS,
             max_repeats: MAX_REPEATS,
-            emulate_seconds_per_sample: None,
-        };
-        fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, String> {
-            T::deserialize(v).map_err(|e| e.to_string())
         }
-        let err = |e: hilt_physics::Error| e.to_string();
-        let derr = |e: hilt_drivers::Error| e.to_string();
-        Ok(match rig {
-            Rig::Shg => Sim::Shg(
-                SimDevice::new(
-                    ShgModel::new(typed(config)?, variant, seed).map_err(err)?,
-                    settings,
-                )
-                .map_err(derr)?,
-            ),
-            Rig::Plate => Sim::Plate(
-                SimDevice::new(
-                    PlateModel::new(typed(config)?, variant, seed).map_err(err)?,
-                    settings,
-                )
-                .map_err(derr)?,
-            ),
-            Rig::Circuit => Sim::Circuit(
-                SimDevice::new(
-                    CircuitModel::new(typed(config)?, variant, seed).map_err(err)?,
-                    settings,
-                )
-                .map_err(derr)?,
-            ),
-        })
     }
+}
 
-    fn spec(&self) -> &DeviceSpec {
-        match self {
-            Sim::Shg(d) => d.spec(),
-            Sim::Plate(d) => d.spec(),
-            Sim::Circuit(d) => d.spec(),
-        }
-    }
-
-    async fn execute(&mut self, batch: Batch) -> Result<Measurement, hilt_core::Error> {
-        let valid = validate(self.spec(), batch)?;
-        match self {
-            Sim::Shg(d) => d.execute(&valid).await,
-            Sim::Plate(d) => d.execute(&valid).await,
-            Sim::Circuit(d) => d.execute(&valid).await,
-        }
-    }
+/// The simulated rig behind a board of `kind`, configured by `config`
+/// (its physics table as JSON).
+fn build_sim(
+    kind: RigKind,
+    config: &Value,
+    seed: u64,
+    variant: Variant,
+    limits: BoardLimits,
+) -> Result<SimDevice<RigModel>, String> {
+    let settings = DeviceSettings {
+        id: format!("{kind}-board"),
+        input_limits: None,
+        param_limits: None,
+        // The board clamps what it cannot play and reports it, whatever
+        // the host sent: the last line of defence for the hardware.
+        policy: LimitPolicy::Clamp,
+        max_batch: limits.max_rows,
+        max_repeats: limits.max_repeats,
+    };
+    let model = kind
+        .physics_from(config)
+        .map_err(|e| e.to_string())?
+        .build_model(variant, seed)
+        .map_err(|e| e.to_string())?;
+    SimDevice::new(model, settings, SimSettings { seed, pace: None }).map_err(|e| e.to_string())
 }
 
 /// An emulated interface board.
 #[derive(Debug)]
 pub struct Board {
-    rig: Rig,
+    rig: RigKind,
     seed: u64,
     variant: Variant,
     config: Value,
-    sim: Sim,
+    limits: BoardLimits,
+    misbehaviour: Misbehaviour,
+    sim: SimDevice<RigModel>,
     loaded: Option<(Array2<f32>, Array2<f32>)>,
     powered: Instant,
 }
@@ -137,38 +102,65 @@ fn refuse(code: ErrorCode, detail: impl Into<String>) -> Message {
 }
 
 impl Board {
-    pub fn new(rig: Rig, seed: u64, variant: Variant) -> Result<Self, String> {
-        let config = rig.default_config();
-        let sim = Sim::build(rig, &config, seed, variant)?;
+    /// A board fronting `rig`, powered up with the rig's default physics
+    /// (a host configures the rest).
+    pub fn new(rig: RigKind, seed: u64, variant: Variant) -> Result<Self, String> {
+        Board::with(
+            rig,
+            seed,
+            variant,
+            BoardLimits::default(),
+            Misbehaviour::default(),
+        )
+    }
+
+    /// A board with other request limits, or one that misbehaves.
+    pub fn with(
+        rig: RigKind,
+        seed: u64,
+        variant: Variant,
+        limits: BoardLimits,
+        misbehaviour: Misbehaviour,
+    ) -> Result<Self, String> {
+        let config = rig
+            .default_physics()
+            .ok_or_else(|| format!("a '{rig}' rig has no board"))?
+            .to_json();
+        let sim = build_sim(rig, &config, seed, variant, limits)?;
         Ok(Board {
             rig,
             seed,
             variant,
             config,
+            limits,
+            misbehaviour,
             sim,
             loaded: None,
             powered: Instant::now(),
         })
     }
 
+    /// What the board measures, as its simulator publishes it.
     pub fn spec(&self) -> &DeviceSpec {
         self.sim.spec()
     }
 
+    /// What the board answers to Identify.
     pub fn identity(&self) -> Identity {
         let s = self.spec();
+        let rig = self.misbehaviour.claimed_rig.unwrap_or(self.rig);
         Identity {
             model: format!("hilt-{}-board (firmware-sim)", self.rig.as_str()),
             serial: format!("FWSIM-{}-{:08x}", self.rig.as_str(), self.seed),
             firmware: env!("CARGO_PKG_VERSION").to_string(),
             protocol: VERSIONS,
             capabilities: Capabilities {
-                rig: self.rig.as_str().to_string(),
+                rig: rig.as_str().to_string(),
                 n_in: s.n_in as u32,
                 n_par: s.n_par as u32,
                 n_out: s.n_out as u32,
-                max_rows: MAX_ROWS as u32,
-                max_repeats: MAX_REPEATS,
+                max_rows: u32::try_from(self.limits.max_rows).unwrap_or(u32::MAX),
+                max_repeats: self.limits.max_repeats,
                 input_range: [s.input_range.min, s.input_range.max],
                 param_range: [s.param_range.min, s.param_range.max],
                 seconds_per_sample: s.seconds_per_sample,
@@ -246,7 +238,7 @@ impl Board {
             };
             *slot = value;
         }
-        let sim = Sim::build(self.rig, &config, self.seed, self.variant)
+        let sim = build_sim(self.rig, &config, self.seed, self.variant, self.limits)
             .map_err(|e| Refusal::new(ErrorCode::OutOfRange, e))?;
         self.sim = sim;
         self.config = config;
@@ -257,10 +249,11 @@ impl Board {
     fn load(&mut self, d: Drive) -> Message {
         let s = self.spec();
         let rows = d.rows as usize;
-        if rows == 0 || rows > MAX_ROWS {
+        let max_rows = self.limits.max_rows;
+        if rows == 0 || rows > max_rows {
             return refuse(
                 ErrorCode::OutOfRange,
-                format!("rows {rows} is not in 1..={MAX_ROWS}"),
+                format!("rows {rows} is not in 1..={max_rows}"),
             );
         }
         let theta_rows = if d.theta.len() == s.n_par { 1 } else { rows };
@@ -277,8 +270,13 @@ impl Board {
                 ),
             );
         }
-        let x = Array2::from_shape_vec((rows, s.n_in), d.x).expect("length checked");
-        let theta = Array2::from_shape_vec((theta_rows, s.n_par), d.theta).expect("length checked");
+        let shapes = (
+            Array2::from_shape_vec((rows, s.n_in), d.x),
+            Array2::from_shape_vec((theta_rows, s.n_par), d.theta),
+        );
+        let (Ok(x), Ok(theta)) = shapes else {
+            return refuse(ErrorCode::BadPayload, "drive does not fit its row count");
+        };
         self.loaded = Some((x, theta));
         Message::Loaded { rows: d.rows }
     }
@@ -287,10 +285,11 @@ impl Board {
         let Some((x, theta)) = self.loaded.clone() else {
             return refuse(ErrorCode::NotReady, "no drive loaded");
         };
-        if repeats == 0 || repeats > MAX_REPEATS {
+        let max_repeats = self.limits.max_repeats;
+        if repeats == 0 || repeats > max_repeats {
             return refuse(
                 ErrorCode::OutOfRange,
-                format!("repeats {repeats} is not in 1..={MAX_REPEATS}"),
+                format!("repeats {repeats} is not in 1..={max_repeats}"),
             );
         }
         let batch = Batch {
@@ -299,14 +298,19 @@ impl Board {
             repeats,
             return_repeats: true,
         };
-        match self.sim.execute(batch).await {
+        let offset = self.misbehaviour.applied_offset;
+        let measured = match hilt_core::validate(self.sim.spec(), batch) {
+            Ok(valid) => self.sim.execute(&valid).await,
+            Err(e) => Err(e),
+        };
+        match measured {
             Ok(m) => Message::Result(Acquisition {
                 rows: m.y.nrows() as u32,
                 repeats,
                 y: m.y_repeats
                     .map(|a| a.into_iter().collect())
                     .unwrap_or_default(),
-                applied_x: m.applied_x.into_iter().collect(),
+                applied_x: m.applied_x.into_iter().map(|v| v + offset).collect(),
                 applied_theta: m.applied_theta.into_iter().collect(),
                 saturated: m.flags.iter().map(|f| f.saturated).collect(),
                 started_s: m.t_start,
@@ -318,6 +322,21 @@ impl Board {
                 | hilt_core::Error::TooLarge { .. }),
             ) => refuse(ErrorCode::BadPayload, e.to_string()),
             Err(e) => refuse(ErrorCode::Hardware, e.to_string()),
+        }
+    }
+}
+
+/// Answer requests on `io` until the host hangs up: a board on the far
+/// end of a pipe, with no faults on the way (firmware-sim's loop adds
+/// them).
+pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(mut board: Board, io: S) {
+    let mut io = Framed::new(io, WireCodec::new());
+    while let Some(Ok(item)) = io.next().await {
+        // A frame that failed its check is the host's to retry.
+        let Ok(frame) = item else { continue };
+        let reply = board.handle(frame.message).await;
+        if io.send(Frame::new(frame.seq, reply)).await.is_err() {
+            return;
         }
     }
 }

@@ -1,7 +1,24 @@
 use std::collections::BTreeMap;
 
 use hilt_core::ControlEncoding;
-use hilt_physics::{PhysicalModel, Variant};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, PhysicalModel, RigKind, Variant};
+
+/// Widths of a loopback device: `[device.loopback]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoopbackConfig {
+    /// Inputs (and outputs).
+    pub n_in: usize,
+    /// Parameters, accepted and ignored.
+    #[serde(default)]
+    pub n_par: usize,
+}
+
+/// Widest loopback: wide enough to measure the daemon with any real
+/// rig's batch, small enough that a typo cannot ask for gigabytes.
+const MAX_WIDTH: usize = 1 << 16;
 
 /// Outputs = inputs, no physics: serves client tests and measures what the
 /// daemon itself costs. Parameters are accepted (and validated, leased,
@@ -14,18 +31,31 @@ pub struct LoopbackModel {
 }
 
 impl LoopbackModel {
-    pub fn new(n_in: usize, n_par: usize) -> Self {
-        LoopbackModel {
-            n_in,
-            n_par,
-            clock: 0.0,
+    /// A loopback of `cfg`'s widths.
+    pub fn new(cfg: &LoopbackConfig) -> Result<Self, Error> {
+        if cfg.n_in == 0 || cfg.n_in > MAX_WIDTH {
+            return Err(Error::config(
+                "n_in",
+                format!("{} is not in 1..={MAX_WIDTH}", cfg.n_in),
+            ));
         }
+        if cfg.n_par > MAX_WIDTH {
+            return Err(Error::config(
+                "n_par",
+                format!("{} is more than {MAX_WIDTH}", cfg.n_par),
+            ));
+        }
+        Ok(LoopbackModel {
+            n_in: cfg.n_in,
+            n_par: cfg.n_par,
+            clock: 0.0,
+        })
     }
 }
 
 impl PhysicalModel for LoopbackModel {
-    fn kind(&self) -> &'static str {
-        "loopback"
+    fn kind(&self) -> RigKind {
+        RigKind::Loopback
     }
 
     fn variant(&self) -> Variant {

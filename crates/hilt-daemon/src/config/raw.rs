@@ -1,0 +1,122 @@
+//! The config file exactly as written: every key known (a misspelt limit
+//! must never be silently ignored), nothing yet checked against anything
+//! else. `config.rs` turns it into types in which the invalid
+//! combinations cannot be written down.
+
+use std::net::SocketAddr;
+
+use hilt_core::{LimitPolicy, Range};
+use hilt_drivers::serial::SerialSettings;
+use hilt_physics::circuit::CircuitConfig;
+use hilt_physics::plate::PlateConfig;
+use hilt_physics::shg::ShgConfig;
+use hilt_physics::{LoopbackConfig, RigKind, RigPhysics, Variant};
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub server: Option<Spanned<RawServer>>,
+    #[serde(default, rename = "device")]
+    pub devices: Vec<RawDevice>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawServer {
+    pub listen: SocketAddr,
+    pub lease_ttl_s: f64,
+    pub max_lease_ttl_s: f64,
+    pub queue_depth: usize,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            // Loopback unless told otherwise: a rig is not for the whole
+            // network.
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            lease_ttl_s: 30.0,
+            max_lease_ttl_s: 3600.0,
+            queue_depth: 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum BackendKind {
+    #[default]
+    Sim,
+    Serial,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDevice {
+    pub id: Spanned<String>,
+    pub kind: RigKind,
+    #[serde(default)]
+    pub backend: BackendKind,
+    pub seed: Option<u64>,
+    pub model: Option<Variant>,
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    #[serde(default = "default_max_repeats")]
+    pub max_repeats: u32,
+    pub emulate_seconds_per_sample: Option<f64>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    // One optional table per rig of `hilt_physics::RigKind`: the shape
+    // of the file. `tables` hands them on as `RigPhysics`, and a test
+    // checks every rig kind has its table here.
+    pub shg: Option<ShgConfig>,
+    pub plate: Option<PlateConfig>,
+    pub circuit: Option<CircuitConfig>,
+    pub loopback: Option<LoopbackConfig>,
+    pub serial: Option<SerialSettings>,
+}
+
+fn default_max_batch() -> usize {
+    4096
+}
+
+fn default_max_repeats() -> u32 {
+    64
+}
+
+impl RawDevice {
+    /// The physics tables given, whichever rig each is for.
+    pub fn tables(&mut self) -> Vec<RigPhysics> {
+        [
+            self.shg.take().map(RigPhysics::Shg),
+            self.plate.take().map(RigPhysics::Plate),
+            self.circuit.take().map(RigPhysics::Circuit),
+            self.loopback.take().map(RigPhysics::Loopback),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    /// `[min, max]` for every input; absent = the actuator's full range.
+    pub input: Option<[f32; 2]>,
+    pub param: Option<[f32; 2]>,
+    #[serde(default)]
+    pub policy: LimitPolicy,
+}
+
+impl RawLimits {
+    pub fn input_range(&self) -> Option<Range> {
+        self.input.map(|[a, b]| Range::new(a, b))
+    }
+
+    pub fn param_range(&self) -> Option<Range> {
+        self.param.map(|[a, b]| Range::new(a, b))
+    }
+}

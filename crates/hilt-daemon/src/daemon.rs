@@ -1,0 +1,61 @@
+//! What every RPC handler shares, and the one path a batch takes into a
+//! device: the lease marked in use, the wire batch decoded, validated
+//! against the device's limits, queued on its actor. `Execute` and
+//! `Stream` both go through [`Daemon::submit`], so neither can skip a step.
+
+use std::time::SystemTime;
+
+use hilt_core::{Batch, validate};
+use hilt_proto::v1;
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+use crate::actor::Pending;
+use crate::config::ServerConfig;
+use crate::lease::InUse;
+use crate::registry::{DeviceEntry, Registry};
+
+/// The daemon's state behind the gRPC service.
+pub(crate) struct Daemon {
+    pub registry: Registry,
+    pub server: ServerConfig,
+    pub started: SystemTime,
+    /// Cancelled at shutdown: ends watches and stops streams reading.
+    pub stop: CancellationToken,
+}
+
+impl Daemon {
+    /// Mark `lease_id` in use on `dev`, explaining a lease of another device.
+    pub fn use_lease(&self, dev: &DeviceEntry, lease_id: &str) -> Result<InUse, Error> {
+        dev.leases.begin_use(lease_id).map_err(|e| {
+            match self
+                .registry
+                .iter()
+                .find(|o| o.spec.id != dev.spec.id && o.leases.knows(lease_id))
+            {
+                Some(o) => Error::Lease(format!(
+                    "lease '{lease_id}' is for device '{}', not '{}'",
+                    o.spec.id, dev.spec.id
+                )),
+                None => e,
+            }
+        })
+    }
+
+    /// Decode, validate and queue one batch; the lease stays in use until
+    /// the returned guard drops.
+    pub async fn submit(
+        &self,
+        dev: &DeviceEntry,
+        lease_id: &str,
+        batch: Option<&v1::Batch>,
+    ) -> Result<(Pending, InUse), Error> {
+        let in_use = self.use_lease(dev, lease_id)?;
+        let batch = batch.ok_or(Error::InvalidArgument {
+            field: "batch",
+            reason: "missing".into(),
+        })?;
+        let valid = validate(&dev.spec, Batch::try_from(batch)?)?;
+        Ok((dev.actor.submit(valid).await?, in_use))
+    }
+}
