@@ -52,6 +52,17 @@ pub async fn collect(rig: &mut Rig, opt: &CollectOptions) -> Result<TwinData> {
             opt.repeats, spec.max_repeats, spec.id
         )));
     }
+    // Uniform probes need a range of finite width: a loopback publishes
+    // all of f32, whose width overflows.
+    for (what, r) in [("input", spec.input_range), ("parameter", spec.param_range)] {
+        if !(r.max - r.min).is_finite() {
+            return Err(Error::invalid(format!(
+                "device '{}' publishes the {what} range [{}, {}], too wide to draw uniform \
+                 probes from: give it hard limits ([device.limits] in hiltd's config)",
+                spec.id, r.min, r.max
+            )));
+        }
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(opt.seed);
     let (lo_x, hi_x) = (spec.input_range.min, spec.input_range.max);
     let (lo_p, hi_p) = (spec.param_range.min, spec.param_range.max);
