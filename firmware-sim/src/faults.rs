@@ -15,11 +15,13 @@ pub struct FaultConfig {
     pub dup: f64,
     /// The reply waits `stall_ms` before it is sent.
     pub stall: f64,
+    /// How long a stalled reply waits.
     pub stall_ms: u64,
     /// After this many requests the board is unplugged as the next one
     /// arrives (0: never), and comes back `replug_after_ms` later on a new
     /// pseudo-terminal.
     pub unplug_every: u64,
+    /// Time unplugged before the new pseudo-terminal appears.
     pub replug_after_ms: u64,
 }
 
@@ -43,6 +45,7 @@ impl FaultConfig {
 /// What happens to one outgoing frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fate {
+    /// Wait this long before sending (0: at once).
     pub stall_ms: u64,
     /// 0, 1 or 2 copies.
     pub copies: usize,
@@ -50,6 +53,8 @@ pub struct Fate {
     pub corrupt: Option<(usize, u8)>,
 }
 
+/// The seeded fault generator: the same seed gives the same faults in the
+/// same places, so a failing fault run can be replayed.
 #[derive(Debug)]
 pub struct Faults {
     cfg: FaultConfig,
@@ -57,6 +62,7 @@ pub struct Faults {
 }
 
 impl Faults {
+    /// Faults at `cfg`'s rates, drawn from `seed`.
     pub fn new(cfg: FaultConfig, seed: u64) -> Self {
         Faults {
             cfg,
@@ -64,6 +70,7 @@ impl Faults {
         }
     }
 
+    /// The rates in force.
     pub fn config(&self) -> &FaultConfig {
         &self.cfg
     }

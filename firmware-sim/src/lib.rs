@@ -4,6 +4,8 @@
 //! injects the faults a lab link suffers (corruption, loss, duplication,
 //! stalls, unplugging), so CI exercises the serial drivers for real.
 
+#![warn(missing_docs)]
+
 //!
 //! The board itself (what it answers to each request) is
 //! `hilt_drivers::emulator::Board`, the same one the serial driver's unit

@@ -47,10 +47,12 @@ impl Pty {
         })
     }
 
+    /// The slave side's path: what a host opens as its serial port.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Read what the host wrote (waits for it).
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let mut guard = self.master.readable().await?;
@@ -61,6 +63,7 @@ impl Pty {
         }
     }
 
+    /// Write all of `buf` to the host.
     pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
             let mut guard = self.master.writable().await?;

@@ -15,15 +15,22 @@ use crate::pty::{Pty, point_link};
 use hilt_drivers::emulator::Board;
 use hilt_physics::RigKind;
 
+/// What board to emulate, where, and how badly its link behaves.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The rig the board fronts.
     pub rig: RigKind,
+    /// Seed of the simulated rig (as `seed` of an in-process simulator:
+    /// the same seed measures the same numbers).
     pub seed: u64,
+    /// The physics the board runs.
     pub variant: Variant,
     /// Keep this path pointing at the current pseudo-terminal (removed
     /// while unplugged, like a device node).
     pub link: Option<PathBuf>,
+    /// The link's fault rates.
     pub faults: FaultConfig,
+    /// Seed of the fault generator.
     pub fault_seed: u64,
 }
 

@@ -7,26 +7,45 @@ use tonic::{Code, Status};
 /// `OUT_OF_RANGE`, wait on `FAILED_PRECONDITION` for a lease).
 #[derive(Debug, Error)]
 pub enum Error {
+    /// The batch itself: its shapes, values or limits, or the device's
+    /// answer to it.
     #[error(transparent)]
     Batch(#[from] hilt_core::Error),
+    /// A wire message that does not decode.
     #[error("invalid request: {0}")]
     Decode(#[from] hilt_proto::ConvertError),
+    /// A request field the daemon cannot use.
     #[error("{field}: {reason}")]
-    InvalidArgument { field: &'static str, reason: String },
+    InvalidArgument {
+        /// The request field, as the proto names it.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A device id this daemon does not serve.
     #[error("device_id: unknown device '{id}' (this daemon serves: {known})")]
-    UnknownDevice { id: String, known: String },
+    UnknownDevice {
+        /// The id asked for.
+        id: String,
+        /// The ids served, comma-separated, so the caller can correct it.
+        known: String,
+    },
     /// Missing, expired, released or foreign lease.
     #[error("lease_id: {0}")]
     Lease(String),
+    /// The lease was not free within the seconds the client would wait.
     #[error("timed out after {0:.1} s waiting for the lease")]
     LeaseWait(f64),
+    /// Shutdown began: no new work is taken.
     #[error("hiltd is shutting down")]
     ShuttingDown,
     /// Startup problems: config file, devices that cannot be built, bind.
     #[error("{0}")]
     Config(String),
+    /// The gRPC server failed.
     #[error("{0}")]
     Transport(#[from] tonic::transport::Error),
+    /// Reading or writing a file or socket failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

@@ -6,6 +6,8 @@
 //! device. The daemon knows devices and batches; it knows nothing of
 //! training.
 
+#![warn(missing_docs)]
+
 mod actor;
 pub mod config;
 mod daemon;

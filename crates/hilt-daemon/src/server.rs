@@ -99,6 +99,7 @@ pub async fn serve(
 /// hiltd running inside another program (`hilt demo`, tests, benches).
 #[derive(Debug)]
 pub struct EmbeddedDaemon {
+    /// Where it listens (the port chosen when port 0 was asked for).
     pub addr: SocketAddr,
     stop: CancellationToken,
     task: JoinHandle<Result<(), Error>>,
@@ -121,10 +122,12 @@ impl EmbeddedDaemon {
         Ok(EmbeddedDaemon { addr, stop, task })
     }
 
+    /// The URL a client connects to.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    /// Stop as `hiltd` does on SIGTERM: batches in flight finish first.
     pub async fn shutdown(self) -> Result<(), Error> {
         self.stop.cancel();
         self.task

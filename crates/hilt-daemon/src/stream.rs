@@ -15,6 +15,8 @@ use crate::actor::Pending;
 use crate::daemon::Daemon;
 use crate::lease::InUse;
 
+/// The most batches a `Stream` may have in flight: enough to keep any rig
+/// busy, few enough that a client cannot make the daemon hold its memory.
 pub const MAX_WINDOW: u32 = 256;
 
 enum Item {

@@ -4,6 +4,8 @@
 //! into the serial drivers). No gRPC in this crate: the daemon owns the
 //! network.
 
+#![warn(missing_docs)]
+
 pub mod emulator;
 mod error;
 mod grid;

@@ -23,8 +23,9 @@ use tokio_util::codec::Framed;
 use crate::sim::SimSettings;
 use crate::{DeviceSettings, SimDevice};
 
-/// Rows one LoadDrive may carry, and repeats one Acquire may ask for.
+/// Rows one LoadDrive may carry (the boards' drive memory).
 pub const MAX_ROWS: usize = 256;
+/// Repeats one Acquire may ask for.
 pub const MAX_REPEATS: u32 = 64;
 
 /// Ways a board can be wrong that no byte-level fault produces, for

@@ -30,16 +30,45 @@ impl Default for LinkOptions {
 /// Why a request got no usable answer.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
+    /// Nothing came back in time (retryable).
     #[error("no reply to seq {seq} within {timeout:?}")]
-    Timeout { seq: u32, timeout: Duration },
+    Timeout {
+        /// The request's sequence number.
+        seq: u32,
+        /// How long it waited.
+        timeout: Duration,
+    },
+    /// A reply arrived but failed its check (retryable).
     #[error("reply to seq {seq} arrived corrupted: {error}")]
-    Corrupt { seq: u32, error: FrameError },
+    Corrupt {
+        /// The request's sequence number.
+        seq: u32,
+        /// What was wrong with the frame.
+        error: FrameError,
+    },
+    /// The board understood and said no.
     #[error("board refused seq {seq} ({code:?}): {detail}", code = .refusal.code, detail = .refusal.detail)]
-    Refused { seq: u32, refusal: Refusal },
+    Refused {
+        /// The request's sequence number.
+        seq: u32,
+        /// The board's code and reason.
+        refusal: Refusal,
+    },
+    /// A well-formed reply of the wrong kind: the board and host disagree
+    /// on the protocol.
     #[error("board answered seq {seq} with a {got:#04x} where {want:#04x} was due")]
-    Unexpected { seq: u32, want: u8, got: u8 },
+    Unexpected {
+        /// The request's sequence number.
+        seq: u32,
+        /// The reply kind the request calls for.
+        want: u8,
+        /// The kind that came.
+        got: u8,
+    },
+    /// The port is gone (unplugged).
     #[error("the port closed")]
     Closed,
+    /// Reading or writing the port failed.
     #[error("I/O: {0}")]
     Io(String),
 }
@@ -64,9 +93,13 @@ impl LinkError {
 /// What the link has seen, for logs and for the fault-run counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LinkStats {
+    /// Requests sent, retries included.
     pub requests: u64,
+    /// Requests sent again after a timeout or a corrupt reply.
     pub retries: u64,
+    /// Attempts that got no reply in time.
     pub timeouts: u64,
+    /// Replies that failed their check.
     pub corrupt_frames: u64,
     /// Replies for a request already given up on (late or duplicated):
     /// dropped, never matched to a later request.
@@ -83,6 +116,7 @@ pub struct Link<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
+    /// A link over `io` (a serial port, or a pipe in tests).
     pub fn new(io: S, opt: LinkOptions) -> Self {
         Link {
             io: Framed::new(io, WireCodec::new()),
@@ -92,10 +126,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         }
     }
 
+    /// What the link has seen so far.
     pub fn stats(&self) -> LinkStats {
         self.stats
     }
 
+    /// Its timing.
     pub fn options(&self) -> LinkOptions {
         self.opt
     }

@@ -10,8 +10,10 @@ use super::SerialSettings;
 /// Opens the byte stream to a board, again after every loss: the real
 /// serial port in the lab, an in-memory pipe in unit tests.
 pub trait Connector: Send + Sync + 'static {
+    /// The byte stream one connection runs over.
     type Port: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 
+    /// Open it anew; fails like a missing device node while unplugged.
     fn open(&mut self) -> impl Future<Output = io::Result<Self::Port>> + Send;
 
     /// For logs and state details: which port.
