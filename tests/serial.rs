@@ -163,6 +163,23 @@ async fn serial_measurements_equal_the_in_process_simulator_with_the_same_seed()
 
     let (spec, _) = c.describe("shg-serial").await.unwrap();
     assert_eq!(spec.backend, hilt_core::Backend::Serial);
+    // Who measures is the board's to say, not a simulator's.
+    assert!(
+        spec.firmware.serial_number.starts_with("FWSIM-shg-"),
+        "{:?}",
+        spec.firmware
+    );
+    assert_eq!(spec.calibration_id, status.calibration_id);
+    assert!(spec.calibration_id.starts_with("serial-shg-FWSIM-shg-"));
+    assert_eq!((spec.model.as_str(), spec.seed), ("", 0));
+    assert!(!spec.hyperparameters.contains_key("variant"));
+    let info = c.server_info().await.unwrap();
+    let (_, fw) = info
+        .devices
+        .iter()
+        .find(|(id, _)| id == "shg-serial")
+        .unwrap();
+    assert_eq!(fw, &spec.firmware);
     for (serial, sim, batches) in [
         ("shg-serial", "shg-sim", 4),
         ("plate-serial", "plate-sim", 2),

@@ -95,3 +95,62 @@ pub fn spawn<D: Device>(
     });
     (ActorHandle { tx }, task)
 }
+
+#[cfg(test)]
+mod tests {
+    use hilt_core::{Batch, DeviceSpec, FirmwareIdentity, validate};
+
+    use super::*;
+
+    /// A device that breaks on its second batch and stays broken.
+    struct Breaks {
+        spec: DeviceSpec,
+        batches: u32,
+    }
+
+    impl Device for Breaks {
+        fn spec(&self) -> &DeviceSpec {
+            &self.spec
+        }
+
+        async fn execute(&mut self, _: &ValidBatch) -> Result<Measurement, CoreError> {
+            self.batches += 1;
+            Err(CoreError::Internal("simulator task failed".into()))
+        }
+
+        fn fault(&self) -> Option<String> {
+            (self.batches > 0).then(|| "lost its model".to_string())
+        }
+    }
+
+    fn spec() -> DeviceSpec {
+        use hilt_physics::{LoopbackConfig, LoopbackModel};
+        let model = LoopbackModel::new(&LoopbackConfig { n_in: 1, n_par: 0 }).unwrap();
+        let settings = hilt_drivers::DeviceSettings {
+            id: "dev".into(),
+            input_limits: None,
+            param_limits: None,
+            policy: hilt_core::LimitPolicy::Reject,
+            max_batch: 4,
+            max_repeats: 1,
+        };
+        let dev =
+            hilt_drivers::SimDevice::new(model, settings, hilt_drivers::SimSettings::default())
+                .unwrap();
+        dev.spec().clone()
+    }
+
+    #[tokio::test]
+    async fn a_device_that_broke_is_shown_faulted_with_its_reason() {
+        let spec = spec();
+        let status = Arc::new(StatusHub::ready("cal".into(), FirmwareIdentity::default()));
+        let batch = validate(&spec, Batch::shared(ndarray::array![[0.5]], &[])).unwrap();
+        let (actor, _task) = spawn(Breaks { spec, batches: 0 }, 2, Arc::clone(&status));
+        let err = actor.submit(batch).await.unwrap().wait().await.unwrap_err();
+        assert!(err.to_string().contains("simulator task failed"), "{err}");
+        let s = status.snapshot();
+        assert_eq!(s.state, DeviceState::Faulted);
+        assert_eq!(s.detail, "lost its model");
+        assert_eq!(s.batches_done, 0);
+    }
+}
