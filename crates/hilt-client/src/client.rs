@@ -14,9 +14,8 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connect to hiltd at `url` (`http://host:port`), giving up after 5 s.
-    /// Messages up to 256 MiB each way, enough for a full batch of a
-    /// 1960-element drive.
+    /// Connect to hiltd at `url` (`http://host:port`), giving up after 5 s;
+    /// messages may be up to 256 MiB each way.
     pub async fn connect(url: impl Into<String>) -> Result<Self, ClientError> {
         let url = url.into();
         let endpoint = Channel::from_shared(url.clone())
@@ -66,10 +65,7 @@ impl Client {
     }
 
     /// One device's spec and its status now.
-    pub async fn describe(
-        &self,
-        device: &str,
-    ) -> Result<(DeviceSpec, DeviceStatus), ClientError> {
+    pub async fn describe(&self, device: &str) -> Result<(DeviceSpec, DeviceStatus), ClientError> {
         let r = self
             .raw()
             .describe_device(v1::DescribeDeviceRequest {

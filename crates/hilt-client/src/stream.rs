@@ -62,9 +62,9 @@ impl BatchStream {
 }
 
 impl StreamSender {
-    /// Queue a batch; returns its sequence number. Waits once `window`
-    /// batches are buffered here besides the `window` the daemon holds
-    /// unanswered (it stops reading at its window).
+    /// Queue a batch; returns its sequence number. Backpressure: the daemon
+    /// stops reading at `window` unanswered batches, and this waits once
+    /// the local buffer (also `window` deep) is full too.
     pub async fn send(&mut self, batch: &Batch) -> Result<u64, ClientError> {
         let seq = self.next_seq;
         self.tx

@@ -25,8 +25,8 @@ pub mod shg;
 pub mod waveform;
 
 pub use error::Error;
+pub use kind::RigKind;
 pub use loopback::{LoopbackConfig, LoopbackModel};
 pub use model::{PhysicalModel, Variant, forward};
-pub use kind::RigKind;
-pub use rig::{RigModel, RigPhysics};
 pub use ou::OrnsteinUhlenbeck;
+pub use rig::{RigModel, RigPhysics};

@@ -1,3 +1,6 @@
+//! The loopback "rig": outputs = inputs, for client tests and for
+//! measuring what the daemon itself costs.
+
 use std::collections::BTreeMap;
 
 use hilt_core::ControlEncoding;

@@ -18,6 +18,7 @@ pub enum Variant {
 }
 
 impl Variant {
+    /// The name configs and specs use (`nominal`, `true`).
     pub fn as_str(self) -> &'static str {
         match self {
             Variant::Nominal => "nominal",
@@ -31,17 +32,24 @@ impl Variant {
 pub trait PhysicalModel: Send + std::fmt::Debug + 'static {
     /// Which rig this models.
     fn kind(&self) -> RigKind;
+    /// Ideal or reality's stand-in.
     fn variant(&self) -> Variant;
+    /// Inputs per sample (x's width).
     fn n_in(&self) -> usize;
+    /// Trainable parameters per sample (θ's width).
     fn n_par(&self) -> usize;
+    /// Outputs per sample.
     fn n_out(&self) -> usize;
     /// What the actuator can physically realise; configured hard limits
     /// must lie inside these.
     fn input_range(&self) -> (f32, f32);
+    /// The same for θ.
     fn param_range(&self) -> (f32, f32);
     /// Quantisation step of applied x / θ (0 = continuous).
     fn input_step(&self) -> f32;
+    /// The step of applied θ (0 = continuous).
     fn param_step(&self) -> f32;
+    /// Units of x, θ and y, for the spec.
     fn units(&self) -> (&'static str, &'static str, &'static str);
     /// How x and θ map onto a channelised actuator, if it is one.
     fn channel_map(&self) -> Option<&ControlEncoding>;

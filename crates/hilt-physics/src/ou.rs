@@ -22,10 +22,13 @@ impl OrnsteinUhlenbeck {
         }
     }
 
+    /// The current offset from the calibration value, in `sigma`'s unit.
     pub fn value(&self) -> f64 {
         self.value
     }
 
+    /// Advance by `dt` (same time unit as `tau`) and return the new value;
+    /// a no-op for `sigma` 0 or `dt` <= 0.
     pub fn step<R: Rng + ?Sized>(&mut self, dt: f64, rng: &mut R) -> f64 {
         if self.sigma == 0.0 || dt <= 0.0 {
             return self.value;

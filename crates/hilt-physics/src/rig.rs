@@ -115,7 +115,11 @@ mod tests {
     #[test]
     fn every_rig_with_a_default_builds_a_model_of_its_kind() {
         for k in RigKind::ALL.into_iter().filter(|k| k.has_board()) {
-            let m = k.default_physics().unwrap().build_model(Variant::True, 1).unwrap();
+            let m = k
+                .default_physics()
+                .unwrap()
+                .build_model(Variant::True, 1)
+                .unwrap();
             assert_eq!(m.kind(), k);
         }
         assert!(RigKind::Loopback.default_physics().is_none());
@@ -124,7 +128,11 @@ mod tests {
     #[test]
     fn a_bad_table_names_rig_and_field() {
         let physics = RigPhysics::Loopback(LoopbackConfig { n_in: 0, n_par: 0 });
-        let e = physics.build_model(Variant::Nominal, 0).err().unwrap().to_string();
+        let e = physics
+            .build_model(Variant::Nominal, 0)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.starts_with("loopback.n_in: "), "{e}");
     }
 }

@@ -8,10 +8,10 @@ use hilt_core::{
     SampleFlags,
 };
 
+use crate::error::ConvertError;
 use crate::tensor::{
     array2_from_tensor, array3_from_tensor, tensor_from_array2, tensor_from_array3,
 };
-use crate::error::ConvertError;
 use crate::v1;
 
 fn required<'a, T>(field: &str, v: &'a Option<T>) -> Result<&'a T, ConvertError> {
@@ -69,7 +69,10 @@ impl From<&Measurement> for v1::Measurement {
     }
 }
 
-pub(crate) fn wall(field: &str, t: &Option<prost_types::Timestamp>) -> Result<SystemTime, ConvertError> {
+pub(crate) fn wall(
+    field: &str,
+    t: &Option<prost_types::Timestamp>,
+) -> Result<SystemTime, ConvertError> {
     SystemTime::try_from(*required(field, t)?).map_err(|e| ConvertError::new(field, e.to_string()))
 }
 

@@ -26,7 +26,12 @@ fn state_from(v: i32) -> Result<DeviceState, ConvertError> {
         Ok(v1::DeviceState::Busy) => DeviceState::Busy,
         Ok(v1::DeviceState::Faulted) => DeviceState::Faulted,
         Ok(v1::DeviceState::Reconnecting) => DeviceState::Reconnecting,
-        _ => return Err(ConvertError::new("status.state", format!("unknown value {v}"))),
+        _ => {
+            return Err(ConvertError::new(
+                "status.state",
+                format!("unknown value {v}"),
+            ));
+        }
     })
 }
 
@@ -102,7 +107,12 @@ impl TryFrom<&v1::DeviceEvent> for DeviceEvent {
             }
             Ok(v1::EventKind::LeaseChanged) => EventKind::LeaseChanged,
             Ok(v1::EventKind::Resync) => EventKind::Resync { missed: e.missed },
-            _ => return Err(ConvertError::new("kind", format!("unknown value {}", e.kind))),
+            _ => {
+                return Err(ConvertError::new(
+                    "kind",
+                    format!("unknown value {}", e.kind),
+                ));
+            }
         };
         let status = e
             .status

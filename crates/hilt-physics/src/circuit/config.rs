@@ -15,6 +15,7 @@ pub enum Probe {
 }
 
 impl Probe {
+    /// The name configs and hyperparameters use.
     pub fn as_str(self) -> &'static str {
         match self {
             Probe::Collector => "collector",
@@ -23,12 +24,15 @@ impl Probe {
     }
 }
 
-/// The analog circuit (`physics.md` §2.3): a waveform generator drives a
-/// series RLC whose capacitor node drives a BJT's base; a scope records
-/// the transient. Defaults are the [I] values there.
+/// The analog circuit of Wright et al. (2022): a waveform generator drives
+/// a series RLC whose capacitor node drives a BJT's base; a scope records
+/// the transient. The paper's main text gives no component values, so the
+/// defaults are estimates: L 1 mH, C 10 nF (f0 ≈ 50 kHz), R 100 Ω
+/// (envelope τ = 2L/R = 20 µs), I_S 1e-14 A, β 100, V_cc 5 V.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CircuitConfig {
+    /// How x and θ become the drive, and its hard limit.
     pub drive: DriveConfig,
     /// Samples each drive element is held for (zero-order hold; 5 µs at 1 MS/s).
     pub hold_samples: usize,
@@ -38,34 +42,55 @@ pub struct CircuitConfig {
     pub substeps: usize,
     /// Volts at drive element 1.0.
     pub full_scale_v: f64,
+    /// Rest after each sample so the transient dies before the next.
     pub guard_s: f64,
+    /// Output time bins, equal slices of the drive window.
     pub n_bins: usize,
+    /// How a bin becomes one output.
     pub readout: Readout,
+    /// Which node the scope records.
     pub probe: Probe,
 
+    /// Series inductance L.
     pub l_mh: f64,
+    /// Capacitance C of the RLC.
     pub c_nf: f64,
+    /// Series resistance R.
     pub r_ohm: f64,
+    /// Junction saturation current I_S, A.
     pub i_s_a: f64,
+    /// Forward current gain β_F.
     pub beta_f: f64,
+    /// Junction ideality factor n.
     pub ideality: f64,
+    /// Supply voltage.
     pub vcc_v: f64,
+    /// Collector resistor R_c.
     pub rc_ohm: f64,
     /// Base resistance (0 = ideal junction clamp, the nominal model).
     pub rb_ohm: f64,
+    /// Collector–emitter voltage in saturation; caps the collector drop
+    /// at `vcc_v − vce_sat_v`.
     pub vce_sat_v: f64,
+    /// Junction temperature at calibration (sets V_T = kT/q).
     pub temperature_k: f64,
 
     /// True model: component tolerance (relative std), inductor ESR,
     /// parasitic capacitance on the capacitor node, junction capacitance.
     pub tolerance: f64,
+    /// See `tolerance`.
     pub esr_ohm: f64,
+    /// See `tolerance`.
     pub c_parasitic_pf: f64,
+    /// See `tolerance`; needs `rb_ohm > 0`.
     pub c_je_pf: f64,
     /// ADC and AO noise, V rms; ADC resolution over ±range.
     pub adc_noise_v: f64,
+    /// See `adc_noise_v`.
     pub ao_noise_v: f64,
+    /// See `adc_noise_v`; 1..=24.
     pub adc_bits: u32,
+    /// See `adc_noise_v`; must exceed `full_scale_v`.
     pub adc_range_v: f64,
     /// Trigger jitter, ± samples.
     pub trigger_jitter: u32,
@@ -77,10 +102,13 @@ pub struct CircuitConfig {
     pub align_loopback: bool,
     /// Junction temperature: OU process, K; V_BE moves by `vbe_tempco`.
     pub temp_sigma_k: f64,
+    /// Correlation time of the temperature, virtual seconds.
     pub temp_tau_s: f64,
+    /// V_BE shift per K of the junction.
     pub vbe_tempco_v_per_k: f64,
     /// Supply droop reached after long running (relative), time constant.
     pub supply_droop: f64,
+    /// See `supply_droop`.
     pub supply_droop_tau_s: f64,
 }
 
@@ -127,6 +155,9 @@ impl Default for CircuitConfig {
 }
 
 impl CircuitConfig {
+    /// Refuses what no circuit could be (saturation above the supply, a
+    /// junction capacitance without base resistance, a drive beyond the
+    /// ADC's range); errors name the field.
     pub fn validate(&self) -> Result<(), Error> {
         crate::waveform::check_sampling(
             &self.drive,

@@ -1,5 +1,7 @@
 //! The analog transistor circuit: the electronic PNN layer of Wright et
-//! al. (2022), `physics.md` §2.3.
+//! al., Nature 601, 549 (2022). x and θ form one voltage waveform into an
+//! RLC circuit with a transistor; its transient, sampled at 1 MS/s, is
+//! read out in time bins.
 
 mod config;
 mod model;

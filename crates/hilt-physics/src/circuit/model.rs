@@ -7,8 +7,8 @@ use rand_distr::StandardNormal;
 
 use super::config::{CircuitConfig, Probe};
 use super::solver::{Components, Point};
-use crate::model::theta_row;
 use crate::bins::equal_bins;
+use crate::model::theta_row;
 use crate::waveform::{digitise_with, hold_into, loopback_lag};
 use crate::{Error, OrnsteinUhlenbeck, PhysicalModel, RigKind, Variant};
 
@@ -58,6 +58,8 @@ struct Prepared {
 const SWEEP_CHUNK: usize = 32;
 
 impl CircuitModel {
+    /// A circuit of `cfg`; for `true`, `seed` fixes the part tolerances
+    /// and the noise.
     pub fn new(cfg: CircuitConfig, variant: Variant, seed: u64) -> Result<Self, Error> {
         cfg.validate()?;
         let n_vt = cfg.ideality * K_OVER_Q * cfg.temperature_k;
@@ -115,6 +117,7 @@ impl CircuitModel {
         })
     }
 
+    /// The configuration this circuit was built from.
     pub fn config(&self) -> &CircuitConfig {
         &self.cfg
     }

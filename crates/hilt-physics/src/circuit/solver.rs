@@ -6,7 +6,9 @@
 /// Component values in SI units.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Components {
+    /// Series inductance, H.
     pub l: f64,
+    /// Capacitance on the capacitor node, F (parasitics included).
     pub c: f64,
     /// Series resistance, including the inductor's ESR.
     pub r: f64,
@@ -14,12 +16,17 @@ pub struct Components {
     pub rb: f64,
     /// Junction capacitance (needs rb > 0).
     pub cje: f64,
+    /// Junction saturation current, A.
     pub i_s: f64,
+    /// Forward current gain.
     pub beta: f64,
     /// n·V_T at the calibration temperature.
     pub n_vt: f64,
+    /// Nominal supply voltage (the model passes the drooped one).
     pub vcc: f64,
+    /// Collector resistor, Ω.
     pub rc: f64,
+    /// Collector–emitter saturation voltage.
     pub vce_sat: f64,
 }
 
@@ -30,6 +37,7 @@ pub type State = [f64; 3];
 /// the input has held) the rates one step earlier, for the predictor.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Point {
+    /// `[i_L, v_C, v_B]` now; start from `Point::default()` (at rest).
     pub s: State,
     f: [f64; 3],
     f_prev: Option<[f64; 3]>,
@@ -316,7 +324,7 @@ mod tests {
         }
     }
 
-    /// The defaults of physics.md §2.3 with an ideal junction.
+    /// `CircuitConfig`'s default parts with an ideal junction (R_b = 0).
     fn nominal_parts() -> Components {
         Components {
             l: 1e-3,

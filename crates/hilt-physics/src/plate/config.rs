@@ -3,61 +3,83 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::waveform::{DriveConfig, Readout};
 
-/// The speaker-driven titanium plate (`physics.md` §2.2): an audio
+/// The speaker-driven titanium plate of Wright et al. (2022): an audio
 /// interface plays the drive through a voice coil glued to the plate, a
-/// microphone records the ring. Defaults are the [I] values there; the
-/// true model draws component mismatch around them per seed.
+/// microphone records the ring. The paper's main text gives no component
+/// values, so the defaults are estimates (a 32 × 32 × 1 mm titanium plate,
+/// modes at ≈ 240 Hz·λ², Q 100, 48 kHz audio, 60 dB SNR); the true model
+/// draws component mismatch around them per seed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlateConfig {
+    /// How x and θ become the drive, and its hard limit.
     pub drive: DriveConfig,
     /// Samples each drive element is held for (zero-order hold; 83 µs at 48 kHz).
     pub hold_samples: usize,
+    /// Audio rate of playback and recording.
     pub sample_rate_hz: f64,
     /// Volts at drive element 1.0 (amplifier full scale).
     pub full_scale_v: f64,
     /// Silence after each sample so the plate rings down before the next.
     pub guard_s: f64,
+    /// Output time bins, equal slices of the drive window.
     pub n_bins: usize,
+    /// How a bin becomes one output.
     pub readout: Readout,
 
-    /// Plate: titanium, a × a × h.
+    /// Plate: titanium, a × a × h; side a.
     pub side_mm: f64,
+    /// Thickness h.
     pub thickness_mm: f64,
+    /// Young's modulus E.
     pub youngs_gpa: f64,
+    /// Density ρ.
     pub density_kg_m3: f64,
+    /// Poisson's ratio ν, in [0, 0.5).
     pub poisson: f64,
-    /// Modal eigenvalues λ² of the centre-mounted plate (f = λ²·h/a²·√…).
+    /// Modal eigenvalues λ², f_m = λ²·[`mode_factor_hz`](Self::mode_factor_hz);
+    /// the defaults are a free square plate's (ν ≈ 0.3), which mounting
+    /// on the coil shifts and splits (`lambda2_spread`).
     pub lambda2: Vec<f64>,
     /// Per-device spread of λ² (mounting shifts and splits the modes).
     pub lambda2_spread: f64,
+    /// Quality factor of every mode (> 0.5: underdamped).
     pub q: f64,
 
-    /// Voice coil (Thiele–Small).
+    /// Voice coil (Thiele–Small): DC resistance R_e.
     pub coil_re_ohm: f64,
+    /// Inductance L_e.
     pub coil_le_mh: f64,
+    /// Force factor Bl0, T·m.
     pub coil_bl_tm: f64,
     /// Moving mass including the plate, g.
     pub coil_mass_g: f64,
+    /// Mechanical resistance R_ms, N·s/m.
     pub coil_rms_ns_m: f64,
+    /// Suspension stiffness k0, N/mm.
     pub coil_k_n_mm: f64,
     /// Force-factor and stiffness nonlinearity: Bl(z) = Bl0(1 − b2 z²),
     /// k(z) = k0(1 + k2 z²), z in mm (true model only).
     pub coil_b2_per_mm2: f64,
+    /// See `coil_b2_per_mm2`.
     pub coil_k2_per_mm2: f64,
-    /// Loss of coil gain per unit of heat state (heat → 1 under
-    /// continuous drive with `coil_heat_tau_s`): 0.03 over 30 min is
-    /// −1 % per 10 min at first.
+    /// Relative rise of the winding's resistance at heat state 1 (heat
+    /// → 1 under continuous drive, true model only), so the coil passes
+    /// less current: 0.03 with a 30 min time constant is ≈ −1 % per 10 min
+    /// at first.
     pub coil_heating: f64,
+    /// Time constant of heating while driven and of cooling in the guard.
     pub coil_heat_tau_s: f64,
 
     /// Microphone distance (sets the acoustic delay) and band-pass.
     pub mic_distance_mm: f64,
+    /// Band-pass corners `[low, high]` (true model only), below Nyquist.
     pub mic_band_hz: [f64; 2],
     /// Room + ADC noise relative to the reference response, dB.
     pub snr_db: f64,
     /// ADC full scale as a multiple of the reference response RMS.
     pub adc_headroom: f64,
+    /// ADC resolution over ±full scale, 1..=24.
     pub adc_bits: u32,
     /// Audio-interface latency jitter, ± samples.
     pub latency_jitter: u32,
@@ -69,12 +91,16 @@ pub struct PlateConfig {
     /// True model: relative spread of modal frequencies, of Q, of the
     /// coil's components.
     pub freq_error: f64,
+    /// See `freq_error`.
     pub q_error: f64,
+    /// See `freq_error`.
     pub component_error: f64,
     /// Plate temperature drift: OU process, K, on the virtual clock;
     /// the titanium modulus makes the modes shift by `tempco` per K.
     pub temp_sigma_k: f64,
+    /// Correlation time of the temperature, virtual seconds.
     pub temp_tau_s: f64,
+    /// Relative modal frequency shift per K (negative: softer when warm).
     pub tempco_per_k: f64,
 }
 
@@ -124,6 +150,8 @@ impl Default for PlateConfig {
 }
 
 impl PlateConfig {
+    /// Refuses what no plate could be (modes near Nyquist, overdamped Q,
+    /// a microphone band not inside (0, Nyquist)); errors name the field.
     pub fn validate(&self) -> Result<(), Error> {
         crate::waveform::check_sampling(
             &self.drive,

@@ -1,5 +1,7 @@
 //! The speaker-driven oscillating plate: the mechanical PNN layer of
-//! Wright et al. (2022), `physics.md` §2.2.
+//! Wright et al., Nature 601, 549 (2022). x and θ form one drive waveform
+//! on a voice coil glued to a titanium plate; the microphone's recording
+//! is read out in time bins.
 
 mod coil;
 mod config;

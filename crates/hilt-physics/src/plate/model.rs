@@ -32,7 +32,8 @@ const SOUND_M_S: f64 = 343.0;
 /// A simulated plate rig. Output bin j is the RMS (or mean) microphone
 /// signal over the j-th slice of the drive window, relative to the RMS
 /// response to a fixed calibration drive measured at start-up: the
-/// "loudest bin" of `physics.md` §2.2, dimensionless.
+/// loudest-bin readout of Wright et al. (2022)'s plate, where the class
+/// is the time bin in which the plate sounds loudest; dimensionless.
 #[derive(Debug, Clone)]
 pub struct PlateModel {
     cfg: PlateConfig,
@@ -56,6 +57,8 @@ pub struct PlateModel {
 }
 
 impl PlateModel {
+    /// A plate of `cfg`: `seed` fixes its modes and couplings (the same for
+    /// both variants) and, for `true`, its mismatch and noise.
     pub fn new(cfg: PlateConfig, variant: Variant, seed: u64) -> Result<Self, Error> {
         cfg.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -148,6 +151,7 @@ impl PlateModel {
         Ok(model)
     }
 
+    /// The configuration this plate was built from.
     pub fn config(&self) -> &PlateConfig {
         &self.cfg
     }
@@ -157,6 +161,7 @@ impl PlateModel {
         self.modes.iter().map(|m| m.freq_hz).collect()
     }
 
+    /// Quality factor of each mode as built (mismatch included).
     pub fn mode_q(&self) -> Vec<f64> {
         self.modes.iter().map(|m| m.q).collect()
     }
@@ -181,7 +186,9 @@ impl PlateModel {
     }
 
     /// The noise-free microphone pressure for drive elements `controls`
-    /// (in full-scale units): `delay + drive + 1` samples, from rest. The
+    /// (in full-scale units): `delay + drive + 2·latency_jitter + 1`
+    /// samples, from rest; `mode_scale` multiplies every modal frequency
+    /// (temperature), `heat` is the coil's heat state in [0, 1]. The
     /// nominal plate's response is linear in the drive.
     pub fn respond(&self, controls: &[f64], mode_scale: f64, heat: f64, out: &mut Vec<f64>) {
         let hold = self.cfg.hold_samples;

@@ -17,6 +17,7 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// The name configs and the published `ControlEncoding::layout` use.
     pub fn as_str(self) -> &'static str {
         match self {
             Layout::Blocked => "blocked",
@@ -27,14 +28,19 @@ impl Layout {
 }
 
 /// The SHG rig: a femtosecond source, a DMD pulse shaper, a χ(2) crystal
-/// and a spectrometer (`physics.md` §2.1). Defaults are the [I] values
-/// there; every field can be set in the daemon config under `[device.shg]`.
+/// and a spectrometer, as in Wright et al., Nature 601, 549 (2022). The
+/// paper's main text gives none of these constants: the defaults are
+/// estimates for such a rig (64 channels over 20 nm at 800 nm, 1 %
+/// shot-to-shot power noise, 2 % power drift with τ = 10 min), to be
+/// replaced by measured values. Every field can be set in the daemon
+/// config under `[device.shg]`.
 /// The `true` model draws component mismatch around these values per seed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShgConfig {
     /// Shaper channels N.
     pub n_channels: usize,
+    /// Which channels carry x and which θ.
     pub layout: Layout,
     /// Input dimension (12 formant features for the vowel task).
     pub n_in: usize,
@@ -49,6 +55,7 @@ pub struct ShgConfig {
     /// the SH of a Gaussian pulse is dark near the edges.
     pub bin_window: [f64; 2],
 
+    /// Centre wavelength of the fundamental, nm.
     pub center_nm: f64,
     /// Spectral span of the shaper, nm.
     pub span_nm: f64,
@@ -57,6 +64,7 @@ pub struct ShgConfig {
 
     /// Residual chirp of the shaped pulse (0 in the nominal model).
     pub beta2_fs2: f64,
+    /// Residual third-order dispersion, fs³ (0 in the nominal model).
     pub beta3_fs3: f64,
     /// Std of the per-channel phase ripple, rad.
     pub ripple_rad: f64,
@@ -72,13 +80,16 @@ pub struct ShgConfig {
     /// Crystal length and group-velocity mismatch set the phase-matching
     /// bandwidth: H = sinc(ΔkL/2)·e^{iΔkL/2}, ΔkL = gvm·L·(Ω_k+Ω_l).
     pub crystal_mm: f64,
+    /// Group-velocity mismatch, fs per mm of crystal.
     pub gvm_fs_per_mm: f64,
 
     /// Spectrometer resolution, Gaussian std in pixels.
     pub resolution_px: f64,
+    /// Counts at which a pixel saturates (ADC full scale).
     pub full_well: f64,
     /// Peak pixel of the all-open reference as a fraction of full well.
     pub reference_fill: f64,
+    /// Dark offset of every pixel, counts (subtracted from the output).
     pub dark_counts: f64,
     /// Read noise std, counts.
     pub read_noise: f64,
@@ -87,11 +98,14 @@ pub struct ShgConfig {
     /// Shot-to-shot noise of each channel's field amplitude, relative std
     /// (source spectral fluctuations and DMD flicker). Unlike power noise
     /// it enters before the nonlinearity, differently per channel, so no
-    /// normalisation removes it: the "~2 % input noise" of `physics.md`
-    /// §2.5.
+    /// normalisation removes it: the ~2 % input noise of the sim–real gap
+    /// in the FMNIST example of github.com/mcmahon-lab/Physics-Aware-Training
+    /// (the reference code of Wright et al. 2022).
     pub spectral_noise: f64,
-    /// Slow laser power drift: OU process on the virtual clock.
+    /// Slow laser power drift, relative std: OU process on the virtual
+    /// clock.
     pub drift_sigma: f64,
+    /// Correlation time of that drift, virtual seconds.
     pub drift_tau_s: f64,
     /// Creep of the shaper-to-spectrum registration, channels per virtual
     /// hour (thermal creep of the 4f shaper): the source spectrum slides
@@ -143,6 +157,8 @@ impl Default for ShgConfig {
 }
 
 impl ShgConfig {
+    /// Refuses what no rig could be (no parameter channel left, more bins
+    /// than pixels in `bin_window`, negative noise); errors name the field.
     pub fn validate(&self) -> Result<(), Error> {
         let n = self.n_channels;
         if !(2..=1024).contains(&n) {

@@ -44,6 +44,8 @@ pub struct ShgModel {
 }
 
 impl ShgModel {
+    /// A rig of `cfg`; for `true`, `seed` fixes the component draws and
+    /// the noise (on separate streams).
     pub fn new(cfg: ShgConfig, variant: Variant, seed: u64) -> Result<Self, Error> {
         cfg.validate()?;
         let n = cfg.n_channels;
@@ -144,6 +146,7 @@ impl ShgModel {
         })
     }
 
+    /// The configuration this rig was built from.
     pub fn config(&self) -> &ShgConfig {
         &self.cfg
     }

@@ -1,5 +1,6 @@
 //! The optical path from mask to second-harmonic spectrum, as pure
-//! functions of precomputed per-rig constants (`physics.md` §2.1):
+//! functions of precomputed per-rig constants (the SH field as the
+//! autoconvolution of the shaped spectrum, as in Wright et al. 2022):
 //! quantised mask → crosstalk → shaped field with residual chirp →
 //! χ(2) autoconvolution with phase matching → |B|².
 

@@ -1,6 +1,7 @@
 //! What the two time-domain rigs (plate, circuit) share: x and θ become one
-//! drive waveform, and the response is read out as time bins
-//! (`physics.md` §2.2–2.3). The drive elements are published as a
+//! drive waveform, and the response is read out as time bins (as in the
+//! mechanical and electronic PNNs of Wright et al., Nature 601, 549
+//! (2022)). The drive elements are published as a
 //! `ControlEncoding`, so a twin sees exactly what the actuator played.
 
 mod readout;
@@ -29,6 +30,7 @@ pub enum Encoding {
 }
 
 impl Encoding {
+    /// The name configs and the published `ControlEncoding::layout` use.
     pub fn as_str(self) -> &'static str {
         match self {
             Encoding::Superpose => "superpose",
@@ -43,11 +45,13 @@ impl Encoding {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DriveConfig {
+    /// How x and θ share the drive.
     pub encoding: Encoding,
     /// Input dimension (196 for 14×14 MNIST).
     pub n_in: usize,
-    /// Concat: parameter elements before and after the inputs.
+    /// Concat: parameter elements before the inputs.
     pub n_pre: usize,
+    /// Concat: parameter elements after the inputs.
     pub n_post: usize,
     /// Times the input is played in a row, each copy with its own
     /// parameters (superpose, interleave) or between the same framing
@@ -81,6 +85,9 @@ impl Default for DriveConfig {
 }
 
 impl DriveConfig {
+    /// Errors name the field (`drive.limit`): at most 65 536 inputs played
+    /// (`n_in × copies`), `limit` in (0, 1], a positive `input_scale`, and
+    /// concat with at least one parameter element.
     pub fn validate(&self) -> Result<(), Error> {
         if self.n_in == 0 || self.n_in > 65_536 {
             return Err(Error::config(
@@ -125,6 +132,8 @@ impl DriveConfig {
         }
     }
 
+    /// Trainable parameters: one per played element (superpose,
+    /// interleave) or `n_pre + n_post` (concat).
     pub fn n_par(&self) -> usize {
         match self.encoding {
             Encoding::Superpose | Encoding::Interleave => self.n_in * self.copies,
