@@ -23,6 +23,7 @@ pub struct WireCodec {
 }
 
 impl WireCodec {
+    /// A codec at the start of a stream.
     pub fn new() -> Self {
         Self::default()
     }

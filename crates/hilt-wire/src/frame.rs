@@ -23,13 +23,17 @@ pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 1 };
 /// A message with its envelope.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frame {
+    /// Protocol version: `new` sets the newest, `parse` accepts only
+    /// [`VERSIONS`].
     pub version: u8,
     /// Chosen by the host per request, echoed by the board's reply.
     pub seq: u32,
+    /// The payload, with its type byte.
     pub message: Message,
 }
 
 impl Frame {
+    /// A frame of the newest version this crate speaks.
     pub fn new(seq: u32, message: Message) -> Self {
         Frame {
             version: VERSIONS.max,

@@ -7,6 +7,8 @@
 //! type, a postcard payload and a CRC-32. One request, one reply with the
 //! same sequence number.
 
+#![warn(missing_docs)]
+
 mod codec;
 mod error;
 mod frame;

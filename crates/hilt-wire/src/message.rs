@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 /// Which protocol versions a side speaks, inclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionRange {
+    /// Oldest version spoken.
     pub min: u8,
+    /// Newest version spoken.
     pub max: u8,
 }
 
@@ -25,14 +27,20 @@ impl VersionRange {
 pub struct Capabilities {
     /// `shg`, `plate` or `circuit`.
     pub rig: String,
+    /// Inputs per row; must equal the device spec's `n_in`.
     pub n_in: u32,
+    /// Parameters per row; must equal the spec's `n_par`.
     pub n_par: u32,
+    /// Outputs per row; must equal the spec's `n_out`.
     pub n_out: u32,
     /// Rows one LoadDrive may carry (the board's drive memory).
     pub max_rows: u32,
+    /// Repeats one Acquire may ask for.
     pub max_repeats: u32,
-    /// Hard limits the board itself enforces (it clamps, and says so).
+    /// Hard limits the board itself enforces on x, `[min, max]` (it
+    /// clamps, and says so in the applied values); must cover the host's.
     pub input_range: [f32; 2],
+    /// The same for θ.
     pub param_range: [f32; 2],
     /// Expected wall time per measured row and repeat.
     pub seconds_per_sample: f64,
@@ -42,10 +50,15 @@ pub struct Capabilities {
 /// accept them in version-1 frames, so negotiation can start anywhere.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Identity {
+    /// Board model.
     pub model: String,
+    /// Serial number; part of the calibration id.
     pub serial: String,
+    /// Firmware version.
     pub firmware: String,
+    /// The versions the board speaks.
     pub protocol: VersionRange,
+    /// Sizes and limits under the current configuration.
     pub capabilities: Capabilities,
 }
 
@@ -53,8 +66,12 @@ pub struct Identity {
 /// `rows × n_par`. Loading replaces whatever was loaded: idempotent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Drive {
+    /// Samples in this drive, 1..=`max_rows`.
     pub rows: u32,
+    /// `rows × n_in` values.
     pub x: Vec<f32>,
+    /// `rows × n_par` values, or one row of `n_par` shared by every row
+    /// (what hiltd's driver sends for a shared θ, and the emulator takes).
     pub theta: Vec<f32>,
 }
 
@@ -63,16 +80,22 @@ pub struct Drive {
 /// clamping and quantisation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Acquisition {
+    /// Rows of the loaded drive.
     pub rows: u32,
+    /// Repeats measured, as asked.
     pub repeats: u32,
+    /// `repeats × rows × n_out` values.
     pub y: Vec<f32>,
+    /// `rows × n_in` values.
     pub applied_x: Vec<f32>,
+    /// Shaped like the drive's `theta`.
     pub applied_theta: Vec<f32>,
     /// Per row: the detector saturated in some repeat.
     pub saturated: Vec<bool>,
     /// Per row, on the board's clock: the start of its first shot and the
     /// end of its last (the rows are swept once per repeat).
     pub started_s: Vec<f64>,
+    /// See `started_s`.
     pub finished_s: Vec<f64>,
 }
 
@@ -90,9 +113,12 @@ pub enum ErrorCode {
     UnknownMessage = 3,
     /// The payload did not decode, or its sizes disagree with the board.
     BadPayload = 4,
-    /// Acquire before any LoadDrive, or a request before Configure.
+    /// Acquire with no drive loaded (none yet, or the board was reset
+    /// since).
     NotReady = 5,
-    /// A value or count outside what the board accepts.
+    /// A count outside the board's capabilities (rows, repeats), or a
+    /// configuration it cannot run. Drive values never are: they are
+    /// clamped.
     OutOfRange = 6,
     /// The board is measuring and cannot take this request now.
     Busy = 7,
@@ -137,11 +163,14 @@ impl ErrorCode {
 /// A board's refusal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Refusal {
+    /// Why, in a form the host acts on.
     pub code: ErrorCode,
+    /// Why, for people.
     pub detail: String,
 }
 
 impl Refusal {
+    /// A refusal with `code` and a human-readable `detail`.
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
         Refusal {
             code,
@@ -156,37 +185,63 @@ impl Refusal {
 pub enum Message {
     /// 0x01: who are you? Carries the host's version range.
     Identify(VersionRange),
-    /// 0x81
+    /// 0x81: the board's identity and capabilities.
     Identity(Identity),
     /// 0x02: hyperparameters as `key = value` pairs; all or nothing.
     Configure(Vec<(String, String)>),
     /// 0x82: the board's hash of its whole configuration.
-    Configured { config_hash: u64 },
-    /// 0x03
+    Configured {
+        /// Changes with any configuration value; part of the calibration
+        /// id.
+        config_hash: u64,
+    },
+    /// 0x03: replace the loaded drive.
     LoadDrive(Drive),
     /// 0x83: rows now loaded.
-    Loaded { rows: u32 },
+    Loaded {
+        /// The drive's `rows`.
+        rows: u32,
+    },
     /// 0x04: measure the loaded drive `repeats` times.
-    Acquire { repeats: u32 },
-    /// 0x84
+    Acquire {
+        /// 1..=`max_repeats`.
+        repeats: u32,
+    },
+    /// 0x84: what the Acquire measured.
     Result(Acquisition),
     /// 0x05: are you there? The nonce comes back.
-    Heartbeat { nonce: u32 },
-    /// 0x85
-    Alive { nonce: u32, uptime_ms: u64 },
-    /// 0x7f
+    Heartbeat {
+        /// Any value; echoed in `Alive`.
+        nonce: u32,
+    },
+    /// 0x85: the answer to Heartbeat.
+    Alive {
+        /// The Heartbeat's nonce.
+        nonce: u32,
+        /// Milliseconds since the board started.
+        uptime_ms: u64,
+    },
+    /// 0x7f: the request was refused.
     Error(Refusal),
 }
 
 impl Message {
+    /// Type byte of Identify.
     pub const IDENTIFY: u8 = 0x01;
+    /// Type byte of Configure.
     pub const CONFIGURE: u8 = 0x02;
+    /// Type byte of LoadDrive.
     pub const LOAD_DRIVE: u8 = 0x03;
+    /// Type byte of Acquire.
     pub const ACQUIRE: u8 = 0x04;
+    /// Type byte of Heartbeat.
     pub const HEARTBEAT: u8 = 0x05;
+    /// Type byte of Error, the reply to any request.
     pub const ERROR: u8 = 0x7f;
+    /// Set in a reply's type byte: reply = request | REPLY.
     pub const REPLY: u8 = 0x80;
 
+    /// The type byte this message is sent with.
     pub fn kind(&self) -> u8 {
         match self {
             Message::Identify(_) => Self::IDENTIFY,
