@@ -165,8 +165,10 @@ pub struct DeviceSpec {
     /// Everything that changes the physics, as flat `key = value` text:
     /// what a twin is keyed to.
     pub hyperparameters: BTreeMap<String, String>,
-    /// Changes whenever what measures changes (another board, another
-    /// configuration): a twin fitted under another id may be stale.
+    /// Says what measures: a serial rig's is `serial-<rig>-<board
+    /// serial>-<config hash>`, a simulator's `sim-<kind>-<variant>-<seed>`
+    /// (its physics table is in `hyperparameters`). A twin fitted under
+    /// another id may be stale.
     pub calibration_id: String,
     /// Who measures; a real rig's is known once its board has answered.
     pub firmware: FirmwareIdentity,

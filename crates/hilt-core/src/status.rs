@@ -32,8 +32,10 @@ pub enum DeviceState {
 pub struct DeviceStatus {
     /// The device's state.
     pub state: DeviceState,
-    /// Changes whenever what measures changes (another board, another
-    /// configuration): a twin fitted under another id may be stale.
+    /// Says what measures: a serial rig's is `serial-<rig>-<board
+    /// serial>-<config hash>`, a simulator's `sim-<kind>-<variant>-<seed>`
+    /// (its physics table is in `hyperparameters`). A twin fitted under
+    /// another id may be stale.
     pub calibration_id: String,
     /// Who is measuring: for a real rig the connected board's identity,
     /// which is only known once it has answered.
