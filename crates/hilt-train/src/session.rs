@@ -68,7 +68,12 @@ impl SessionConfig {
         }
     }
 
-    fn checkpoint(&self, net: &Network, devices: &HashMap<String, DeviceSpec>, epoch: usize) -> Checkpoint {
+    fn checkpoint(
+        &self,
+        net: &Network,
+        devices: &HashMap<String, DeviceSpec>,
+        epoch: usize,
+    ) -> Checkpoint {
         Checkpoint {
             task: self.task,
             method: self.train.method.as_str().into(),
@@ -281,7 +286,12 @@ async fn evaluate(p: &mut Prepared, cfg: &SessionConfig, trained: &Trained) -> R
 }
 
 /// The final checkpoint, `curve.png` and `metrics.json`.
-fn report(p: &Prepared, cfg: &SessionConfig, trained: &Trained, ev: &Evaluation) -> Result<Metrics> {
+fn report(
+    p: &Prepared,
+    cfg: &SessionConfig,
+    trained: &Trained,
+    ev: &Evaluation,
+) -> Result<Metrics> {
     let (net, ds) = (&p.net, &cfg.dataset);
     net.save(
         &checkpoint_path(cfg),

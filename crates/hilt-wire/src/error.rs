@@ -82,9 +82,11 @@ pub enum WireError {
     #[error("message does not serialise: {0}")]
     Encode(String),
     /// The message is too large for one frame; the sender must split it.
-    #[error("frame of {bytes} bytes exceeds the {max} byte limit", max = crate::MAX_BODY)]
+    #[error("frame of {bytes} bytes exceeds the {max} byte limit")]
     TooLarge {
-        /// The encoded body's size, against the protocol's `MAX_BODY`.
+        /// The encoded body's size.
         bytes: usize,
+        /// The protocol's limit (`MAX_BODY`).
+        max: usize,
     },
 }

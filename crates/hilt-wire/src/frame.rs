@@ -54,6 +54,7 @@ impl Frame {
         if body.len() + TRAILER > MAX_BODY {
             return Err(WireError::TooLarge {
                 bytes: body.len() + TRAILER,
+                max: MAX_BODY,
             });
         }
         let crc = crc32fast::hash(&body);

@@ -149,10 +149,17 @@ mod tests {
         train: super::Args,
     }
 
-    fn plan(extra: &[&str]) -> hilt_train::Result<(super::Architecture, usize, super::TrainOptions)> {
-        let mut args = vec!["t", "--device", "d", "--task", "vowels", "--method", "pat", "--out", "o"];
+    fn plan(
+        extra: &[&str],
+    ) -> hilt_train::Result<(super::Architecture, usize, super::TrainOptions)> {
+        let mut args = vec![
+            "t", "--device", "d", "--task", "vowels", "--method", "pat", "--out", "o",
+        ];
         args.extend_from_slice(extra);
-        Cli::try_parse_from(args).map_err(|e| hilt_train::Error::invalid(e.to_string()))?.train.plan(true)
+        Cli::try_parse_from(args)
+            .map_err(|e| hilt_train::Error::invalid(e.to_string()))?
+            .train
+            .plan(true)
     }
 
     #[test]
@@ -162,7 +169,10 @@ mod tests {
         };
         assert_eq!((layers, opt.epochs, opt.batch, opt.repeats), (2, 7, 32, 2));
         for bad in ["0", "1.5", "NaN"] {
-            let e = plan(&["--theta-init", bad]).map(|_| ()).unwrap_err().to_string();
+            let e = plan(&["--theta-init", bad])
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("--theta-init") && e.contains("(0, 1]"), "{e}");
         }
     }

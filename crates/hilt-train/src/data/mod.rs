@@ -26,4 +26,3 @@ pub fn load(task: Task, dir: &Path) -> Result<Dataset> {
         Task::FashionMnist => idx::load(task, dir),
     }
 }
-

@@ -172,7 +172,11 @@ impl Dataset {
 }
 
 /// Stratified split: `test_share` of every class goes to the test set.
-pub(crate) fn stratified_split(labels: &[u32], n_classes: usize, test_share: f64) -> (Vec<usize>, Vec<usize>) {
+pub(crate) fn stratified_split(
+    labels: &[u32],
+    n_classes: usize,
+    test_share: f64,
+) -> (Vec<usize>, Vec<usize>) {
     let mut rng = ChaCha8Rng::seed_from_u64(SPLIT_SEED);
     let (mut train, mut test) = (Vec::new(), Vec::new());
     for c in 0..n_classes {

@@ -114,9 +114,11 @@ fn choose_theta(
 
 /// The input range of the first physical layer after layer `i`.
 fn next_input_range(net: &Network, i: usize) -> Option<Range> {
-    net.layers[i + 1..]
-        .iter()
-        .find_map(|l| l.device().and_then(|d| net.devices.get(d)).map(|d| d.input_range))
+    net.layers[i + 1..].iter().find_map(|l| {
+        l.device()
+            .and_then(|d| net.devices.get(d))
+            .map(|d| d.input_range)
+    })
 }
 
 /// Standardise what reaches the rescale (`h`) and map ±2σ onto `next`, the
@@ -138,8 +140,7 @@ fn place_rescale(layer: &Layer, h: &Tensor, next: Option<Range>) -> Result<()> {
     let mean = h.mean_keepdim(0)?;
     let var_f = h.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?;
     let var_g = var_f.mean_all()?;
-    let std =
-        (var_f.broadcast_add(&(var_g * (SPREAD_FLOOR * SPREAD_FLOOR))?)? + 1e-12)?.sqrt()?;
+    let std = (var_f.broadcast_add(&(var_g * (SPREAD_FLOOR * SPREAD_FLOOR))?)? + 1e-12)?.sqrt()?;
     let (scale, centre) = match next {
         Some(r) => (
             f64::from(r.width()) / 4.0,

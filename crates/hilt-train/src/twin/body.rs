@@ -64,11 +64,7 @@ impl TwinBody {
             let wv: Vec<f32> = (0..fan_in * fan_out)
                 .map(|_| rng.random_range(-bound..bound) * 0.5)
                 .collect();
-            let weight = Var::from_tensor(&Tensor::from_vec(
-                wv,
-                (fan_out, fan_in),
-                &Device::Cpu,
-            )?)?;
+            let weight = Var::from_tensor(&Tensor::from_vec(wv, (fan_out, fan_in), &Device::Cpu)?)?;
             let bias = Var::from_tensor(&Tensor::zeros(
                 fan_out,
                 candle_core::DType::F32,

@@ -65,7 +65,10 @@ fn parse_bins(spec: &DeviceSpec, v: &str, n: usize) -> Result<Vec<(usize, usize)
         let (a, b) = part
             .split_once(':')
             .ok_or_else(|| bad(spec, BIN_EDGES_KEY, format!("'{part}' is not start:end")))?;
-        let (a, b) = (count(spec, BIN_EDGES_KEY, a)?, count(spec, BIN_EDGES_KEY, b)?);
+        let (a, b) = (
+            count(spec, BIN_EDGES_KEY, a)?,
+            count(spec, BIN_EDGES_KEY, b)?,
+        );
         if a >= b || b > n {
             return Err(bad(
                 spec,
@@ -168,7 +171,9 @@ mod tests {
 
     #[test]
     fn the_published_keys_give_the_shape() {
-        let s = Shape::for_spec(&plate("0:3, 3:6", "1024")).unwrap().unwrap();
+        let s = Shape::for_spec(&plate("0:3, 3:6", "1024"))
+            .unwrap()
+            .unwrap();
         assert_eq!((s.n_controls, s.hold, s.memory), (2, 3, 1024));
         assert_eq!(s.bins, vec![(0, 3), (3, 6)]);
         assert_eq!(s.readout, BinReadout::Rms);
@@ -188,12 +193,17 @@ mod tests {
             ("0:3,3:6", "lots", MEMORY_KEY),
             ("0:3,3:6", "0", MEMORY_KEY),
         ] {
-            let e = Shape::for_spec(&plate(edges, memory)).unwrap_err().to_string();
+            let e = Shape::for_spec(&plate(edges, memory))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("device 'synthetic'") && e.contains(key), "{e}");
         }
         let mut s = plate("0:3,3:6", "1024");
         s.hyperparameters.remove(BIN_EDGES_KEY);
         let e = Shape::for_spec(&s).unwrap_err().to_string();
-        assert!(e.contains(BIN_EDGES_KEY) && e.contains("not published"), "{e}");
+        assert!(
+            e.contains(BIN_EDGES_KEY) && e.contains("not published"),
+            "{e}"
+        );
     }
 }

@@ -150,8 +150,7 @@ fn ringing(n: usize, seed: u64) -> TwinData {
     // What a time-domain device publishes: its memory and its time bins
     // (the equal split of the drive's samples).
     let samples = n_in * hold;
-    s.hyperparameters
-        .insert(MEMORY_KEY.into(), "1024".into());
+    s.hyperparameters.insert(MEMORY_KEY.into(), "1024".into());
     let edges: Vec<String> = (0..n_bins)
         .map(|j| format!("{}:{}", j * samples / n_bins, (j + 1) * samples / n_bins))
         .collect();

@@ -399,10 +399,12 @@ mod tests {
         let u =
             Var::from_tensor(&Tensor::rand(-1f32, 1.0, (4, nc), &Device::Cpu).unwrap()).unwrap();
         let r = Tensor::rand(-1f32, 1.0, (4, n), &Device::Cpu).unwrap();
-        let loss =
-            |p: &WaveformParams, u: &Tensor| (w.forward(p, u).unwrap() * &r).unwrap().sum_all().unwrap();
+        let loss = |p: &WaveformParams, u: &Tensor| {
+            (w.forward(p, u).unwrap() * &r).unwrap().sum_all().unwrap()
+        };
         let g = loss(&p, u.as_tensor()).backward().unwrap();
-        let value = |p: &WaveformParams, u: &Tensor| f64::from(loss(p, u).to_scalar::<f32>().unwrap());
+        let value =
+            |p: &WaveformParams, u: &Tensor| f64::from(loss(p, u).to_scalar::<f32>().unwrap());
         let gk: Vec<f32> = g.get(&vars[0]).unwrap().to_vec1().unwrap();
         let k0: Vec<f32> = p.kernel.to_vec1().unwrap();
         for i in [LEAD - 5, LEAD - 1, LEAD, LEAD + 1, LEAD + 7, s.taps() - 1] {
