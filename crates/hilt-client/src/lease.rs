@@ -37,7 +37,11 @@ impl Lease {
             let mut c = client.clone();
             let id = l.lease_id.clone();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(ttl / 3);
+                // A third of the TTL, but never a zero period (which
+                // `interval` refuses): a lease of nanoseconds is kept
+                // alive as often as is sane, not a panic.
+                let period = (ttl / 3).max(std::time::Duration::from_millis(1));
+                let mut tick = tokio::time::interval(period);
                 tick.tick().await;
                 loop {
                     tick.tick().await;

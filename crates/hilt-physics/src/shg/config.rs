@@ -204,6 +204,19 @@ impl ShgConfig {
                 ),
             ));
         }
+        // The bins start where the window does and need a pixel each
+        // before the spectrum ends (`spectral_bins` relies on it).
+        let start = (w0 * pixels as f64).round() as usize;
+        if start + self.n_bins > pixels {
+            return Err(Error::config(
+                "n_bins",
+                format!(
+                    "{} bins from pixel {start} (where bin_window starts) run past the \
+                     spectrum's {pixels} pixels",
+                    self.n_bins
+                ),
+            ));
+        }
         if self.mask_bits > 16 {
             return Err(Error::config("mask_bits", "at most 16"));
         }

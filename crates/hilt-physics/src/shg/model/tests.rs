@@ -307,6 +307,21 @@ fn configuration_errors_name_the_field() {
             .to_string()
             .starts_with("bin_window")
     );
+    // 64 channels are 127 pixels; 64 bins from the window's start at
+    // pixel 64 would need 128: refused, not a panic while building.
+    let bad = ShgConfig {
+        n_channels: 64,
+        bin_window: [0.5, 1.0],
+        n_bins: 64,
+        ..ShgConfig::default()
+    };
+    let err = ShgModel::new(bad, Variant::True, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("n_bins:") && err.contains("pixel 64"),
+        "{err}"
+    );
 }
 
 #[test]
