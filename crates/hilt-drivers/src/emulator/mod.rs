@@ -37,6 +37,10 @@ pub struct Misbehaviour {
     pub applied_offset: f32,
     /// Claim to be this rig instead of the one it measures.
     pub claimed_rig: Option<RigKind>,
+    /// Answer a shared θ row with one row per drive row.
+    pub theta_per_row: bool,
+    /// Claim this pace (seconds per sample) instead of the simulator's.
+    pub claimed_seconds_per_sample: Option<f64>,
 }
 
 /// How much one request may ask of the board.
@@ -164,7 +168,10 @@ impl Board {
                 max_repeats: self.limits.max_repeats,
                 input_range: [s.input_range.min, s.input_range.max],
                 param_range: [s.param_range.min, s.param_range.max],
-                seconds_per_sample: s.seconds_per_sample,
+                seconds_per_sample: self
+                    .misbehaviour
+                    .claimed_seconds_per_sample
+                    .unwrap_or(s.seconds_per_sample),
             },
         }
     }
@@ -300,6 +307,11 @@ impl Board {
             return_repeats: true,
         };
         let offset = self.misbehaviour.applied_offset;
+        let theta_copies = if self.misbehaviour.theta_per_row {
+            self.loaded.as_ref().map_or(1, |(x, _)| x.nrows())
+        } else {
+            1
+        };
         let measured = match hilt_core::validate(self.sim.spec(), batch) {
             Ok(valid) => self.sim.execute(&valid).await,
             Err(e) => Err(e),
@@ -312,7 +324,9 @@ impl Board {
                     .map(|a| a.into_iter().collect())
                     .unwrap_or_default(),
                 applied_x: m.applied_x.into_iter().map(|v| v + offset).collect(),
-                applied_theta: m.applied_theta.into_iter().collect(),
+                applied_theta: (0..theta_copies)
+                    .flat_map(|_| m.applied_theta.iter().copied())
+                    .collect(),
                 saturated: m.flags.iter().map(|f| f.saturated).collect(),
                 started_s: m.t_start,
                 finished_s: m.t_end,

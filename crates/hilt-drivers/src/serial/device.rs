@@ -102,10 +102,13 @@ impl Device for SerialDevice {
 
     async fn execute(&mut self, batch: &ValidBatch) -> Result<Measurement, CoreError> {
         // Not connected: say so now rather than queue behind a reconnect
-        // whose end nobody knows.
+        // whose end nobody knows. Busy is connected: the batch queues
+        // behind the one measuring (the driver flips Busy/Ready around
+        // each batch, and a pipelined client's next batch arrives in
+        // between).
         {
             let s = self.state.borrow();
-            if s.state != DeviceState::Ready {
+            if !matches!(s.state, DeviceState::Ready | DeviceState::Busy) {
                 return Err(CoreError::Unavailable(format!(
                     "{}: {:?}: {}",
                     self.spec.id, s.state, s.detail

@@ -199,7 +199,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             .send(Frame::new(seq, request.clone()))
             .await
             .map_err(|e| LinkError::Io(e.to_string()))?;
-        let deadline = tokio::time::Instant::now() + timeout;
+        // A timeout past what an Instant can hold waits a century instead.
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or(now + Duration::from_secs(100 * 365 * 86_400));
         loop {
             let item = match tokio::time::timeout_at(deadline, self.io.next()).await {
                 Err(_elapsed) => {

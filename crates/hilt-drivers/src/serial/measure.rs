@@ -200,8 +200,11 @@ pub(crate) async fn measure<S: AsyncRead + AsyncWrite + Unpin>(
             loaded = true;
         }
         let samples = round.rows as f64 * f64::from(round.repeats);
-        let timeout = link.options().timeout
-            + Duration::from_secs_f64(1.5 * samples * plan.seconds_per_sample);
+        // The board's pace was checked at connect (finite, bounded); a
+        // product that still overflows a duration waits as long as any.
+        let measuring = Duration::try_from_secs_f64(1.5 * samples * plan.seconds_per_sample)
+            .unwrap_or(Duration::MAX);
+        let timeout = link.options().timeout.saturating_add(measuring);
         let acq = match link
             .call_within(
                 &Message::Acquire {
@@ -222,19 +225,24 @@ pub(crate) async fn measure<S: AsyncRead + AsyncWrite + Unpin>(
         };
         check(plan, &round, &acq)?;
         let reps = round.repeats as usize;
-        let y =
-            Array3::from_shape_vec((reps, round.rows, plan.n_out), acq.y).expect("sizes checked");
+        let sizes = |field: &str| {
+            Failure::Protocol(format!("Result: {field} does not fit the rows it answers"))
+        };
+        let y = Array3::from_shape_vec((reps, round.rows, plan.n_out), acq.y)
+            .map_err(|_| sizes("y"))?;
         let mut dst = all.slice_axis_mut(
             Axis(0),
             Slice::from(round.first_repeat..round.first_repeat + reps),
         );
         dst.slice_axis_inplace(Axis(1), Slice::from(rows.clone()));
         dst.assign(&y);
-        let ax =
-            Array2::from_shape_vec((round.rows, plan.n_in), acq.applied_x).expect("sizes checked");
+        let ax = Array2::from_shape_vec((round.rows, plan.n_in), acq.applied_x)
+            .map_err(|_| sizes("applied_x"))?;
+        // One θ row back for one sent, one per row for one per row: a
+        // board answering the other shape answered some other drive.
         let theta_rows = if shared { 1 } else { round.rows };
         let at = Array2::from_shape_vec((theta_rows, plan.n_par), acq.applied_theta)
-            .expect("sizes checked");
+            .map_err(|_| sizes("applied_theta"))?;
         // The board plays what it was sent: anything else is a reply to
         // some other drive, and must never become a measurement.
         let sent_theta = if shared {

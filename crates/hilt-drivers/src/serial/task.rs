@@ -27,6 +27,10 @@ pub(crate) struct Job {
 /// the port is still open).
 const FAULTS_BEFORE_RECONNECT: u32 = 3;
 
+/// The slowest pace a board may claim: a minute per sample is slower than
+/// any rig hilt drives (the plate, slowest, takes 36 ms).
+const MAX_SECONDS_PER_SAMPLE: f64 = 60.0;
+
 /// Why a connection ended.
 enum Ended {
     /// The device was dropped.
@@ -98,7 +102,17 @@ impl<C: Connector> Session<C> {
         }
         // (The borrow above has ended: send_replace takes the write lock.)
         if *self.state.borrow() != next {
-            tracing::info!(device = %self.spec.id, state = ?next.state, detail = %next.detail);
+            // Two lines a batch at INFO would drown the rest.
+            if matches!(next.state, DeviceState::Busy | DeviceState::Ready)
+                && matches!(
+                    self.state.borrow().state,
+                    DeviceState::Busy | DeviceState::Ready
+                )
+            {
+                tracing::debug!(device = %self.spec.id, state = ?next.state);
+            } else {
+                tracing::info!(device = %self.spec.id, state = ?next.state, detail = %next.detail);
+            }
             (self.observer)(&next);
             self.state.send_replace(next);
         }
@@ -273,6 +287,16 @@ impl<C: Connector> Session<C> {
         }
         if c.max_rows == 0 {
             return Err(ConnectError::mismatch("board accepts no rows".into()));
+        }
+        // The host waits for an Acquire by this pace: a board cannot make
+        // it wait forever, or compute a deadline that does not exist.
+        if !(c.seconds_per_sample.is_finite()
+            && (0.0..=MAX_SECONDS_PER_SAMPLE).contains(&c.seconds_per_sample))
+        {
+            return Err(ConnectError::mismatch(format!(
+                "board says a sample takes {} s: not in 0..={MAX_SECONDS_PER_SAMPLE} s",
+                c.seconds_per_sample
+            )));
         }
         Ok(())
     }

@@ -116,6 +116,20 @@ async fn a_reply_for_other_values_never_becomes_a_measurement() {
     );
 }
 
+#[tokio::test]
+async fn a_reply_of_the_wrong_shape_is_an_error_not_a_panic() {
+    // One shared θ row sent, one per row answered: sizes the host's
+    // check allows for some drive, but not for this one.
+    let misbehaviour = Misbehaviour {
+        theta_per_row: true,
+        ..Misbehaviour::default()
+    };
+    let (_, got) = both(batch(3, 1, false), 8, 2, misbehaviour).await;
+    let err = got.unwrap_err();
+    assert!(matches!(err, Failure::Protocol(_)), "{err:?}");
+    assert!(err.to_string().contains("applied_theta"), "{err}");
+}
+
 #[test]
 fn rounds_cover_every_row_and_repeat_once_in_sweep_order() {
     let spec = build_spec(&shg(), &settings(4096, 64), Backend::Serial).unwrap();

@@ -180,6 +180,34 @@ async fn a_board_of_another_rig_is_refused_with_its_name() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_batches_queue_behind_busy_instead_of_being_refused() {
+    // The driver sets Ready just after answering, so the next batch often
+    // arrives while it still says Busy: that batch must wait, not fail.
+    let mut rig = Rig::new(false);
+    let _board = rig.plug_in(Misbehaviour::default());
+    rig.until(Ready).await;
+    for k in 0..200 {
+        rig.measure()
+            .await
+            .unwrap_or_else(|e| panic!("batch {k}: {e}"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_board_claiming_an_endless_pace_is_refused_with_it() {
+    for pace in [f64::INFINITY, f64::NAN, 1e30] {
+        let mut rig = Rig::new(false);
+        let _board = rig.plug_in(Misbehaviour {
+            claimed_seconds_per_sample: Some(pace),
+            ..Misbehaviour::default()
+        });
+        let seen = rig.until(Faulted).await;
+        let why = &seen.last().unwrap().detail;
+        assert!(why.contains("a sample takes"), "{pace}: {why}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_board_that_never_answers_is_never_ready() {
     let mut rig = Rig::new(false);
