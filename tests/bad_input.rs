@@ -300,3 +300,89 @@ async fn clamp_policy_clamps_flags_the_row_and_reports_applied_values() {
         m.applied_theta
     );
 }
+
+/// A config that cannot be served is refused before the ready line: a
+/// supervisor waiting for `hiltd listening on` must never see it for a
+/// daemon about to exit.
+#[test]
+fn invalid_devices_are_refused_before_hiltd_says_it_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    for (device, want) in [
+        ("[device.limits]\ninput = [1.0, 0.0]\n", "limits.input"),
+        ("max_batch = 1099511627776\n", "max_batch"),
+        ("max_batch = 0\n", "max_batch"),
+        ("[device.shg]\nn_in = 0\n", "shg.n_in"),
+        (
+            "emulate_seconds_per_sample = 1e9\n",
+            "emulate_seconds_per_sample",
+        ),
+    ] {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(
+            &path,
+            format!("[[device]]\nid = \"a\"\nkind = \"shg\"\n{device}"),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hiltd"))
+            .args(["--listen", "127.0.0.1:0", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(!out.status.success(), "{device}: started");
+        assert!(
+            !stdout.contains("listening"),
+            "{device}: said it listens: {stdout}"
+        );
+        assert!(
+            stderr.contains("bad.toml:2: device 'a'") && stderr.contains(want),
+            "{device}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn huge_ids_get_their_own_error_and_tiny_ttls_are_refused() {
+    let d = Hiltd::start(Some(TEST_CONFIG));
+    let c = Client::connect(d.url()).await.unwrap();
+    let huge = "x".repeat(1 << 20);
+    let err = c
+        .raw()
+        .describe_device(v1::DescribeDeviceRequest { device_id: huge })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{}", err.message());
+    assert!(
+        err.message().contains("(1048576 bytes)"),
+        "{}",
+        err.message()
+    );
+    let err = c
+        .raw()
+        .acquire_lease(v1::AcquireLeaseRequest {
+            device_id: "loop".into(),
+            ttl_seconds: 1e-300,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+    assert!(
+        err.message().starts_with("ttl_seconds: "),
+        "{}",
+        err.message()
+    );
+    let err = c
+        .raw()
+        .acquire_lease(v1::AcquireLeaseRequest {
+            device_id: "loop".into(),
+            ttl_seconds: 1e20,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+}

@@ -34,8 +34,10 @@ impl Daemon {
                 .find(|o| o.spec.id != dev.spec.id && o.leases.knows(lease_id))
             {
                 Some(o) => Error::Lease(format!(
-                    "lease '{lease_id}' is for device '{}', not '{}'",
-                    o.spec.id, dev.spec.id
+                    "lease '{}' is for device '{}', not '{}'",
+                    crate::error::quote(lease_id),
+                    o.spec.id,
+                    dev.spec.id
                 )),
                 None => e,
             }

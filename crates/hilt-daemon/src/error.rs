@@ -50,6 +50,21 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
+/// `text` as an error message may quote it: whole if short, else its
+/// start and its length. A message echoing a megabyte id would not fit a
+/// gRPC header, and the client would get the header's error, not ours.
+pub(crate) fn quote(text: &str) -> String {
+    const MAX: usize = 64;
+    if text.len() <= MAX {
+        return text.to_string();
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len())
+}
+
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
         use hilt_core::Error as B;

@@ -234,7 +234,8 @@ impl Leases {
                 self.device_id
             )),
             None => Error::Lease(format!(
-                "'{id}' is not a lease of device '{}'",
+                "'{}' is not a lease of device '{}'",
+                crate::error::quote(id),
                 self.device_id
             )),
         }
@@ -300,7 +301,7 @@ impl Leases {
             .is_some_and(|h| h.in_use == 0 && h.expires <= Instant::now());
         if due {
             let h = st.holder.take().expect("checked above");
-            tracing::info!(device = %self.device_id, lease = %h.id, "lease expired");
+            tracing::info!(device = %self.device_id, "lease expired");
             Leases::end(st, h.id, "expired (no use or keepalive within its TTL)");
             self.grant_next(st);
             self.publish(st);

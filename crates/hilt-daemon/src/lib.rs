@@ -21,5 +21,6 @@ mod stream;
 
 pub use config::Config;
 pub use error::Error;
+pub use registry::check;
 pub use server::{EmbeddedDaemon, serve};
 pub use stream::MAX_WINDOW;

@@ -56,6 +56,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
     if let Some(addr) = cli.listen {
         config.server.listen = addr;
     }
+    // Every device builds, or hiltd never says it listens: a supervisor
+    // waiting for that line must not take a config that fails for started.
+    hilt_daemon::check(&config)?;
     let addr = config.server.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await

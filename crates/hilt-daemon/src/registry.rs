@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Error;
 use crate::actor::{self, ActorHandle};
 use crate::config::{BackendConfig, Config, DeviceConfig};
+use crate::error::quote;
 use crate::lease::Leases;
 use crate::status::{EventKind, StatusHub};
 
@@ -71,7 +72,7 @@ impl Registry {
             });
         }
         self.devices.get(id).ok_or_else(|| Error::UnknownDevice {
-            id: id.to_string(),
+            id: quote(id),
             known: self.devices.keys().cloned().collect::<Vec<_>>().join(", "),
         })
     }
@@ -91,8 +92,50 @@ impl Registry {
         self.devices
             .values()
             .find(|d| d.leases.knows(lease_id))
-            .ok_or_else(|| Error::Lease(format!("'{lease_id}' is not a lease of this daemon")))
+            .ok_or_else(|| {
+                Error::Lease(format!(
+                    "'{}' is not a lease of this daemon",
+                    quote(lease_id)
+                ))
+            })
     }
+}
+
+/// Build every device's model and spec without starting anything, so a
+/// config that cannot be served is refused before hiltd says it listens.
+pub fn check(cfg: &Config) -> Result<(), Error> {
+    for d in &cfg.devices {
+        check_device(d).map_err(|e| Error::Config(format!("{}: {e}", d.location)))?;
+    }
+    Ok(())
+}
+
+fn check_device(d: &DeviceConfig) -> Result<(), String> {
+    match &d.backend {
+        BackendConfig::Sim {
+            variant,
+            seed,
+            pace,
+        } => {
+            let model = d
+                .physics
+                .build_model(*variant, *seed)
+                .map_err(|e| e.to_string())?;
+            let sim = SimSettings {
+                seed: *seed,
+                pace: *pace,
+            };
+            SimDevice::new(model, d.settings.clone(), sim).map_err(|e| e.to_string())?;
+        }
+        BackendConfig::Serial { host_model, .. } => {
+            let model = d
+                .physics
+                .build_model(*host_model, 0)
+                .map_err(|e| e.to_string())?;
+            SerialDevice::check(&model, &d.settings).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
 }
 
 fn build_device(d: &DeviceConfig, depth: usize) -> Result<(DeviceEntry, JoinHandle<()>), String> {

@@ -57,6 +57,9 @@ fn seconds(field: &'static str, v: f64) -> Result<Option<Duration>, Error> {
         })
 }
 
+/// The shortest lease granted: shorter ones would expire on the way.
+const MIN_LEASE_TTL: Duration = Duration::from_millis(10);
+
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -114,6 +117,18 @@ impl Hilt for HiltService {
         let s = &self.shared;
         let dev = s.registry.get(&r.device_id)?;
         let ttl = seconds("ttl_seconds", r.ttl_seconds)?.unwrap_or(s.server.lease_ttl);
+        if ttl < MIN_LEASE_TTL {
+            return Err(Error::InvalidArgument {
+                field: "ttl_seconds",
+                reason: format!(
+                    "{} is below the minimum of {} s: the lease would expire before its \
+                     answer arrived",
+                    r.ttl_seconds,
+                    MIN_LEASE_TTL.as_secs_f64()
+                ),
+            }
+            .into());
+        }
         if ttl > s.server.max_lease_ttl {
             return Err(Error::InvalidArgument {
                 field: "ttl_seconds",
@@ -129,7 +144,8 @@ impl Hilt for HiltService {
         tokio::select! {
             got = dev.leases.acquire(ttl, wait) => {
                 let lease = got?;
-                tracing::info!(device = %dev.spec.id, lease = %lease.id, "lease granted");
+                // Never the lease id: it is the holder's secret.
+                tracing::info!(device = %dev.spec.id, "lease granted");
                 Ok(Response::new(lease_to_proto(lease)))
             }
             _ = s.stop.cancelled() => Err(Error::ShuttingDown.into()),
@@ -152,7 +168,7 @@ impl Hilt for HiltService {
         let id = &req.get_ref().lease_id;
         let dev = self.shared.registry.lease_owner(id)?;
         dev.leases.release(id)?;
-        tracing::info!(device = %dev.spec.id, lease = %id, "lease released");
+        tracing::info!(device = %dev.spec.id, "lease released");
         Ok(Response::new(v1::ReleaseLeaseResponse {}))
     }
 

@@ -84,10 +84,12 @@ pub(crate) fn build_spec<M: PhysicalModel>(
         model.param_range(),
         model.param_step(),
     )?;
-    if s.max_batch == 0 {
+    // The API carries both as 32-bit counts: a larger one would be
+    // published as something else.
+    if s.max_batch == 0 || u32::try_from(s.max_batch).is_err() {
         return Err(Error::Config {
             field: "max_batch".into(),
-            reason: "must be >= 1".into(),
+            reason: format!("{} is not in 1..={}", s.max_batch, u32::MAX),
         });
     }
     if s.max_repeats == 0 {

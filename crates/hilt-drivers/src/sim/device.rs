@@ -23,6 +23,9 @@ pub struct SimSettings {
     pub pace: Option<Duration>,
 }
 
+/// The longest an emulated pace may hold the device for one batch.
+const MAX_HOLD: Duration = Duration::from_secs(86_400);
+
 /// A physics model driven like a rig. The model runs on the blocking pool
 /// (it is CPU work), so one busy simulator never stalls the daemon's I/O.
 #[derive(Debug)]
@@ -38,6 +41,24 @@ impl<M: PhysicalModel> SimDevice<M> {
     /// A simulator of `model` under `s`'s limits; `sim.seed` must be the
     /// seed `model` was built with.
     pub fn new(model: M, s: DeviceSettings, sim: SimSettings) -> Result<Self, Error> {
+        if let Some(pace) = sim.pace {
+            // A full batch must be held for a time a timer can express
+            // (and a lab would wait for): a day at most.
+            let samples = u32::try_from(s.max_batch as u64 * u64::from(s.max_repeats))
+                .unwrap_or(u32::MAX);
+            if pace.checked_mul(samples).is_none_or(|t| t > MAX_HOLD) {
+                return Err(Error::Config {
+                    field: "emulate_seconds_per_sample".into(),
+                    reason: format!(
+                        "{} s × a full batch ({} rows × {} repeats) holds the device longer \
+                         than a day",
+                        pace.as_secs_f64(),
+                        s.max_batch,
+                        s.max_repeats
+                    ),
+                });
+            }
+        }
         let mut spec = build_spec(&model, &s, Backend::Sim)?;
         let (kind, variant) = (model.kind(), model.variant().as_str());
         spec.model = variant.to_string();
@@ -89,8 +110,11 @@ impl<M: PhysicalModel> Device for SimDevice<M> {
         .map_err(|e| CoreError::Internal(format!("simulator task failed: {e}")))?;
         self.model = Some(model);
         if let Some(pace) = self.pace {
-            let samples = batch.rows() as u32 * batch.repeats();
-            tokio::time::sleep_until(started + pace * samples).await;
+            let samples = u32::try_from(batch.rows() as u64 * u64::from(batch.repeats()))
+                .unwrap_or(u32::MAX);
+            // Bounded by `new`: a full batch is held at most a day.
+            let hold = pace.checked_mul(samples).unwrap_or(MAX_HOLD).min(MAX_HOLD);
+            tokio::time::sleep_until(started + hold).await;
         }
         m.wall_start = wall_start;
         m.wall_end = SystemTime::now();
@@ -252,6 +276,27 @@ mod tests {
         let t0 = Instant::now();
         dev.execute(&v).await.unwrap();
         assert_eq!(t0.elapsed(), Duration::from_millis(128));
+    }
+
+    #[test]
+    fn a_pace_that_would_hold_a_full_batch_for_days_is_refused() {
+        let sim = SimSettings {
+            pace: Some(Duration::from_secs(10)),
+            ..SIM
+        };
+        // 64 rows × 8 repeats × 10 s = 85 min: fine; 1e6 s a sample is not.
+        SimDevice::new(loopback(1, 0), settings(), sim).unwrap();
+        let sim = SimSettings {
+            pace: Some(Duration::from_secs(1_000_000)),
+            ..SIM
+        };
+        let err = SimDevice::new(loopback(1, 0), settings(), sim)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("emulate_seconds_per_sample:") && err.contains("longer than a day"),
+            "{err}"
+        );
     }
 
     /// A loopback whose shot panics on a negative input: an internal
