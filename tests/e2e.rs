@@ -11,6 +11,7 @@ use futures::StreamExt;
 use hilt_client::{Client, v1};
 use hilt_core::{Batch, DeviceState, EventKind};
 use ndarray::Array2;
+use tonic::Code;
 
 const TTL: Duration = Duration::from_secs(30);
 
@@ -276,4 +277,76 @@ n_par = 1200
         .await
         .expect("a 9.8 MB request and its answer pass");
     assert_eq!(m.applied_x, x);
+}
+
+#[tokio::test]
+async fn an_idle_connection_cannot_hold_shutdown_and_watches_end_unavailable() {
+    let config = r#"
+[server]
+shutdown_grace_s = 0.5
+
+[[device]]
+id = "loop"
+kind = "loopback"
+[device.loopback]
+n_in = 2
+"#;
+    let mut d = Hiltd::start(Some(config));
+    // A peer that connects and says nothing, ever.
+    let idle = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    let c = Client::connect(d.url()).await.unwrap();
+    let mut events = c.watch("loop").await.unwrap();
+    events.next().await.unwrap().unwrap(); // snapshot
+    let t0 = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let s = d.terminate();
+        (s, d.log())
+    });
+    let end = events.next().await.expect("the watch ends with a status");
+    let err = end.expect_err("not OK: the client must not take it for done");
+    assert_eq!(err.code(), Some(Code::Unavailable), "{err}");
+    let (status, log) = status.await.unwrap();
+    assert!(status.success(), "exit {status:?}\n{log}");
+    // Bounded by the grace (0.5 s), not by the idle peer.
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    assert!(log.contains("after the shutdown grace"), "{log}");
+    drop(idle);
+}
+
+#[tokio::test]
+async fn each_device_has_its_own_health() {
+    let config = r#"
+[[device]]
+id = "loop"
+kind = "loopback"
+[device.loopback]
+n_in = 2
+
+[[device]]
+id = "unplugged"
+kind = "shg"
+backend = "serial"
+[device.serial]
+port = "/nonexistent/hilt-board"
+"#;
+    let d = Hiltd::start(Some(config));
+    let ch = tonic::transport::Channel::from_shared(d.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut h = tonic_health::pb::health_client::HealthClient::new(ch);
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let mut check = async |service: &str| {
+        h.check(tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+    };
+    assert_eq!(check("").await, ServingStatus::Serving as i32);
+    assert_eq!(check("loop").await, ServingStatus::Serving as i32);
+    assert_eq!(check("unplugged").await, ServingStatus::NotServing as i32);
 }

@@ -5,6 +5,7 @@ use hilt_core::{Device, DeviceState, Error as CoreError, Measurement, ValidBatch
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::status::{EventKind, StatusHub};
@@ -54,10 +55,28 @@ pub fn spawn<D: Device>(
     mut device: D,
     depth: usize,
     status: Arc<StatusHub>,
+    stop: CancellationToken,
 ) -> (ActorHandle, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Job>(depth);
     let task = tokio::spawn(async move {
-        while let Some(job) = rx.recv().await {
+        // At shutdown the queue closes: what is queued is still measured
+        // and answered, nothing new gets in, and the actor ends even if a
+        // connection nobody closes still holds a handle.
+        let mut closing = false;
+        loop {
+            let next = if closing {
+                rx.recv().await
+            } else {
+                tokio::select! {
+                    j = rx.recv() => j,
+                    () = stop.cancelled() => {
+                        rx.close();
+                        closing = true;
+                        continue;
+                    }
+                }
+            };
+            let Some(job) = next else { break };
             // The caller gave up (deadline, disconnect): do not spend
             // hardware time on an answer nobody will read.
             if job.reply.is_closed() {
@@ -145,7 +164,8 @@ mod tests {
         let spec = spec();
         let status = Arc::new(StatusHub::ready("cal".into(), FirmwareIdentity::default()));
         let batch = validate(&spec, Batch::shared(ndarray::array![[0.5]], &[])).unwrap();
-        let (actor, _task) = spawn(Breaks { spec, batches: 0 }, 2, Arc::clone(&status));
+        let stop = CancellationToken::new();
+        let (actor, _task) = spawn(Breaks { spec, batches: 0 }, 2, Arc::clone(&status), stop);
         let err = actor.submit(batch).await.unwrap().wait().await.unwrap_err();
         assert!(err.to_string().contains("simulator task failed"), "{err}");
         let s = status.snapshot();

@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub max_lease_ttl: Duration,
     /// Batches queued per device before submitters wait.
     pub queue_depth: NonZeroUsize,
+    /// After SIGTERM, how long connections may stay open before they are
+    /// closed (an idle peer never closes its own).
+    pub shutdown_grace: Duration,
 }
 
 /// One `[[device]]`.
@@ -173,11 +176,16 @@ impl TryFrom<RawServer> for ServerConfig {
             .filter(|d| *d >= lease_ttl)
             .ok_or("max_lease_ttl_s must be finite and >= lease_ttl_s")?;
         let queue_depth = NonZeroUsize::new(s.queue_depth).ok_or("queue_depth must be >= 1")?;
+        let shutdown_grace = seconds(s.shutdown_grace_s)
+            .ok()
+            .filter(|d| *d <= Duration::from_secs(3600))
+            .ok_or("shutdown_grace_s must be between 0 and 3600")?;
         Ok(ServerConfig {
             listen: s.listen,
             lease_ttl,
             max_lease_ttl,
             queue_depth,
+            shutdown_grace,
         })
     }
 }

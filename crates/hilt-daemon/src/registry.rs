@@ -53,7 +53,7 @@ impl Registry {
         let mut devices = BTreeMap::new();
         let mut tasks = Vec::new();
         for d in &cfg.devices {
-            let (entry, actor_task) = build_device(d, cfg.server.queue_depth.get())
+            let (entry, actor_task) = build_device(d, cfg.server.queue_depth.get(), stop)
                 .map_err(|e| Error::Config(format!("{}: {e}", d.location)))?;
             tasks.push(actor_task);
             tasks.push(tokio::spawn(
@@ -138,7 +138,11 @@ fn check_device(d: &DeviceConfig) -> Result<(), String> {
     Ok(())
 }
 
-fn build_device(d: &DeviceConfig, depth: usize) -> Result<(DeviceEntry, JoinHandle<()>), String> {
+fn build_device(
+    d: &DeviceConfig,
+    depth: usize,
+    stop: &CancellationToken,
+) -> Result<(DeviceEntry, JoinHandle<()>), String> {
     match &d.backend {
         BackendConfig::Sim {
             variant,
@@ -156,7 +160,7 @@ fn build_device(d: &DeviceConfig, depth: usize) -> Result<(DeviceEntry, JoinHand
             let dev = SimDevice::new(model, d.settings.clone(), sim).map_err(|e| e.to_string())?;
             let spec = dev.spec();
             let status = StatusHub::ready(spec.calibration_id.clone(), spec.firmware.clone());
-            Ok(start(dev, depth, Arc::new(status)))
+            Ok(start(dev, depth, Arc::new(status), stop))
         }
         BackendConfig::Serial { link, host_model } => {
             // The host's model only gives the spec (sizes, ranges, the
@@ -186,7 +190,7 @@ fn build_device(d: &DeviceConfig, depth: usize) -> Result<(DeviceEntry, JoinHand
             });
             let dev = SerialDevice::open(&model, d.settings.clone(), serial, observer)
                 .map_err(|e| e.to_string())?;
-            Ok(start(dev, depth, status))
+            Ok(start(dev, depth, status, stop))
         }
     }
 }
@@ -195,10 +199,11 @@ fn start<D: Device>(
     device: D,
     depth: usize,
     status: Arc<StatusHub>,
+    stop: &CancellationToken,
 ) -> (DeviceEntry, JoinHandle<()>) {
     let spec = Arc::new(device.spec().clone());
     let leases = Leases::new(spec.id.clone(), Arc::clone(&status));
-    let (actor, task) = actor::spawn(device, depth, Arc::clone(&status));
+    let (actor, task) = actor::spawn(device, depth, Arc::clone(&status), stop.clone());
     (
         DeviceEntry {
             spec,

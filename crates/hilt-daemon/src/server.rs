@@ -14,7 +14,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::Error;
 use crate::config::Config;
 use crate::daemon::Daemon;
-use crate::registry::Registry;
+use crate::registry::{DeviceEntry, Registry};
 use crate::service::HiltService;
 
 /// The largest request or answer hiltd handles.
@@ -44,6 +44,11 @@ pub async fn serve(
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<HiltServer<HiltService>>().await;
+    // Per device too (service name = device id): the process serving says
+    // nothing of a board that is unplugged.
+    for d in service.shared.registry.iter() {
+        tokio::spawn(device_health(d.clone(), health.clone(), stop.clone()));
+    }
     // Both reflection versions: older grpcurl and tools speak only v1alpha.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -66,7 +71,8 @@ pub async fn serve(
             stop.cancel();
         }
     };
-    tonic::transport::Server::builder()
+    let grace = config.server.shutdown_grace;
+    let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_service)
@@ -84,8 +90,22 @@ pub async fn serve(
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             on_shutdown,
-        )
-        .await?;
+        );
+    // Graceful shutdown waits for every connection to close, and an idle
+    // peer never closes its own: past the grace, what is still open is
+    // closed. The actors still finish the batch they measure (below).
+    let mut server = Box::pin(server);
+    tokio::select! {
+        r = &mut server => r?,
+        () = async {
+            stop.cancelled().await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(
+            grace_s = grace.as_secs_f64(),
+            "connections still open after the shutdown grace: closing them"
+        ),
+    }
+    drop(server);
     // The service (and with it every actor handle) is gone: actors drain
     // what is queued and stop; expiry tasks stopped with the token.
     stop.cancel();
@@ -94,6 +114,37 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Keep `device`'s health service (named by its id) in step with its
+/// state: SERVING while it can measure, NOT_SERVING while it connects,
+/// reconnects or is faulted.
+async fn device_health(
+    device: DeviceEntry,
+    health: tonic_health::server::HealthReporter,
+    stop: CancellationToken,
+) {
+    use hilt_core::DeviceState as S;
+    use tonic_health::ServingStatus;
+    let mut events = device.status.subscribe();
+    let mut state = device.status.snapshot().state;
+    loop {
+        let serving = match state {
+            S::Ready | S::Busy => ServingStatus::Serving,
+            S::Connecting | S::Reconnecting | S::Faulted => ServingStatus::NotServing,
+        };
+        health.set_service_status(&device.spec.id, serving).await;
+        state = tokio::select! {
+            _ = stop.cancelled() => return,
+            e = events.recv() => match e {
+                Ok(e) => e.status.state,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    device.status.snapshot().state
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        };
+    }
 }
 
 /// hiltd running inside another program (`hilt demo`, tests, benches).

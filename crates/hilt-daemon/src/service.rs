@@ -227,7 +227,7 @@ impl Hilt for HiltService {
             }
             loop {
                 let msg = tokio::select! {
-                    _ = stop.cancelled() => break,
+                    _ = stop.cancelled() => Err(Status::from(Error::ShuttingDown)),
                     _ = tx.closed() => break,
                     r = rx.recv() => match r {
                         Ok(e) => {
@@ -245,7 +245,8 @@ impl Hilt for HiltService {
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
                 };
-                if tx.send(msg).await.is_err() {
+                let last = msg.is_err();
+                if tx.send(msg).await.is_err() || last {
                     break;
                 }
             }

@@ -61,20 +61,29 @@ pub(crate) async fn open(
 
     let window = open.window as usize;
     let credits = Arc::new(Semaphore::new(window));
-    let (queue_tx, mut queue_rx) = mpsc::unbounded_channel::<(Item, OwnedSemaphorePermit)>();
+    // An item holds its credit until answered; the shutdown notice needs
+    // none.
+    let (queue_tx, mut queue_rx) =
+        mpsc::unbounded_channel::<(Item, Option<OwnedSemaphorePermit>)>();
     let (out_tx, out_rx) = mpsc::channel::<Out>(window);
 
     // Reader: takes a credit, then reads and queues one batch.
     let stop = shared.stop.clone();
     tokio::spawn(async move {
         let mut last_seq: Option<u64> = None;
+        // A stream cut by shutdown ends UNAVAILABLE (after the answers
+        // already due), never OK: the client must not take it for done.
+        let shutting_down = || {
+            let status = Status::from(Error::ShuttingDown);
+            let _ = queue_tx.send((Item::Fatal(status), None));
+        };
         loop {
             let credit = tokio::select! {
-                _ = stop.cancelled() => break,
+                _ = stop.cancelled() => { shutting_down(); break }
                 c = Arc::clone(&credits).acquire_owned() => match c { Ok(c) => c, Err(_) => break },
             };
             let msg = tokio::select! {
-                _ = stop.cancelled() => break,
+                _ = stop.cancelled() => { shutting_down(); break }
                 m = inbound.message() => m,
             };
             let req = match msg {
@@ -113,7 +122,7 @@ pub(crate) async fn open(
                 })),
             };
             let fatal = matches!(item, Item::Fatal(_));
-            if queue_tx.send((item, credit)).is_err() || fatal {
+            if queue_tx.send((item, Some(credit))).is_err() || fatal {
                 break;
             }
         }

@@ -29,6 +29,7 @@ pub(super) struct RawServer {
     pub lease_ttl_s: f64,
     pub max_lease_ttl_s: f64,
     pub queue_depth: usize,
+    pub shutdown_grace_s: f64,
 }
 
 impl Default for RawServer {
@@ -40,6 +41,7 @@ impl Default for RawServer {
             lease_ttl_s: 30.0,
             max_lease_ttl_s: 3600.0,
             queue_depth: 16,
+            shutdown_grace_s: 30.0,
         }
     }
 }
