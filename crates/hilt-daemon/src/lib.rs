@@ -21,6 +21,5 @@ mod stream;
 
 pub use config::Config;
 pub use error::Error;
-pub use registry::check;
-pub use server::{EmbeddedDaemon, serve};
+pub use server::{EmbeddedDaemon, Prepared, serve};
 pub use stream::MAX_WINDOW;

@@ -56,10 +56,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
     if let Some(addr) = cli.listen {
         config.server.listen = addr;
     }
-    // Every device builds, or hiltd never says it listens: a supervisor
+    // Every device is built before hiltd says it listens: a supervisor
     // waiting for that line must not take a config that fails for started.
-    hilt_daemon::check(&config)?;
-    let addr = config.server.listen;
+    let (addr, origin) = (config.server.listen, config.origin.clone());
+    let daemon = hilt_daemon::Prepared::build(config)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
@@ -74,8 +74,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
         writeln!(out, "hiltd listening on {local}")?;
         out.flush()?;
     }
-    tracing::info!(%local, config = %config.origin, "serving");
-    hilt_daemon::serve(config, listener, shutdown_signal()).await
+    tracing::info!(%local, config = %origin, "serving");
+    daemon.serve(listener, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

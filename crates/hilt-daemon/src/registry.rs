@@ -101,43 +101,6 @@ impl Registry {
     }
 }
 
-/// Build every device's model and spec without starting anything, so a
-/// config that cannot be served is refused before hiltd says it listens.
-pub fn check(cfg: &Config) -> Result<(), Error> {
-    for d in &cfg.devices {
-        check_device(d).map_err(|e| Error::Config(format!("{}: {e}", d.location)))?;
-    }
-    Ok(())
-}
-
-fn check_device(d: &DeviceConfig) -> Result<(), String> {
-    match &d.backend {
-        BackendConfig::Sim {
-            variant,
-            seed,
-            pace,
-        } => {
-            let model = d
-                .physics
-                .build_model(*variant, *seed)
-                .map_err(|e| e.to_string())?;
-            let sim = SimSettings {
-                seed: *seed,
-                pace: *pace,
-            };
-            SimDevice::new(model, d.settings.clone(), sim).map_err(|e| e.to_string())?;
-        }
-        BackendConfig::Serial { host_model, .. } => {
-            let model = d
-                .physics
-                .build_model(*host_model, 0)
-                .map_err(|e| e.to_string())?;
-            SerialDevice::check(&model, &d.settings).map_err(|e| e.to_string())?;
-        }
-    }
-    Ok(())
-}
-
 fn build_device(
     d: &DeviceConfig,
     depth: usize,

@@ -20,100 +20,141 @@ use crate::service::HiltService;
 /// The largest request or answer hiltd handles.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
-/// Serve until `shutdown` resolves, then stop taking work, let the batches
-/// in flight finish and answer, and return.
+/// Build the devices of `config`, then serve them on `listener` until
+/// `shutdown` resolves (see [`Prepared::serve`]).
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let stop = CancellationToken::new();
-    let (registry, tasks) = Registry::build(&config, &stop)?;
-    for d in registry.iter() {
-        tracing::info!(device = %d.spec.id, kind = %d.spec.kind, model = %d.spec.model,
-            n_in = d.spec.n_in, n_par = d.spec.n_par, n_out = d.spec.n_out, "device ready");
-    }
-    let service = HiltService {
-        shared: Arc::new(Daemon {
+    Prepared::build(config)?.serve(listener, shutdown).await
+}
+
+/// A daemon whose devices are all built (models, specs, actors; serial
+/// boards already connecting) but which does not listen yet. Building
+/// first is what lets `hiltd` refuse a config that cannot be served before
+/// it says it listens.
+#[derive(Debug)]
+pub struct Prepared {
+    config: Config,
+    registry: Registry,
+    tasks: Vec<JoinHandle<()>>,
+    stop: CancellationToken,
+}
+
+impl Prepared {
+    /// Build every device or none: a config with one bad device refuses
+    /// to start rather than serving a partial lab.
+    pub fn build(config: Config) -> Result<Self, Error> {
+        let stop = CancellationToken::new();
+        let (registry, tasks) = Registry::build(&config, &stop)?;
+        Ok(Prepared {
+            config,
             registry,
-            server: config.server.clone(),
-            started: SystemTime::now(),
-            stop: stop.clone(),
-        }),
-    };
-
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<HiltServer<HiltService>>().await;
-    // Per device too (service name = device id): the process serving says
-    // nothing of a board that is unplugged.
-    for d in service.shared.registry.iter() {
-        tokio::spawn(device_health(d.clone(), health.clone(), stop.clone()));
+            tasks,
+            stop,
+        })
     }
-    // Both reflection versions: older grpcurl and tools speak only v1alpha.
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(hilt_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1 = reflection()
-        .build_v1()
-        .map_err(|e| Error::Config(format!("reflection: {e}")))?;
-    let reflection_v1alpha = reflection()
-        .build_v1alpha()
-        .map_err(|e| Error::Config(format!("reflection: {e}")))?;
 
-    let on_shutdown = {
-        let stop = stop.clone();
-        async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing batches in flight");
-            health.set_not_serving::<HiltServer<HiltService>>().await;
-            stop.cancel();
+    /// Serve until `shutdown` resolves, then stop taking work, let the
+    /// batches in flight finish and answer, and return.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let Prepared {
+            config,
+            registry,
+            tasks,
+            stop,
+        } = self;
+        for d in registry.iter() {
+            tracing::info!(device = %d.spec.id, kind = %d.spec.kind, model = %d.spec.model,
+            n_in = d.spec.n_in, n_par = d.spec.n_par, n_out = d.spec.n_out, "device ready");
         }
-    };
-    let grace = config.server.shutdown_grace;
-    let server = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        // tonic's default 4 MiB refuses a full batch of a wide device: 4096
-        // rows of a ten-copy plate readout (x + θ, 2 156 floats) are 35 MB.
-        .add_service(
-            HiltServer::new(service)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        // Small request/answer pairs are the normal traffic: without
-        // TCP_NODELAY, Nagle + delayed ACK add ~40 ms to each round trip.
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            on_shutdown,
-        );
-    // Graceful shutdown waits for every connection to close, and an idle
-    // peer never closes its own: past the grace, what is still open is
-    // closed. The actors still finish the batch they measure (below).
-    let mut server = Box::pin(server);
-    tokio::select! {
-        r = &mut server => r?,
-        () = async {
-            stop.cancelled().await;
-            tokio::time::sleep(grace).await;
-        } => tracing::warn!(
-            grace_s = grace.as_secs_f64(),
-            "connections still open after the shutdown grace: closing them"
-        ),
+        let service = HiltService {
+            shared: Arc::new(Daemon {
+                registry,
+                server: config.server.clone(),
+                started: SystemTime::now(),
+                stop: stop.clone(),
+            }),
+        };
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<HiltServer<HiltService>>().await;
+        // Per device too (service name = device id): the process serving says
+        // nothing of a board that is unplugged.
+        for d in service.shared.registry.iter() {
+            tokio::spawn(device_health(d.clone(), health.clone(), stop.clone()));
+        }
+        // Both reflection versions: older grpcurl and tools speak only v1alpha.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(hilt_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection()
+            .build_v1()
+            .map_err(|e| Error::Config(format!("reflection: {e}")))?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .map_err(|e| Error::Config(format!("reflection: {e}")))?;
+
+        let on_shutdown = {
+            let stop = stop.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: finishing batches in flight");
+                health.set_not_serving::<HiltServer<HiltService>>().await;
+                stop.cancel();
+            }
+        };
+        let grace = config.server.shutdown_grace;
+        let server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            // tonic's default 4 MiB refuses a full batch of a wide device: 4096
+            // rows of a ten-copy plate readout (x + θ, 2 156 floats) are 35 MB.
+            .add_service(
+                HiltServer::new(service)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            // Small request/answer pairs are the normal traffic: without
+            // TCP_NODELAY, Nagle + delayed ACK add ~40 ms to each round trip.
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                on_shutdown,
+            );
+        // Graceful shutdown waits for every connection to close, and an idle
+        // peer never closes its own: past the grace, what is still open is
+        // closed. The actors still finish the batch they measure (below).
+        let mut server = Box::pin(server);
+        tokio::select! {
+            r = &mut server => r?,
+            () = async {
+                stop.cancelled().await;
+                tokio::time::sleep(grace).await;
+            } => tracing::warn!(
+                grace_s = grace.as_secs_f64(),
+                "connections still open after the shutdown grace: closing them"
+            ),
+        }
+        drop(server);
+        // The service (and with it every actor handle) is gone: actors drain
+        // what is queued and stop; expiry tasks stopped with the token.
+        stop.cancel();
+        for t in tasks {
+            let _ = t.await;
+        }
+        tracing::info!("stopped");
+        Ok(())
     }
-    drop(server);
-    // The service (and with it every actor handle) is gone: actors drain
-    // what is queued and stop; expiry tasks stopped with the token.
-    stop.cancel();
-    for t in tasks {
-        let _ = t.await;
-    }
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// Keep `device`'s health service (named by its id) in step with its

@@ -29,16 +29,12 @@ impl RigKind {
         self,
         table: D,
     ) -> Result<RigPhysics, D::Error> {
-        fn typed<'de, T: serde::Deserialize<'de>, D: serde::Deserializer<'de>>(
-            d: D,
-        ) -> Result<T, D::Error> {
-            T::deserialize(d)
-        }
+        use serde::Deserialize;
         Ok(match self {
-            RigKind::Shg => RigPhysics::Shg(typed(table)?),
-            RigKind::Plate => RigPhysics::Plate(typed(table)?),
-            RigKind::Circuit => RigPhysics::Circuit(typed(table)?),
-            RigKind::Loopback => RigPhysics::Loopback(typed(table)?),
+            RigKind::Shg => RigPhysics::Shg(ShgConfig::deserialize(table)?),
+            RigKind::Plate => RigPhysics::Plate(PlateConfig::deserialize(table)?),
+            RigKind::Circuit => RigPhysics::Circuit(CircuitConfig::deserialize(table)?),
+            RigKind::Loopback => RigPhysics::Loopback(LoopbackConfig::deserialize(table)?),
         })
     }
 }

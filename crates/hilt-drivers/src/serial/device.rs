@@ -78,12 +78,6 @@ impl SerialDevice {
         })
     }
 
-    /// Whether a device of `model` under `settings` can be built, without
-    /// opening anything: for checking a config before serving it.
-    pub fn check<M: PhysicalModel>(model: &M, settings: &DeviceSettings) -> Result<(), Error> {
-        build_spec(model, settings, Backend::Serial).map(|_| ())
-    }
-
     /// The driver's state now.
     pub fn state(&self) -> LinkState {
         self.state.borrow().clone()

@@ -26,6 +26,12 @@ pub struct SimSettings {
 /// The longest an emulated pace may hold the device for one batch.
 const MAX_HOLD: Duration = Duration::from_secs(86_400);
 
+/// Shots in `rows` × `repeats`, as the multiplier of a pace (saturating:
+/// a count past u32 holds the device as long as the longest hold).
+fn sample_count(rows: usize, repeats: u32) -> u32 {
+    u32::try_from(rows as u64 * u64::from(repeats)).unwrap_or(u32::MAX)
+}
+
 /// A physics model driven like a rig. The model runs on the blocking pool
 /// (it is CPU work), so one busy simulator never stalls the daemon's I/O.
 #[derive(Debug)]
@@ -44,8 +50,7 @@ impl<M: PhysicalModel> SimDevice<M> {
         if let Some(pace) = sim.pace {
             // A full batch must be held for a time a timer can express
             // (and a lab would wait for): a day at most.
-            let samples = u32::try_from(s.max_batch as u64 * u64::from(s.max_repeats))
-                .unwrap_or(u32::MAX);
+            let samples = sample_count(s.max_batch, s.max_repeats);
             if pace.checked_mul(samples).is_none_or(|t| t > MAX_HOLD) {
                 return Err(Error::Config {
                     field: "emulate_seconds_per_sample".into(),
@@ -110,8 +115,7 @@ impl<M: PhysicalModel> Device for SimDevice<M> {
         .map_err(|e| CoreError::Internal(format!("simulator task failed: {e}")))?;
         self.model = Some(model);
         if let Some(pace) = self.pace {
-            let samples = u32::try_from(batch.rows() as u64 * u64::from(batch.repeats()))
-                .unwrap_or(u32::MAX);
+            let samples = sample_count(batch.rows(), batch.repeats());
             // Bounded by `new`: a full batch is held at most a day.
             let hold = pace.checked_mul(samples).unwrap_or(MAX_HOLD).min(MAX_HOLD);
             tokio::time::sleep_until(started + hold).await;
