@@ -3,41 +3,73 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use hilt_core::{DeviceEvent, DeviceSpec, DeviceStatus, ServerInfo};
 use hilt_proto::v1::{self, hilt_client::HiltClient};
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
+use crate::connect::{Bearer, ConnectOptions, RawClient};
 use crate::{ClientError, Lease};
 
 /// A connection to one hiltd. Cheap to clone (one HTTP/2 channel).
 #[derive(Debug, Clone)]
 pub struct Client {
-    inner: HiltClient<Channel>,
+    inner: RawClient,
 }
 
 impl Client {
-    /// Connect to hiltd at `url` (`http://host:port`), giving up after 5 s;
-    /// messages may be up to 256 MiB each way.
+    /// Connect to hiltd at `url` (`http://host:port` on the lab PC),
+    /// giving up after 5 s; messages may be up to 256 MiB each way.
     pub async fn connect(url: impl Into<String>) -> Result<Self, ClientError> {
+        Client::connect_with(url, &ConnectOptions::default()).await
+    }
+
+    /// Connect with TLS (an `https://` URL) and a token.
+    pub async fn connect_with(
+        url: impl Into<String>,
+        options: &ConnectOptions,
+    ) -> Result<Self, ClientError> {
         let url = url.into();
-        let endpoint = Channel::from_shared(url.clone())
-            .map_err(|e| ClientError::Status {
-                code: tonic::Code::InvalidArgument,
-                message: format!("server URL '{url}': {e}"),
-            })?
+        let bad = |message: String| ClientError::Status {
+            code: tonic::Code::InvalidArgument,
+            message,
+        };
+        let mut endpoint = Channel::from_shared(url.clone())
+            .map_err(|e| bad(format!("server URL '{url}': {e}")))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
+        let tls = url.starts_with("https://");
+        if tls {
+            let mut cfg = ClientTlsConfig::new();
+            if let Some(ca) = &options.ca_pem {
+                cfg = cfg.ca_certificate(Certificate::from_pem(ca));
+            }
+            if let Some((cert, key)) = &options.identity {
+                cfg = cfg.identity(Identity::from_pem(cert, key));
+            }
+            if let Some(domain) = &options.domain {
+                cfg = cfg.domain_name(domain.clone());
+            }
+            endpoint = endpoint
+                .tls_config(cfg)
+                .map_err(|e| bad(format!("TLS settings for '{url}': {e}")))?;
+        } else if options.ca_pem.is_some() || options.identity.is_some() {
+            return Err(bad(format!(
+                "a CA or client certificate was given but '{url}' is not https://"
+            )));
+        }
         let channel = endpoint
             .connect()
             .await
             .map_err(|source| ClientError::Connect { url, source })?;
+        let bearer = Bearer::new(options.token.as_deref())?;
         Ok(Client {
-            inner: HiltClient::new(channel)
+            inner: HiltClient::with_interceptor(channel, bearer)
                 .max_decoding_message_size(256 << 20)
                 .max_encoding_message_size(256 << 20),
         })
     }
 
-    /// The generated client, for calls this wrapper does not cover.
-    pub fn raw(&self) -> HiltClient<Channel> {
+    /// The generated client (token included), for calls this wrapper does
+    /// not cover.
+    pub fn raw(&self) -> RawClient {
         self.inner.clone()
     }
 

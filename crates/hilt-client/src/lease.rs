@@ -1,17 +1,17 @@
 use std::time::Duration;
 
 use hilt_core::{Batch, Measurement};
-use hilt_proto::v1::{self, hilt_client::HiltClient};
+use hilt_proto::v1;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 
+use crate::connect::RawClient;
 use crate::{BatchStream, ClientError};
 
 /// A held device. Dropping it stops the keepalive and releases the lease
 /// in the background; `release` does so and reports errors.
 #[derive(Debug)]
 pub struct Lease {
-    client: HiltClient<Channel>,
+    client: RawClient,
     id: String,
     device: String,
     ttl: Duration,
@@ -20,7 +20,7 @@ pub struct Lease {
 
 impl Lease {
     pub(crate) async fn acquire(
-        mut client: HiltClient<Channel>,
+        mut client: RawClient,
         device: &str,
         ttl: Duration,
     ) -> Result<Self, ClientError> {
@@ -32,7 +32,14 @@ impl Lease {
             })
             .await?
             .into_inner();
-        let ttl = Duration::from_secs_f64(l.ttl_seconds);
+        // The server's number: a TTL that is no duration is a bad answer,
+        // not a panic.
+        let ttl = Duration::try_from_secs_f64(l.ttl_seconds).map_err(|_| {
+            hilt_proto::ConvertError::new(
+                "ttl_seconds",
+                format!("{} is not a duration", l.ttl_seconds),
+            )
+        })?;
         let keepalive = {
             let mut c = client.clone();
             let id = l.lease_id.clone();

@@ -15,11 +15,13 @@
 #![warn(missing_docs)]
 
 mod client;
+mod connect;
 mod error;
 mod lease;
 mod stream;
 
 pub use client::Client;
+pub use connect::{Bearer, ConnectOptions, RawClient};
 pub use error::ClientError;
 pub use hilt_proto::v1;
 pub use lease::Lease;

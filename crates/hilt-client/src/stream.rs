@@ -1,12 +1,10 @@
 use hilt_core::{Batch, Measurement};
-use hilt_proto::v1::{
-    self, hilt_client::HiltClient, stream_request::Kind, stream_response::Result as Answer,
-};
+use hilt_proto::v1::{self, stream_request::Kind, stream_response::Result as Answer};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 use crate::ClientError;
+use crate::connect::RawClient;
 
 /// A pipelined measurement stream. Split it so one task sends while
 /// another receives; the daemon answers in sequence order.
@@ -33,7 +31,7 @@ pub struct StreamReceiver {
 
 impl BatchStream {
     pub(crate) async fn open(
-        mut client: HiltClient<Channel>,
+        mut client: RawClient,
         device: &str,
         lease: &str,
         window: u32,

@@ -52,6 +52,10 @@ pub struct DeviceStatus {
     /// Human-readable reason for the state (the board's identity, the
     /// fault).
     pub detail: String,
+    /// Set while an admin has halted the daemon (`halted by <name>:
+    /// <reason>`): the device refuses new batches whatever its state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted: Option<String>,
 }
 
 impl DeviceStatus {
@@ -66,6 +70,7 @@ impl DeviceStatus {
             batches_done: 0,
             samples_done: 0,
             detail: String::new(),
+            halted: None,
         }
     }
 }

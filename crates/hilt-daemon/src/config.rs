@@ -9,7 +9,7 @@ mod raw;
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hilt_drivers::DeviceSettings;
@@ -17,7 +17,8 @@ use hilt_drivers::serial::SerialSettings;
 use hilt_physics::{RigKind, RigPhysics, Variant};
 
 use crate::Error;
-use raw::{BackendKind, RawConfig, RawDevice, RawServer};
+use crate::auth::Token;
+use raw::{BackendKind, RawConfig, RawDevice, RawServer, RawToken};
 
 /// What hiltd serves when started without `--config`.
 pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
@@ -47,6 +48,31 @@ pub struct ServerConfig {
     /// After SIGTERM, how long connections may stay open before they are
     /// closed (an idle peer never closes its own).
     pub shutdown_grace: Duration,
+    /// `[server.tls]`; `None`: plaintext (refused beyond loopback unless
+    /// `--insecure`).
+    pub tls: Option<TlsFiles>,
+    /// `[[server.token]]`; empty: no authentication (the same refusal).
+    pub tokens: Vec<Token>,
+}
+
+/// `[server.tls]`: where the PEM files are (relative paths were taken
+/// relative to the config file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    /// The server's certificate chain.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// Given: clients must present a certificate signed by this CA.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    /// Whether a client beyond the lab PC could be let in: TLS and at
+    /// least one token.
+    pub fn is_secured(&self) -> bool {
+        self.tls.is_some() && !self.tokens.is_empty()
+    }
 }
 
 /// One `[[device]]`.
@@ -99,7 +125,18 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("{}: cannot read config: {e}", path.display())))?;
-        Config::parse(&text, &path.display().to_string())
+        let mut config = Config::parse(&text, &path.display().to_string())?;
+        // Certificates sit beside the config that names them, wherever
+        // hiltd was started from.
+        if let (Some(tls), Some(dir)) = (config.server.tls.as_mut(), path.parent()) {
+            for p in [&mut tls.cert, &mut tls.key]
+                .into_iter()
+                .chain(tls.client_ca.as_mut())
+            {
+                *p = dir.join(&*p);
+            }
+        }
+        Ok(config)
     }
 
     /// Parse and check everything that does not need a device built.
@@ -142,6 +179,17 @@ impl Config {
             device.location = location;
             devices.push(device);
         }
+        for t in &server.tokens {
+            for d in t.devices.iter().flatten() {
+                if !devices.iter().any(|o| &o.id == d) {
+                    return Err(Error::Config(format!(
+                        "{origin}: server.token '{}': devices names '{d}', which is not a \
+                         [[device]] of this config",
+                        t.name
+                    )));
+                }
+            }
+        }
         Ok(Config {
             server,
             devices,
@@ -180,12 +228,65 @@ impl TryFrom<RawServer> for ServerConfig {
             .ok()
             .filter(|d| *d <= Duration::from_secs(3600))
             .ok_or("shutdown_grace_s must be between 0 and 3600")?;
+        let mut tokens: Vec<Token> = Vec::with_capacity(s.tokens.len());
+        for raw in s.tokens {
+            let t = Token::try_from(raw)?;
+            if tokens.iter().any(|o| o.name == t.name) {
+                return Err(format!("token: two tokens are named '{}'", t.name));
+            }
+            if tokens.iter().any(|o| o.sha256 == t.sha256) {
+                return Err(format!(
+                    "token '{}': the same sha256 as another token (make a new one: \
+                     hilt token new)",
+                    t.name
+                ));
+            }
+            tokens.push(t);
+        }
         Ok(ServerConfig {
             listen: s.listen,
             lease_ttl,
             max_lease_ttl,
             queue_depth,
             shutdown_grace,
+            tls: s.tls.map(|t| TlsFiles {
+                cert: t.cert,
+                key: t.key,
+                client_ca: t.client_ca,
+            }),
+            tokens,
+        })
+    }
+}
+
+impl TryFrom<RawToken> for Token {
+    type Error = String;
+
+    fn try_from(t: RawToken) -> Result<Self, String> {
+        let ok_name = !t.name.is_empty()
+            && t.name.len() <= 64
+            && t.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
+        if !ok_name {
+            return Err(format!(
+                "token: name '{}' must be 1 to 64 ASCII letters, digits, '_', '-', '.' or '@'",
+                crate::error::quote(&t.name)
+            ));
+        }
+        let mut sha256 = [0u8; 32];
+        hex::decode_to_slice(t.sha256.trim(), &mut sha256).map_err(|_| {
+            format!(
+                "token '{}': sha256 must be 64 hex digits, the SHA-256 of the token \
+                 (hilt token new prints it)",
+                t.name
+            )
+        })?;
+        Ok(Token {
+            name: t.name,
+            role: t.role,
+            sha256,
+            devices: t.devices.map(|d| d.into_iter().collect()),
         })
     }
 }

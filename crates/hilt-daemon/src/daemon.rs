@@ -3,6 +3,7 @@
 //! against the device's limits, queued on its actor. `Execute` and
 //! `Stream` both go through [`Daemon::submit`], so neither can skip a step.
 
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use hilt_core::{Batch, validate};
@@ -22,6 +23,8 @@ pub(crate) struct Daemon {
     pub started: SystemTime,
     /// Cancelled at shutdown: ends watches and stops streams reading.
     pub stop: CancellationToken,
+    /// `halted by <name>: <reason>` while an admin has halted the daemon.
+    pub halted: Mutex<Option<String>>,
 }
 
 impl Daemon {
@@ -44,6 +47,39 @@ impl Daemon {
         })
     }
 
+    fn halted_by(&self) -> Option<String> {
+        self.halted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Refuse new batches on every device until [`Daemon::resume`];
+    /// watchers see `halted` on each device's status.
+    pub fn halt(&self, by: &str, reason: &str) {
+        let why = if reason.is_empty() {
+            format!("halted by {by}")
+        } else {
+            format!("halted by {by}: {reason}")
+        };
+        *self.halted.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+        for d in self.registry.iter() {
+            d.status
+                .update(crate::status::EventKind::StateChanged, |s| {
+                    s.halted = Some(why.clone());
+                });
+        }
+    }
+
+    /// Take work again after a halt.
+    pub fn resume(&self) {
+        *self.halted.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        for d in self.registry.iter() {
+            d.status
+                .update(crate::status::EventKind::StateChanged, |s| s.halted = None);
+        }
+    }
+
     /// Decode, validate and queue one batch; the lease stays in use until
     /// the returned guard drops.
     pub async fn submit(
@@ -52,6 +88,9 @@ impl Daemon {
         lease_id: &str,
         batch: Option<&v1::Batch>,
     ) -> Result<(Pending, InUse), Error> {
+        if let Some(why) = self.halted_by() {
+            return Err(Error::Halted(why));
+        }
         let in_use = self.use_lease(dev, lease_id)?;
         let batch = batch.ok_or(Error::InvalidArgument {
             field: "batch",

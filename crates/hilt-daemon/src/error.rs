@@ -36,6 +36,18 @@ pub enum Error {
     /// The lease was not free within the seconds the client would wait.
     #[error("timed out after {0:.1} s waiting for the lease")]
     LeaseWait(f64),
+    /// No token, or one this daemon does not know.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The token's role or device list does not cover the call.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// An admin halted the daemon: no new batches until resumed.
+    #[error("{0}")]
+    Halted(String),
+    /// The caller's deadline came before the answer.
+    #[error("the call's deadline ({0:.3} s) passed before the device answered")]
+    Deadline(f64),
     /// Shutdown began: no new work is taken.
     #[error("hiltd is shutting down")]
     ShuttingDown,
@@ -78,8 +90,10 @@ impl From<Error> for Status {
             Error::Decode(_) | Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::UnknownDevice { .. } => Code::NotFound,
             Error::Lease(_) => Code::FailedPrecondition,
-            Error::LeaseWait(_) => Code::DeadlineExceeded,
-            Error::ShuttingDown => Code::Unavailable,
+            Error::LeaseWait(_) | Error::Deadline(_) => Code::DeadlineExceeded,
+            Error::ShuttingDown | Error::Halted(_) => Code::Unavailable,
+            Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Config(_) | Error::Transport(_) | Error::Io(_) => Code::Internal,
         };
         Status::new(code, e.to_string())

@@ -27,6 +27,8 @@ pub struct LeaseInfo {
 #[derive(Debug)]
 struct Holder {
     id: String,
+    /// The token that acquired it, for the audit trail.
+    name: Arc<str>,
     ttl: Duration,
     expires: Instant,
     in_use: u32,
@@ -36,6 +38,7 @@ struct Holder {
 struct Waiter {
     id: u64,
     ttl: Duration,
+    name: Arc<str>,
     tx: oneshot::Sender<Grant>,
 }
 
@@ -44,7 +47,7 @@ struct State {
     holder: Option<Holder>,
     waiters: VecDeque<Waiter>,
     next_waiter: u64,
-    ended: VecDeque<(String, &'static str)>,
+    ended: VecDeque<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -142,17 +145,18 @@ impl Leases {
         }
     }
 
-    fn make_holder(ttl: Duration) -> Holder {
+    fn make_holder(ttl: Duration, name: Arc<str>) -> Holder {
         Holder {
             id: uuid::Uuid::new_v4().simple().to_string(),
+            name,
             ttl,
             expires: Instant::now() + ttl,
             in_use: 0,
         }
     }
 
-    fn end(st: &mut State, id: String, why: &'static str) {
-        st.ended.push_back((id, why));
+    fn end(st: &mut State, id: String, why: impl Into<String>) {
+        st.ended.push_back((id, why.into()));
         if st.ended.len() > REMEMBER_ENDED {
             st.ended.pop_front();
         }
@@ -161,7 +165,7 @@ impl Leases {
     /// Hand the device to the first waiter still waiting.
     fn grant_next(self: &Arc<Self>, st: &mut State) {
         while let Some(w) = st.waiters.pop_front() {
-            let h = Leases::make_holder(w.ttl);
+            let h = Leases::make_holder(w.ttl, w.name);
             let info = self.info(&h);
             st.holder = Some(h);
             let grant = Grant {
@@ -180,17 +184,18 @@ impl Leases {
         }
     }
 
-    /// Wait in line for the device.
+    /// Wait in line for the device; `name` is the caller's token name.
     pub async fn acquire(
         self: &Arc<Self>,
         ttl: Duration,
         wait: Option<Duration>,
+        name: Arc<str>,
     ) -> Result<LeaseInfo, Error> {
         let (rx, waiter) = {
             let mut st = self.lock();
             self.expire_if_due(&mut st);
             if st.holder.is_none() && st.waiters.is_empty() {
-                let h = Leases::make_holder(ttl);
+                let h = Leases::make_holder(ttl, name);
                 let info = self.info(&h);
                 st.holder = Some(h);
                 self.publish(&st);
@@ -201,7 +206,7 @@ impl Leases {
             let (tx, rx) = oneshot::channel();
             let id = st.next_waiter;
             st.next_waiter += 1;
-            st.waiters.push_back(Waiter { id, ttl, tx });
+            st.waiters.push_back(Waiter { id, ttl, name, tx });
             self.publish(&st);
             (rx, id)
         };
@@ -300,12 +305,28 @@ impl Leases {
             .as_ref()
             .is_some_and(|h| h.in_use == 0 && h.expires <= Instant::now());
         if due {
-            let h = st.holder.take().expect("checked above");
-            tracing::info!(device = %self.device_id, "lease expired");
-            Leases::end(st, h.id, "expired (no use or keepalive within its TTL)");
-            self.grant_next(st);
-            self.publish(st);
+            if let Some(h) = st.holder.take() {
+                tracing::info!(target: "hilt::audit", event = "lease.expired",
+                    device = %self.device_id, token = %h.name, "lease expired");
+                Leases::end(st, h.id, "expired (no use or keepalive within its TTL)");
+                self.grant_next(st);
+                self.publish(st);
+            }
         }
+    }
+
+    /// End the holder's lease whoever holds it (an admin's BreakLease):
+    /// its batches in flight finish, its next call hears `why`, and the
+    /// next waiter gets the device. Returns the holder's name, if any.
+    pub fn break_holder(self: &Arc<Self>, why: String) -> Option<Arc<str>> {
+        let mut st = self.lock();
+        let h = st.holder.take()?;
+        Leases::end(&mut st, h.id, why);
+        self.grant_next(&mut st);
+        self.publish(&st);
+        drop(st);
+        self.changed.notify_one();
+        Some(h.name)
     }
 
     /// Frees the device when a holder goes silent, without waiting for the

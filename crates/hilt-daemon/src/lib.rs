@@ -9,8 +9,10 @@
 #![warn(missing_docs)]
 
 mod actor;
+pub mod auth;
 pub mod config;
 mod daemon;
+mod deadline;
 mod error;
 mod lease;
 mod registry;

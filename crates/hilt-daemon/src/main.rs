@@ -20,6 +20,9 @@ struct Cli {
     /// Address to listen on (overrides the config); port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Listen beyond loopback without TLS or tokens (a warning every start).
+    #[arg(long)]
+    insecure: bool,
     /// Print the embedded default config and exit.
     #[arg(long)]
     print_default_config: bool,
@@ -59,14 +62,12 @@ async fn run(cli: Cli) -> Result<(), Error> {
     // Every device is built before hiltd says it listens: a supervisor
     // waiting for that line must not take a config that fails for started.
     let (addr, origin) = (config.server.listen, config.origin.clone());
+    hilt_daemon::auth::check_exposure(addr, &config.server, cli.insecure)?;
     let daemon = hilt_daemon::Prepared::build(config)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr()?;
-    if !local.ip().is_loopback() {
-        tracing::warn!(%local, "listening beyond loopback without authentication or TLS");
-    }
     // First line on stdout: the address, for scripts and tests.
     {
         use std::io::Write;

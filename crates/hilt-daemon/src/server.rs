@@ -9,10 +9,13 @@ use hilt_proto::v1::hilt_server::HiltServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::{ServerTlsConfig, TcpIncoming};
+use tonic::transport::{Certificate, Identity};
 
 use crate::Error;
-use crate::config::Config;
+use crate::auth::Gate;
+use crate::config::{Config, TlsFiles};
 use crate::daemon::Daemon;
 use crate::registry::{DeviceEntry, Registry};
 use crate::service::HiltService;
@@ -40,12 +43,14 @@ pub struct Prepared {
     registry: Registry,
     tasks: Vec<JoinHandle<()>>,
     stop: CancellationToken,
+    tls: Option<ServerTlsConfig>,
 }
 
 impl Prepared {
     /// Build every device or none: a config with one bad device refuses
     /// to start rather than serving a partial lab.
     pub fn build(config: Config) -> Result<Self, Error> {
+        let tls = config.server.tls.as_ref().map(server_tls).transpose()?;
         let stop = CancellationToken::new();
         let (registry, tasks) = Registry::build(&config, &stop)?;
         Ok(Prepared {
@@ -53,6 +58,7 @@ impl Prepared {
             registry,
             tasks,
             stop,
+            tls,
         })
     }
 
@@ -68,6 +74,7 @@ impl Prepared {
             registry,
             tasks,
             stop,
+            tls,
         } = self;
         for d in registry.iter() {
             tracing::info!(device = %d.spec.id, kind = %d.spec.kind, model = %d.spec.model,
@@ -79,8 +86,12 @@ impl Prepared {
                 server: config.server.clone(),
                 started: SystemTime::now(),
                 stop: stop.clone(),
+                halted: std::sync::Mutex::new(None),
             }),
         };
+        // Every service behind the gate: with tokens configured, health and
+        // reflection answer observers and up, not anyone.
+        let gate = Gate::new(config.server.tokens.clone());
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<HiltServer<HiltService>>().await;
@@ -112,19 +123,24 @@ impl Prepared {
             }
         };
         let grace = config.server.shutdown_grace;
-        let server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls)?;
+        }
+        let server = builder
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
+            .add_service(InterceptedService::new(health_service, gate.clone()))
+            .add_service(InterceptedService::new(reflection_v1, gate.clone()))
+            .add_service(InterceptedService::new(reflection_v1alpha, gate.clone()))
             // tonic's default 4 MiB refuses a full batch of a wide device: 4096
             // rows of a ten-copy plate readout (x + θ, 2 156 floats) are 35 MB.
-            .add_service(
+            .add_service(InterceptedService::new(
                 HiltServer::new(service)
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            )
+                gate,
+            ))
             // Small request/answer pairs are the normal traffic: without
             // TCP_NODELAY, Nagle + delayed ACK add ~40 ms to each round trip.
             .serve_with_incoming_shutdown(
@@ -155,6 +171,52 @@ impl Prepared {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The TLS set-up of `[server.tls]`, checked now: a certificate that does
+/// not load must stop hiltd before it says it listens.
+fn server_tls(files: &TlsFiles) -> Result<ServerTlsConfig, Error> {
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            Error::Config(format!(
+                "server.tls.{key}: cannot read {}: {e}",
+                path.display()
+            ))
+        })
+    };
+    let identity = Identity::from_pem(read("cert", &files.cert)?, read("key", &files.key)?);
+    // A peer that opens a connection and never finishes the handshake is
+    // dropped after this, not kept for ever.
+    let mut tls = ServerTlsConfig::new()
+        .identity(identity)
+        .timeout(Duration::from_secs(10));
+    if let Some(ca) = &files.client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read("client_ca", ca)?));
+    }
+    tonic::transport::Server::builder()
+        .tls_config(tls.clone())
+        .map_err(|e| {
+            let mut names = format!("{} and {}", files.cert.display(), files.key.display());
+            if let Some(ca) = &files.client_ca {
+                names += &format!(" (client CA {})", ca.display());
+            }
+            Error::Config(format!(
+                "server.tls: cannot use {names}: {}",
+                source_chain(&e)
+            ))
+        })?;
+    Ok(tls)
+}
+
+/// An error and its causes, as one line.
+fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out += &format!(": {c}");
+        cur = c.source();
+    }
+    out
 }
 
 /// Keep `device`'s health service (named by its id) in step with its

@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{Role, authorize};
 use crate::daemon::Daemon;
 use crate::lease::LeaseInfo;
 use crate::status;
@@ -66,8 +67,9 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 impl Hilt for HiltService {
     async fn get_server_info(
         &self,
-        _: Request<v1::GetServerInfoRequest>,
+        req: Request<v1::GetServerInfoRequest>,
     ) -> Result<Response<v1::ServerInfo>, Status> {
+        authorize(&req, "GetServerInfo", Role::Observer, None)?;
         let s = &self.shared;
         let info = ServerInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -84,8 +86,9 @@ impl Hilt for HiltService {
 
     async fn list_devices(
         &self,
-        _: Request<v1::ListDevicesRequest>,
+        req: Request<v1::ListDevicesRequest>,
     ) -> Result<Response<v1::ListDevicesResponse>, Status> {
+        authorize(&req, "ListDevices", Role::Observer, None)?;
         let devices = self
             .shared
             .registry
@@ -99,6 +102,7 @@ impl Hilt for HiltService {
         &self,
         req: Request<v1::DescribeDeviceRequest>,
     ) -> Result<Response<v1::DeviceDescription>, Status> {
+        authorize(&req, "DescribeDevice", Role::Observer, None)?;
         let dev = self.shared.registry.get(&req.get_ref().device_id)?;
         Ok(Response::new(v1::DeviceDescription {
             spec: Some((&dev.live_spec()).into()),
@@ -113,6 +117,13 @@ impl Hilt for HiltService {
         &self,
         req: Request<v1::AcquireLeaseRequest>,
     ) -> Result<Response<v1::Lease>, Status> {
+        let caller = authorize(
+            &req,
+            "AcquireLease",
+            Role::Operator,
+            Some(&req.get_ref().device_id),
+        )?;
+        let deadline = crate::deadline::of(&req);
         let r = req.into_inner();
         let s = &self.shared;
         let dev = s.registry.get(&r.device_id)?;
@@ -140,16 +151,27 @@ impl Hilt for HiltService {
             }
             .into());
         }
-        let wait = seconds("wait_seconds", r.wait_seconds)?;
-        tokio::select! {
-            got = dev.leases.acquire(ttl, wait) => {
-                let lease = got?;
-                // Never the lease id: it is the holder's secret.
-                tracing::info!(device = %dev.spec.id, "lease granted");
-                Ok(Response::new(lease_to_proto(lease)))
-            }
-            _ = s.stop.cancelled() => Err(Error::ShuttingDown.into()),
+        let asked = seconds("wait_seconds", r.wait_seconds)?;
+        // Wait no longer than the caller listens, less the answer's way
+        // back: a grant it never hears of would hold the device for nobody.
+        let wait = match (asked, crate::deadline::budget(deadline)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let got = tokio::select! {
+            got = dev.leases.acquire(ttl, wait, caller.name.clone()) => got,
+            _ = s.stop.cancelled() => Err(Error::ShuttingDown),
+        };
+        // Never the lease id: it is the holder's secret.
+        match &got {
+            Ok(_) => tracing::info!(target: "hilt::audit", event = "lease.acquire",
+                device = %dev.spec.id, token = %caller.name, peer = %caller.peer(),
+                ttl_s = ttl.as_secs_f64(), outcome = "granted", "lease granted"),
+            Err(e) => tracing::info!(target: "hilt::audit", event = "lease.acquire",
+                device = %dev.spec.id, token = %caller.name, peer = %caller.peer(),
+                outcome = %e, "lease not granted"),
         }
+        Ok(Response::new(lease_to_proto(got?)))
     }
 
     async fn keep_alive(
@@ -158,6 +180,7 @@ impl Hilt for HiltService {
     ) -> Result<Response<v1::Lease>, Status> {
         let id = &req.get_ref().lease_id;
         let dev = self.shared.registry.lease_owner(id)?;
+        authorize(&req, "KeepAlive", Role::Operator, Some(&dev.spec.id))?;
         Ok(Response::new(lease_to_proto(dev.leases.keep_alive(id)?)))
     }
 
@@ -167,22 +190,85 @@ impl Hilt for HiltService {
     ) -> Result<Response<v1::ReleaseLeaseResponse>, Status> {
         let id = &req.get_ref().lease_id;
         let dev = self.shared.registry.lease_owner(id)?;
+        let caller = authorize(&req, "ReleaseLease", Role::Operator, Some(&dev.spec.id))?;
         dev.leases.release(id)?;
-        tracing::info!(device = %dev.spec.id, "lease released");
+        tracing::info!(target: "hilt::audit", event = "lease.release", device = %dev.spec.id,
+            token = %caller.name, peer = %caller.peer(), outcome = "released", "lease released");
         Ok(Response::new(v1::ReleaseLeaseResponse {}))
+    }
+
+    async fn break_lease(
+        &self,
+        req: Request<v1::BreakLeaseRequest>,
+    ) -> Result<Response<v1::BreakLeaseResponse>, Status> {
+        let caller = authorize(&req, "BreakLease", Role::Admin, None)?;
+        let r = req.into_inner();
+        let dev = self.shared.registry.get(&r.device_id)?;
+        let reason = crate::error::quote(&r.reason);
+        let why = if reason.is_empty() {
+            format!("was broken by {}", caller.name)
+        } else {
+            format!("was broken by {}: {reason}", caller.name)
+        };
+        let holder = dev.leases.break_holder(why);
+        tracing::warn!(target: "hilt::audit", event = "lease.break", device = %dev.spec.id,
+            token = %caller.name, peer = %caller.peer(),
+            holder = holder.as_deref().unwrap_or("-"), %reason,
+            outcome = if holder.is_some() { "broken" } else { "not held" }, "lease broken");
+        Ok(Response::new(v1::BreakLeaseResponse {
+            broken: holder.is_some(),
+        }))
+    }
+
+    async fn halt(
+        &self,
+        req: Request<v1::HaltRequest>,
+    ) -> Result<Response<v1::HaltResponse>, Status> {
+        let caller = authorize(&req, "Halt", Role::Admin, None)?;
+        let reason = crate::error::quote(&req.get_ref().reason);
+        self.shared.halt(&caller.name, &reason);
+        tracing::warn!(target: "hilt::audit", event = "halt", token = %caller.name,
+            peer = %caller.peer(), %reason, "daemon halted: devices refuse new batches");
+        Ok(Response::new(v1::HaltResponse {}))
+    }
+
+    async fn resume(
+        &self,
+        req: Request<v1::ResumeRequest>,
+    ) -> Result<Response<v1::ResumeResponse>, Status> {
+        let caller = authorize(&req, "Resume", Role::Admin, None)?;
+        self.shared.resume();
+        tracing::warn!(target: "hilt::audit", event = "resume", token = %caller.name,
+            peer = %caller.peer(), "daemon resumed");
+        Ok(Response::new(v1::ResumeResponse {}))
     }
 
     async fn execute(
         &self,
         req: Request<v1::ExecuteRequest>,
     ) -> Result<Response<v1::Measurement>, Status> {
+        authorize(
+            &req,
+            "Execute",
+            Role::Operator,
+            Some(&req.get_ref().device_id),
+        )?;
+        let budget = crate::deadline::budget(crate::deadline::of(&req));
         let r = req.into_inner();
         let dev = self.shared.registry.get(&r.device_id)?;
         let (pending, _in_use) = self
             .shared
             .submit(dev, &r.lease_id, r.batch.as_ref())
             .await?;
-        let m = pending.wait().await?;
+        // Past the caller's deadline the answer says so (tonic's own
+        // timeout would end the call CANCELLED); the device stops with
+        // the batch once the caller is gone.
+        let m = match budget {
+            None => pending.wait().await?,
+            Some(b) => tokio::time::timeout(b, pending.wait())
+                .await
+                .map_err(|_| Error::Deadline(b.as_secs_f64()))??,
+        };
         Ok(Response::new((&m).into()))
     }
 
@@ -192,7 +278,8 @@ impl Hilt for HiltService {
         &self,
         req: Request<Streaming<v1::StreamRequest>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        let out = stream::open(Arc::clone(&self.shared), req.into_inner()).await?;
+        let caller = crate::auth::caller(&req)?;
+        let out = stream::open(Arc::clone(&self.shared), caller, req.into_inner()).await?;
         Ok(Response::new(Box::pin(out)))
     }
 
@@ -202,6 +289,7 @@ impl Hilt for HiltService {
         &self,
         req: Request<v1::WatchDeviceRequest>,
     ) -> Result<Response<Self::WatchDeviceStream>, Status> {
+        authorize(&req, "WatchDevice", Role::Observer, None)?;
         let dev = self.shared.registry.get(&req.get_ref().device_id)?.clone();
         let stop = self.shared.stop.clone();
         // Subscribe before the snapshot: no change can fall between them.

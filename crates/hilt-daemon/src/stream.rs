@@ -12,6 +12,7 @@ use tonic::{Status, Streaming};
 
 use crate::Error;
 use crate::actor::Pending;
+use crate::auth::{Caller, Role};
 use crate::daemon::Daemon;
 use crate::lease::InUse;
 
@@ -30,6 +31,7 @@ type Out = Result<v1::StreamResponse, Status>;
 
 pub(crate) async fn open(
     shared: Arc<Daemon>,
+    caller: Caller,
     mut inbound: Streaming<v1::StreamRequest>,
 ) -> Result<ReceiverStream<Out>, Error> {
     let first = inbound
@@ -55,6 +57,7 @@ pub(crate) async fn open(
             reason: format!("{} is not in 1..={MAX_WINDOW}", open.window),
         });
     }
+    caller.may("Stream", Role::Operator, Some(&open.device_id))?;
     let dev = shared.registry.get(&open.device_id)?.clone();
     // Check the lease now so a bad open fails the call itself.
     drop(shared.use_lease(&dev, &open.lease_id)?);

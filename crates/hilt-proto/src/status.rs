@@ -57,6 +57,7 @@ pub fn status_to_proto(device_id: &str, s: &DeviceStatus) -> v1::DeviceStatus {
         samples_done: s.samples_done,
         detail: s.detail.clone(),
         firmware: Some((&s.firmware).into()),
+        halted: s.halted.clone().unwrap_or_default(),
     }
 }
 
@@ -73,6 +74,7 @@ impl TryFrom<&v1::DeviceStatus> for DeviceStatus {
             batches_done: s.batches_done,
             samples_done: s.samples_done,
             detail: s.detail.clone(),
+            halted: (!s.halted.is_empty()).then(|| s.halted.clone()),
         })
     }
 }

@@ -50,6 +50,8 @@ pub struct DemoConfig {
     pub fit: FitOptions,
     /// Use this daemon instead of an embedded one.
     pub server: Option<String>,
+    /// TLS material and token for `server`.
+    pub connect: hilt_client::ConnectOptions,
     /// No progress bars.
     pub quiet: bool,
 }
@@ -104,7 +106,7 @@ mod embedded {
 }
 
 async fn run_both(cfg: &DemoConfig, dataset: data::Dataset, server: &str) -> Result<Vec<Metrics>> {
-    let client = Client::connect(server).await?;
+    let client = Client::connect_with(server, &cfg.connect).await?;
     let (architecture, default_layers, mut train) = task_defaults(cfg.task, None);
     let layers = cfg.layers.unwrap_or(default_layers);
     train.seed = cfg.seed;

@@ -45,6 +45,9 @@ enum Cmd {
     Eval(cmd::eval::Args),
     /// PAT vs in-silico on the simulated SHG rig, side by side.
     Demo(Box<cmd::demo::Args>),
+    /// Tokens for a hiltd on the lab network.
+    #[command(subcommand)]
+    Token(cmd::token::Cmd),
 }
 
 impl Cmd {
@@ -57,6 +60,7 @@ impl Cmd {
             Cmd::Train(a) => cmd::train::run(g, *a).await,
             Cmd::Eval(a) => cmd::eval::run(g, a).await,
             Cmd::Demo(a) => cmd::demo::run(g, *a).await,
+            Cmd::Token(c) => cmd::token::run(c),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! combinations cannot be written down.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use hilt_core::{LimitPolicy, Range};
 use hilt_drivers::serial::SerialSettings;
@@ -13,6 +14,8 @@ use hilt_physics::shg::ShgConfig;
 use hilt_physics::{LoopbackConfig, RigKind, RigPhysics, Variant};
 use serde::Deserialize;
 use toml::Spanned;
+
+use crate::auth::Role;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +33,28 @@ pub(super) struct RawServer {
     pub max_lease_ttl_s: f64,
     pub queue_depth: usize,
     pub shutdown_grace_s: f64,
+    pub tls: Option<RawTls>,
+    #[serde(rename = "token")]
+    pub tokens: Vec<RawToken>,
+}
+
+/// `[server.tls]`: PEM files, relative to the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// One `[[server.token]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawToken {
+    pub name: String,
+    pub role: Role,
+    pub sha256: String,
+    pub devices: Option<Vec<String>>,
 }
 
 impl Default for RawServer {
@@ -42,6 +67,8 @@ impl Default for RawServer {
             max_lease_ttl_s: 3600.0,
             queue_depth: 16,
             shutdown_grace_s: 30.0,
+            tls: None,
+            tokens: Vec::new(),
         }
     }
 }

@@ -14,14 +14,14 @@ const TTL: Duration = Duration::from_secs(10);
 #[tokio::test(start_paused = true)]
 async fn waiters_are_served_in_fifo_order() {
     let l = leases();
-    let first = l.acquire(TTL, None).await.unwrap();
+    let first = l.acquire(TTL, None, "test".into()).await.unwrap();
     let mut order = Vec::new();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for n in 0..3 {
         let l = Arc::clone(&l);
         let tx = tx.clone();
         tokio::spawn(async move {
-            let got = l.acquire(TTL, None).await.unwrap();
+            let got = l.acquire(TTL, None, "test".into()).await.unwrap();
             tx.send((n, got.id.clone())).unwrap();
         });
         tokio::task::yield_now().await; // queue in spawn order
@@ -42,9 +42,9 @@ async fn silent_holder_expires_after_ttl_and_next_waiter_is_served() {
     let l = leases();
     let stop = CancellationToken::new();
     tokio::spawn(Arc::clone(&l).run_expiry(stop.clone()));
-    let first = l.acquire(TTL, None).await.unwrap();
+    let first = l.acquire(TTL, None, "test".into()).await.unwrap();
     let t0 = Instant::now();
-    let second = l.acquire(TTL, None).await.unwrap();
+    let second = l.acquire(TTL, None, "test".into()).await.unwrap();
     assert_eq!(
         t0.elapsed(),
         TTL,
@@ -61,7 +61,7 @@ async fn use_and_keepalive_refresh_the_ttl_and_in_flight_batches_hold_it() {
     let l = leases();
     let stop = CancellationToken::new();
     tokio::spawn(Arc::clone(&l).run_expiry(stop.clone()));
-    let lease = l.acquire(TTL, None).await.unwrap();
+    let lease = l.acquire(TTL, None, "test".into()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(8)).await;
     l.keep_alive(&lease.id).unwrap();
     tokio::time::sleep(Duration::from_secs(8)).await;
@@ -84,9 +84,9 @@ async fn use_and_keepalive_refresh_the_ttl_and_in_flight_batches_hold_it() {
 #[tokio::test(start_paused = true)]
 async fn a_waiter_that_gives_up_leaves_the_queue() {
     let l = leases();
-    let held = l.acquire(TTL, None).await.unwrap();
+    let held = l.acquire(TTL, None, "test".into()).await.unwrap();
     let err = l
-        .acquire(TTL, Some(Duration::from_secs(2)))
+        .acquire(TTL, Some(Duration::from_secs(2)), "test".into())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::LeaseWait(_)));
@@ -94,7 +94,11 @@ async fn a_waiter_that_gives_up_leaves_the_queue() {
     // and releasing does not hand the device to the departed waiter
     l.release(&held.id).unwrap();
     assert!(!l.status.snapshot().leased);
-    assert!(l.acquire(TTL, Some(Duration::ZERO)).await.is_ok());
+    assert!(
+        l.acquire(TTL, Some(Duration::ZERO), "test".into())
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -104,7 +108,7 @@ async fn lease_errors_say_what_happened() {
     assert!(e.contains("missing") && e.contains("AcquireLease"), "{e}");
     let e = l.begin_use("nope").unwrap_err().to_string();
     assert!(e.contains("'nope' is not a lease of device 'dev'"), "{e}");
-    let lease = l.acquire(TTL, None).await.unwrap();
+    let lease = l.acquire(TTL, None, "test".into()).await.unwrap();
     l.release(&lease.id).unwrap();
     let e = l.begin_use(&lease.id).unwrap_err().to_string();
     assert!(e.contains("was released"), "{e}");

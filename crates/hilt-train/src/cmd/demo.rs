@@ -49,6 +49,7 @@ pub async fn run(g: &Global, a: Args) -> Result<()> {
         },
         fit: a.fit.options(a.seed, g.quiet),
         server: g.given_server().map(str::to_string),
+        connect: g.connect_options()?,
         quiet: g.quiet,
     };
     demo::demo(&cfg).await?;

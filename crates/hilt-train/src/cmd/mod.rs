@@ -7,6 +7,7 @@ pub mod describe;
 pub mod devices;
 pub mod eval;
 mod shared;
+pub mod token;
 pub mod train;
 pub mod twin;
 

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use hilt_client::Client;
-use hilt_train::Result;
+use hilt_client::{Client, ConnectOptions};
 use hilt_train::data::{self, Task};
 use hilt_train::twin::{FitOptions, TwinKind};
+use hilt_train::{Error, Result};
 
 const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 
@@ -16,6 +16,31 @@ pub struct Global {
     /// embeds its own daemon unless this is given].
     #[arg(long, global = true, env = "HILT_SERVER")]
     server: Option<String>,
+    /// PEM of the CA that signed hiltd's certificate (for https:// servers).
+    #[arg(long, global = true, env = "HILT_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// PEM client certificate, for a hiltd that requires one (mTLS).
+    #[arg(
+        long,
+        global = true,
+        env = "HILT_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "client_key"
+    )]
+    client_cert: Option<PathBuf>,
+    /// PEM key of --client-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "HILT_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "client_cert"
+    )]
+    client_key: Option<PathBuf>,
+    /// File holding the token to send (`hilt token new` makes one); the
+    /// environment variable HILT_TOKEN may hold the token itself instead.
+    #[arg(long, global = true, env = "HILT_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// No progress bars.
     #[arg(long, short, global = true)]
     pub quiet: bool,
@@ -34,7 +59,41 @@ impl Global {
     }
 
     pub async fn connect(&self) -> Result<Client> {
-        Ok(Client::connect(self.server()).await?)
+        Ok(Client::connect_with(self.server(), &self.connect_options()?).await?)
+    }
+
+    /// TLS files and token as the flags and environment give them, read.
+    pub fn connect_options(&self) -> Result<ConnectOptions> {
+        let read = |flag: &str, p: &PathBuf| {
+            std::fs::read(p)
+                .map_err(|e| Error::invalid(format!("{flag} {}: cannot read: {e}", p.display())))
+        };
+        let token = match (&self.token_file, std::env::var("HILT_TOKEN")) {
+            (Some(p), _) => {
+                let text = String::from_utf8(read("--token-file", p)?).map_err(|_| {
+                    Error::invalid(format!("--token-file {}: not text", p.display()))
+                })?;
+                let t = text.trim().to_string();
+                if t.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "--token-file {}: the file is empty",
+                        p.display()
+                    )));
+                }
+                Some(t)
+            }
+            (None, Ok(t)) if !t.trim().is_empty() => Some(t.trim().to_string()),
+            _ => None,
+        };
+        Ok(ConnectOptions {
+            ca_pem: self.ca.as_ref().map(|p| read("--ca", p)).transpose()?,
+            identity: match (&self.client_cert, &self.client_key) {
+                (Some(c), Some(k)) => Some((read("--client-cert", c)?, read("--client-key", k)?)),
+                _ => None,
+            },
+            domain: None,
+            token,
+        })
     }
 }
 

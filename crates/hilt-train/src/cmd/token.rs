@@ -1,0 +1,62 @@
+//! `hilt token new`: a fresh random token for hiltd, and the
+//! `[[server.token]]` block that lets it in. hiltd keeps only the token's
+//! SHA-256, so the token itself is shown once, here.
+
+use std::fmt::Write as _;
+
+use hilt_train::Result;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Cmd {
+    /// Print a new token and the config block for hiltd.
+    New(NewArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NewArgs {
+    /// Who holds it: shown in hiltd's logs and audit trail.
+    #[arg(long)]
+    name: String,
+    /// observer (look), operator (lease and measure) or admin (also break
+    /// leases, halt).
+    #[arg(long, value_parser = ["observer", "operator", "admin"])]
+    role: String,
+    /// Only these devices may be leased and measured [default: all].
+    #[arg(long, value_delimiter = ',')]
+    devices: Vec<String>,
+}
+
+pub fn run(c: Cmd) -> Result<()> {
+    let Cmd::New(a) = c;
+    let ok_name = !a.name.is_empty()
+        && a.name.len() <= 64
+        && a.name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
+    if !ok_name {
+        return Err(hilt_train::Error::invalid(
+            "--name: 1 to 64 ASCII letters, digits, '_', '-', '.' or '@'",
+        ));
+    }
+    // 256 bits from the thread's CSPRNG (ChaCha, seeded by the OS).
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = format!("hilt_{}", hex::encode(bytes));
+    let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    let mut block = format!(
+        "[[server.token]]\nname = \"{}\"\nrole = \"{}\"\nsha256 = \"{hash}\"\n",
+        a.name, a.role
+    );
+    if !a.devices.is_empty() {
+        let list: Vec<String> = a.devices.iter().map(|d| format!("{d:?}")).collect();
+        let _ = writeln!(block, "devices = [{}]", list.join(", "));
+    }
+    println!("token (give it to {}; it is not stored anywhere):", a.name);
+    println!("{token}");
+    println!();
+    println!("add to hiltd's config:");
+    print!("{block}");
+    Ok(())
+}
