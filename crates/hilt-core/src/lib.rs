@@ -14,6 +14,7 @@ mod error;
 mod limits;
 mod spec;
 mod status;
+pub mod token;
 
 pub use batch::{Batch, Measurement, SampleFlags, reduce_repeats};
 pub use device::Device;

@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::Request;
 
@@ -90,11 +89,6 @@ pub fn check_exposure(
     )))
 }
 
-/// The SHA-256 the config holds for `token`.
-pub fn token_sha256(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
 /// Who made a request, as the gate established it.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -157,7 +151,7 @@ impl Gate {
                     )
                 })?,
         };
-        let hash = token_sha256(presented.trim());
+        let hash = hilt_core::token::sha256(presented.trim());
         // Compare with every token, whichever matches: the time taken says
         // nothing about how close a guess came, or which token it was.
         let mut found = None;
@@ -259,13 +253,13 @@ mod tests {
             Token {
                 name: "alice".into(),
                 role: Role::Operator,
-                sha256: token_sha256("secret-a"),
+                sha256: hilt_core::token::sha256("secret-a"),
                 devices: Some(["shg0".to_string()].into()),
             },
             Token {
                 name: "root".into(),
                 role: Role::Admin,
-                sha256: token_sha256("secret-r"),
+                sha256: hilt_core::token::sha256("secret-r"),
                 devices: None,
             },
         ])

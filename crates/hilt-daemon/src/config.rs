@@ -263,15 +263,11 @@ impl TryFrom<RawToken> for Token {
     type Error = String;
 
     fn try_from(t: RawToken) -> Result<Self, String> {
-        let ok_name = !t.name.is_empty()
-            && t.name.len() <= 64
-            && t.name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
-        if !ok_name {
+        if !hilt_core::token::is_valid_name(&t.name) {
             return Err(format!(
-                "token: name '{}' must be 1 to 64 ASCII letters, digits, '_', '-', '.' or '@'",
-                crate::error::quote(&t.name)
+                "token: name '{}' must be {}",
+                crate::error::quote(&t.name),
+                hilt_core::token::NAME_RULE
             ));
         }
         let mut sha256 = [0u8; 32];

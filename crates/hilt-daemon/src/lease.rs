@@ -300,18 +300,13 @@ impl Leases {
 
     /// End the holder's lease if its TTL ran out with no batch in flight.
     fn expire_if_due(self: &Arc<Self>, st: &mut State) {
-        let due = st
-            .holder
-            .as_ref()
-            .is_some_and(|h| h.in_use == 0 && h.expires <= Instant::now());
-        if due {
-            if let Some(h) = st.holder.take() {
-                tracing::info!(target: "hilt::audit", event = "lease.expired",
-                    device = %self.device_id, token = %h.name, "lease expired");
-                Leases::end(st, h.id, "expired (no use or keepalive within its TTL)");
-                self.grant_next(st);
-                self.publish(st);
-            }
+        let now = Instant::now();
+        if let Some(h) = st.holder.take_if(|h| h.in_use == 0 && h.expires <= now) {
+            tracing::info!(target: "hilt::audit", event = "lease.expired",
+                device = %self.device_id, token = %h.name, "lease expired");
+            Leases::end(st, h.id, "expired (no use or keepalive within its TTL)");
+            self.grant_next(st);
+            self.publish(st);
         }
     }
 

@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 
 use hilt_train::Result;
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Cmd {
@@ -30,21 +29,17 @@ pub struct NewArgs {
 
 pub fn run(c: Cmd) -> Result<()> {
     let Cmd::New(a) = c;
-    let ok_name = !a.name.is_empty()
-        && a.name.len() <= 64
-        && a.name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
-    if !ok_name {
-        return Err(hilt_train::Error::invalid(
-            "--name: 1 to 64 ASCII letters, digits, '_', '-', '.' or '@'",
-        ));
+    if !hilt_core::token::is_valid_name(&a.name) {
+        return Err(hilt_train::Error::invalid(format!(
+            "--name: {}",
+            hilt_core::token::NAME_RULE
+        )));
     }
     // 256 bits from the thread's CSPRNG (ChaCha, seeded by the OS).
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let token = format!("hilt_{}", hex::encode(bytes));
-    let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    let hash = hex::encode(hilt_core::token::sha256(&token));
     let mut block = format!(
         "[[server.token]]\nname = \"{}\"\nrole = \"{}\"\nsha256 = \"{hash}\"\n",
         a.name, a.role
