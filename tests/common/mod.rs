@@ -2,38 +2,53 @@
 //! loopback port, and reads the address it prints as its first line.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod tls;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 
 pub struct Hiltd {
     child: Child,
     pub addr: SocketAddr,
     log: PathBuf,
+    stdout: BufReader<ChildStdout>,
     _dir: tempfile::TempDir,
 }
 
 impl Hiltd {
     /// Start hiltd with `config` (TOML text) or the embedded default.
     pub fn start(config: Option<&str>) -> Hiltd {
+        Hiltd::launch(config, &[], &["--listen", "127.0.0.1:0"])
+    }
+
+    /// Start hiltd with `config`, `files` written beside it (certificates,
+    /// by name) and these command-line arguments.
+    pub fn launch(config: Option<&str>, files: &[(&str, &[u8])], args: &[&str]) -> Hiltd {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("hiltd.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hiltd"));
-        cmd.args(["--listen", "127.0.0.1:0"]);
+        cmd.args(args);
+        for (name, bytes) in files {
+            std::fs::write(dir.path().join(name), bytes).expect("write file");
+        }
         if let Some(text) = config {
             let path = dir.path().join("hiltd.toml");
             std::fs::write(&path, text).expect("write config");
             cmd.arg("--config").arg(path);
         }
+        // Started from elsewhere: paths in the config are the config's.
+        cmd.current_dir(std::env::temp_dir());
         let mut child = cmd
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn hiltd");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout"))
+        stdout
             .read_line(&mut line)
             .expect("read hiltd's first line");
         let addr = line
@@ -46,8 +61,23 @@ impl Hiltd {
             child,
             addr,
             log,
+            stdout,
             _dir: dir,
         }
+    }
+
+    /// The next line hiltd prints on stdout (after the first).
+    pub fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("read hiltd's stdout");
+        line.trim().to_string()
+    }
+
+    /// The URL for a TLS client: the test certificate is for `localhost`.
+    pub fn https_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
     }
 
     pub fn url(&self) -> String {

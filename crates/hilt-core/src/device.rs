@@ -27,6 +27,15 @@ pub trait Device: Send + 'static {
         false
     }
 
+    /// Whether dropping an `execute` future part-way leaves the device
+    /// able to measure the next batch. If so, the daemon stops a batch
+    /// whose caller has gone (deadline, disconnect) instead of holding the
+    /// rig for an answer nobody reads. A serial board mid-exchange is not:
+    /// its wire protocol has no abort, so its batches run to the end.
+    fn cancel_safe(&self) -> bool {
+        false
+    }
+
     /// Why the device cannot measure any more, if it cannot (a simulator
     /// that lost its model to a panic): the daemon then shows it `Faulted`
     /// with this reason instead of `Ready`.

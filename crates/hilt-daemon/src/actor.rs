@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
+use crate::metrics::DeviceMetrics;
 use crate::status::{EventKind, StatusHub};
 
 type Reply = oneshot::Sender<Result<Measurement, CoreError>>;
@@ -39,6 +40,11 @@ impl Pending {
 }
 
 impl ActorHandle {
+    /// Batches queued and not yet taken by the device.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Queue a batch (waiting while the queue is full) and return at once,
     /// so a streaming client keeps the device fed.
     pub async fn submit(&self, batch: ValidBatch) -> Result<Pending, Error> {
@@ -55,6 +61,7 @@ pub fn spawn<D: Device>(
     mut device: D,
     depth: usize,
     status: Arc<StatusHub>,
+    metrics: DeviceMetrics,
     stop: CancellationToken,
 ) -> (ActorHandle, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Job>(depth);
@@ -76,10 +83,12 @@ pub fn spawn<D: Device>(
                     }
                 }
             };
-            let Some(job) = next else { break };
+            let Some(Job { batch, mut reply }) = next else {
+                break;
+            };
             // The caller gave up (deadline, disconnect): do not spend
             // hardware time on an answer nobody will read.
-            if job.reply.is_closed() {
+            if reply.is_closed() {
                 continue;
             }
             // A device that reports its own state (a serial driver) is
@@ -88,9 +97,33 @@ pub fn spawn<D: Device>(
             if !own {
                 status.update(EventKind::StateChanged, |s| s.state = DeviceState::Busy);
             }
-            let samples = job.batch.rows() as u64 * u64::from(job.batch.repeats());
-            let result = device.execute(&job.batch).await;
+            let samples = batch.rows() as u64 * u64::from(batch.repeats());
+            let started = std::time::Instant::now();
+            // A device that can stop part-way stops when its caller goes.
+            let result = if device.cancel_safe() {
+                tokio::select! {
+                    r = device.execute(&batch) => Some(r),
+                    () = reply.closed() => None,
+                }
+            } else {
+                Some(device.execute(&batch).await)
+            };
+            let busy = started.elapsed().as_secs_f64();
+            let Some(result) = result else {
+                tracing::info!(
+                    device = %device.spec().id, rows = batch.rows(), repeats = batch.repeats(),
+                    after_s = busy,
+                    "caller gone: batch stopped part-way; nothing of it was answered or counted"
+                );
+                if !own {
+                    status.update(EventKind::StateChanged, |s| s.state = DeviceState::Ready);
+                }
+                continue;
+            };
             let ok = result.is_ok();
+            if ok {
+                metrics.measured(samples, busy);
+            }
             // A simulator that lost its model is faulted for good and says
             // why; anything else is ready for the next batch.
             let fault = if own { None } else { Some(device.fault()) };
@@ -108,7 +141,7 @@ pub fn spawn<D: Device>(
                     s.samples_done += samples;
                 }
             });
-            let _ = job.reply.send(result);
+            let _ = reply.send(result);
         }
         tracing::debug!("device actor stopped");
     });
@@ -165,7 +198,14 @@ mod tests {
         let status = Arc::new(StatusHub::ready("cal".into(), FirmwareIdentity::default()));
         let batch = validate(&spec, Batch::shared(ndarray::array![[0.5]], &[])).unwrap();
         let stop = CancellationToken::new();
-        let (actor, _task) = spawn(Breaks { spec, batches: 0 }, 2, Arc::clone(&status), stop);
+        let metrics = crate::metrics::Metrics::new().device("dev");
+        let (actor, _task) = spawn(
+            Breaks { spec, batches: 0 },
+            2,
+            Arc::clone(&status),
+            metrics,
+            stop,
+        );
         let err = actor.submit(batch).await.unwrap().wait().await.unwrap_err();
         assert!(err.to_string().contains("simulator task failed"), "{err}");
         let s = status.snapshot();

@@ -18,7 +18,8 @@ use hilt_physics::{RigKind, RigPhysics, Variant};
 
 use crate::Error;
 use crate::auth::Token;
-use raw::{BackendKind, RawConfig, RawDevice, RawServer, RawToken};
+use crate::interlock::{Budget, InterlockConfig};
+use raw::{BackendKind, RawConfig, RawDevice, RawInterlock, RawServer, RawToken};
 
 /// What hiltd serves when started without `--config`.
 pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
@@ -48,6 +49,13 @@ pub struct ServerConfig {
     /// After SIGTERM, how long connections may stay open before they are
     /// closed (an idle peer never closes its own).
     pub shutdown_grace: Duration,
+    /// Where Prometheus scrapes `/metrics` (plain HTTP: keep it on
+    /// loopback or a monitoring network); `None`: no metrics endpoint.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Clients waiting in line per device before `RESOURCE_EXHAUSTED`.
+    pub max_waiters: NonZeroUsize,
+    /// Open connections before new ones are closed at once (logged).
+    pub max_connections: NonZeroUsize,
     /// `[server.tls]`; `None`: plaintext (refused beyond loopback unless
     /// `--insecure`).
     pub tls: Option<TlsFiles>,
@@ -88,6 +96,8 @@ pub struct DeviceConfig {
     pub backend: BackendConfig,
     /// Id, hard limits and batch sizes.
     pub settings: DeviceSettings,
+    /// `[device.interlock]`: budgets over sliding windows.
+    pub interlock: InterlockConfig,
 }
 
 /// What measures a device.
@@ -228,6 +238,9 @@ impl TryFrom<RawServer> for ServerConfig {
             .ok()
             .filter(|d| *d <= Duration::from_secs(3600))
             .ok_or("shutdown_grace_s must be between 0 and 3600")?;
+        let max_waiters = NonZeroUsize::new(s.max_waiters).ok_or("max_waiters must be >= 1")?;
+        let max_connections =
+            NonZeroUsize::new(s.max_connections).ok_or("max_connections must be >= 1")?;
         let mut tokens: Vec<Token> = Vec::with_capacity(s.tokens.len());
         for raw in s.tokens {
             let t = Token::try_from(raw)?;
@@ -249,6 +262,9 @@ impl TryFrom<RawServer> for ServerConfig {
             max_lease_ttl,
             queue_depth,
             shutdown_grace,
+            metrics_listen: s.metrics_listen,
+            max_waiters,
+            max_connections,
             tls: s.tls.map(|t| TlsFiles {
                 cert: t.cert,
                 key: t.key,
@@ -358,6 +374,12 @@ impl TryFrom<RawDevice> for DeviceConfig {
                 }
             }
         };
+        let interlock = d
+            .interlock
+            .take()
+            .map(|i| interlock(i, kind))
+            .transpose()?
+            .unwrap_or_default();
         let settings = DeviceSettings {
             id: id.clone(),
             input_limits: d.limits.input_range(),
@@ -372,8 +394,66 @@ impl TryFrom<RawDevice> for DeviceConfig {
             physics,
             backend,
             settings,
+            interlock,
         })
     }
+}
+
+/// `[device.interlock]` checked against the rig it protects.
+fn interlock(i: RawInterlock, kind: RigKind) -> Result<InterlockConfig, String> {
+    let positive = |key: &str, v: f64| {
+        if v.is_finite() && v > 0.0 {
+            Ok(v)
+        } else {
+            Err(format!("interlock.{key}: {v} must be finite and > 0"))
+        }
+    };
+    let window = |key: &str, v: f64| {
+        positive(key, v)?;
+        seconds(v)
+            .ok()
+            .filter(|d| *d <= Duration::from_secs(86_400))
+            .ok_or(format!(
+                "interlock.{key}: {v} must be at most 86400 s (a day)"
+            ))
+    };
+    let samples = match (i.max_samples_per_s, i.rate_window_s) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err("interlock.rate_window_s given without max_samples_per_s".into());
+        }
+        (Some(rate), w) => {
+            let rate = positive("max_samples_per_s", rate)?;
+            let window = window("rate_window_s", w.unwrap_or(1.0))?;
+            Some(Budget {
+                amount: rate * window.as_secs_f64(),
+                window,
+            })
+        }
+    };
+    let drive_energy = match (i.drive_energy, i.drive_window_s) {
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(
+                "interlock: drive_energy and drive_window_s go together (a budget per window)"
+                    .into(),
+            );
+        }
+        (Some(_), Some(_)) if !kind.heats_with_drive() => {
+            return Err(format!(
+                "interlock.drive_energy: a {kind} rig is not heated by its drive; the \
+                 drive-energy budget is for the plate and the circuit"
+            ));
+        }
+        (Some(e), Some(w)) => Some(Budget {
+            amount: positive("drive_energy", e)?,
+            window: window("drive_window_s", w)?,
+        }),
+    };
+    Ok(InterlockConfig {
+        samples,
+        drive_energy,
+    })
 }
 
 impl DeviceConfig {

@@ -3,7 +3,7 @@
 //! against the device's limits, queued on its actor. `Execute` and
 //! `Stream` both go through [`Daemon::submit`], so neither can skip a step.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use hilt_core::{Batch, validate};
@@ -14,6 +14,7 @@ use crate::Error;
 use crate::actor::Pending;
 use crate::config::ServerConfig;
 use crate::lease::InUse;
+use crate::metrics::Metrics;
 use crate::registry::{DeviceEntry, Registry};
 
 /// The daemon's state behind the gRPC service.
@@ -25,6 +26,8 @@ pub(crate) struct Daemon {
     pub stop: CancellationToken,
     /// `halted by <name>: <reason>` while an admin has halted the daemon.
     pub halted: Mutex<Option<String>>,
+    /// What `/metrics` shows.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Daemon {
@@ -54,6 +57,10 @@ impl Daemon {
             .clone()
     }
 
+    pub fn is_halted(&self) -> bool {
+        self.halted_by().is_some()
+    }
+
     /// Refuse new batches on every device until [`Daemon::resume`];
     /// watchers see `halted` on each device's status.
     pub fn halt(&self, by: &str, reason: &str) {
@@ -80,8 +87,8 @@ impl Daemon {
         }
     }
 
-    /// Decode, validate and queue one batch; the lease stays in use until
-    /// the returned guard drops.
+    /// Decode, validate, pass the interlock and queue one batch; the lease
+    /// stays in use until the returned guard drops.
     pub async fn submit(
         &self,
         dev: &DeviceEntry,
@@ -97,6 +104,12 @@ impl Daemon {
             reason: "missing".into(),
         })?;
         let valid = validate(&dev.spec, Batch::try_from(batch)?)?;
+        dev.interlock.admit(&valid).inspect_err(|e| {
+            dev.metrics.interlock_refused();
+            tracing::warn!(device = %dev.spec.id, "batch refused: {e}");
+        })?;
+        let clamped = valid.clamped().iter().filter(|c| **c).count();
+        dev.metrics.clamped(clamped as u64);
         Ok((dev.actor.submit(valid).await?, in_use))
     }
 }

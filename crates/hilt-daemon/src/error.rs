@@ -48,6 +48,13 @@ pub enum Error {
     /// The caller's deadline came before the answer.
     #[error("the call's deadline ({0:.3} s) passed before the device answered")]
     Deadline(f64),
+    /// A device's interlock (rate or drive-energy budget) would be
+    /// exceeded: the batch is refused before the rig sees it.
+    #[error("interlock: {0}")]
+    Interlock(String),
+    /// A bounded resource (lease waiters, connections) is full.
+    #[error("{0}")]
+    Exhausted(String),
     /// Shutdown began: no new work is taken.
     #[error("hiltd is shutting down")]
     ShuttingDown,
@@ -77,10 +84,11 @@ pub(crate) fn quote(text: &str) -> String {
     format!("{}… ({} bytes)", &text[..end], text.len())
 }
 
-impl From<Error> for Status {
-    fn from(e: Error) -> Status {
+impl Error {
+    /// The gRPC code this error is reported with.
+    pub fn code(&self) -> Code {
         use hilt_core::Error as B;
-        let code = match &e {
+        match self {
             Error::Batch(B::InvalidArgument { .. }) => Code::InvalidArgument,
             Error::Batch(B::OutOfRange { .. }) => Code::OutOfRange,
             Error::Batch(B::TooLarge { .. }) => Code::ResourceExhausted,
@@ -89,14 +97,20 @@ impl From<Error> for Status {
             Error::Batch(B::Internal(_)) => Code::Internal,
             Error::Decode(_) | Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::UnknownDevice { .. } => Code::NotFound,
-            Error::Lease(_) => Code::FailedPrecondition,
+            Error::Lease(_) | Error::Interlock(_) => Code::FailedPrecondition,
+            Error::Exhausted(_) => Code::ResourceExhausted,
             Error::LeaseWait(_) | Error::Deadline(_) => Code::DeadlineExceeded,
             Error::ShuttingDown | Error::Halted(_) => Code::Unavailable,
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Config(_) | Error::Transport(_) | Error::Io(_) => Code::Internal,
-        };
-        Status::new(code, e.to_string())
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        Status::new(e.code(), e.to_string())
     }
 }
 

@@ -56,6 +56,9 @@ pub struct Leases {
     state: Mutex<State>,
     changed: Notify,
     status: Arc<StatusHub>,
+    /// Waiters in line before the next gets `RESOURCE_EXHAUSTED`: each
+    /// holds a request task and its connection.
+    max_waiters: usize,
 }
 
 /// A lease handed to a waiter. If the waiter is gone before it reads it
@@ -113,12 +116,13 @@ impl Drop for InUse {
 }
 
 impl Leases {
-    pub fn new(device_id: String, status: Arc<StatusHub>) -> Arc<Self> {
+    pub fn new(device_id: String, status: Arc<StatusHub>, max_waiters: usize) -> Arc<Self> {
         Arc::new(Leases {
             device_id,
             state: Mutex::new(State::default()),
             changed: Notify::new(),
             status,
+            max_waiters,
         })
     }
 
@@ -202,6 +206,14 @@ impl Leases {
                 drop(st);
                 self.changed.notify_one();
                 return Ok(info);
+            }
+            if st.waiters.len() >= self.max_waiters {
+                return Err(Error::Exhausted(format!(
+                    "device '{}' already has {} clients waiting for its lease (the server's \
+                     max_waiters); try again later",
+                    self.device_id,
+                    st.waiters.len()
+                )));
             }
             let (tx, rx) = oneshot::channel();
             let id = st.next_waiter;

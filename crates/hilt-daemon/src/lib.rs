@@ -10,11 +10,15 @@
 
 mod actor;
 pub mod auth;
+mod codes;
 pub mod config;
+mod conn;
 mod daemon;
 mod deadline;
 mod error;
+pub mod interlock;
 mod lease;
+mod metrics;
 mod registry;
 mod server;
 mod service;

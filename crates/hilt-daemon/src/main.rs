@@ -41,6 +41,8 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, never into journald or a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -64,6 +66,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
     let (addr, origin) = (config.server.listen, config.origin.clone());
     hilt_daemon::auth::check_exposure(addr, &config.server, cli.insecure)?;
     let daemon = hilt_daemon::Prepared::build(config)?;
+    let metrics = daemon.metrics_addr();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
@@ -73,6 +76,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         writeln!(out, "hiltd listening on {local}")?;
+        if let Some(m) = metrics {
+            writeln!(out, "hiltd metrics on {m}")?;
+        }
         out.flush()?;
     }
     tracing::info!(%local, config = %origin, "serving");

@@ -13,7 +13,9 @@ use crate::Error;
 use crate::actor::{self, ActorHandle};
 use crate::config::{BackendConfig, Config, DeviceConfig};
 use crate::error::quote;
+use crate::interlock::Interlock;
 use crate::lease::Leases;
+use crate::metrics::{DeviceMetrics, Metrics};
 use crate::status::{EventKind, StatusHub};
 
 /// One served device: what it is, who may use it, what it is doing.
@@ -24,6 +26,9 @@ pub struct DeviceEntry {
     pub actor: ActorHandle,
     pub leases: Arc<Leases>,
     pub status: Arc<StatusHub>,
+    /// Budgets the batches of this device are charged against.
+    pub interlock: Arc<Interlock>,
+    pub metrics: DeviceMetrics,
 }
 
 impl DeviceEntry {
@@ -48,12 +53,17 @@ impl Registry {
     /// start rather than serving a partial lab.
     pub fn build(
         cfg: &Config,
+        metrics: &Metrics,
         stop: &CancellationToken,
     ) -> Result<(Self, Vec<JoinHandle<()>>), Error> {
         let mut devices = BTreeMap::new();
         let mut tasks = Vec::new();
         for d in &cfg.devices {
-            let (entry, actor_task) = build_device(d, cfg.server.queue_depth.get(), stop)
+            let limits = Limits {
+                queue_depth: cfg.server.queue_depth.get(),
+                max_waiters: cfg.server.max_waiters.get(),
+            };
+            let (entry, actor_task) = build_device(d, limits, metrics, stop)
                 .map_err(|e| Error::Config(format!("{}: {e}", d.location)))?;
             tasks.push(actor_task);
             tasks.push(tokio::spawn(
@@ -101,11 +111,25 @@ impl Registry {
     }
 }
 
+/// The daemon-wide bounds every device gets.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    queue_depth: usize,
+    max_waiters: usize,
+}
+
 fn build_device(
     d: &DeviceConfig,
-    depth: usize,
+    limits: Limits,
+    metrics: &Metrics,
     stop: &CancellationToken,
 ) -> Result<(DeviceEntry, JoinHandle<()>), String> {
+    let parts = |status| Parts {
+        limits,
+        status,
+        interlock: Interlock::new(d.interlock),
+        metrics: metrics.device(&d.id),
+    };
     match &d.backend {
         BackendConfig::Sim {
             variant,
@@ -123,7 +147,7 @@ fn build_device(
             let dev = SimDevice::new(model, d.settings.clone(), sim).map_err(|e| e.to_string())?;
             let spec = dev.spec();
             let status = StatusHub::ready(spec.calibration_id.clone(), spec.firmware.clone());
-            Ok(start(dev, depth, Arc::new(status), stop))
+            Ok(start(dev, parts(Arc::new(status)), stop))
         }
         BackendConfig::Serial { link, host_model } => {
             // The host's model only gives the spec (sizes, ranges, the
@@ -153,26 +177,42 @@ fn build_device(
             });
             let dev = SerialDevice::open(&model, d.settings.clone(), serial, observer)
                 .map_err(|e| e.to_string())?;
-            Ok(start(dev, depth, status, stop))
+            metrics.serial_link(&d.id, dev.link_counters());
+            Ok(start(dev, parts(status), stop))
         }
     }
 }
 
+/// What a device gets beside its driver.
+struct Parts {
+    limits: Limits,
+    status: Arc<StatusHub>,
+    interlock: Interlock,
+    metrics: DeviceMetrics,
+}
+
 fn start<D: Device>(
     device: D,
-    depth: usize,
-    status: Arc<StatusHub>,
+    p: Parts,
     stop: &CancellationToken,
 ) -> (DeviceEntry, JoinHandle<()>) {
     let spec = Arc::new(device.spec().clone());
-    let leases = Leases::new(spec.id.clone(), Arc::clone(&status));
-    let (actor, task) = actor::spawn(device, depth, Arc::clone(&status), stop.clone());
+    let leases = Leases::new(spec.id.clone(), Arc::clone(&p.status), p.limits.max_waiters);
+    let (actor, task) = actor::spawn(
+        device,
+        p.limits.queue_depth,
+        Arc::clone(&p.status),
+        p.metrics.clone(),
+        stop.clone(),
+    );
     (
         DeviceEntry {
             spec,
             actor,
             leases,
-            status,
+            status: p.status,
+            interlock: Arc::new(p.interlock),
+            metrics: p.metrics,
         },
         task,
     )

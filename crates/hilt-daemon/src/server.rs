@@ -17,11 +17,15 @@ use crate::Error;
 use crate::auth::Gate;
 use crate::config::{Config, TlsFiles};
 use crate::daemon::Daemon;
+use crate::metrics::Metrics;
 use crate::registry::{DeviceEntry, Registry};
 use crate::service::HiltService;
 
 /// The largest request or answer hiltd handles.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Concurrent calls one connection may have open (HTTP/2 streams).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 64;
 
 /// Build the devices of `config`, then serve them on `listener` until
 /// `shutdown` resolves (see [`Prepared::serve`]).
@@ -44,6 +48,9 @@ pub struct Prepared {
     tasks: Vec<JoinHandle<()>>,
     stop: CancellationToken,
     tls: Option<ServerTlsConfig>,
+    metrics: Arc<Metrics>,
+    /// Bound in `build`, so a taken port stops hiltd before its ready line.
+    metrics_listener: Option<std::net::TcpListener>,
 }
 
 impl Prepared {
@@ -51,15 +58,39 @@ impl Prepared {
     /// to start rather than serving a partial lab.
     pub fn build(config: Config) -> Result<Self, Error> {
         let tls = config.server.tls.as_ref().map(server_tls).transpose()?;
+        let metrics_listener = config
+            .server
+            .metrics_listen
+            .map(|addr| {
+                std::net::TcpListener::bind(addr)
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .map_err(|e| {
+                        Error::Config(format!(
+                            "server.metrics_listen: cannot listen on {addr}: {e}"
+                        ))
+                    })
+            })
+            .transpose()?;
         let stop = CancellationToken::new();
-        let (registry, tasks) = Registry::build(&config, &stop)?;
+        let metrics = Arc::new(Metrics::new());
+        let (registry, tasks) = Registry::build(&config, &metrics, &stop)?;
         Ok(Prepared {
             config,
             registry,
             tasks,
             stop,
             tls,
+            metrics,
+            metrics_listener,
         })
+    }
+
+    /// Where `/metrics` is served, if anywhere (the port chosen when port
+    /// 0 was asked for).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Serve until `shutdown` resolves, then stop taking work, let the
@@ -75,6 +106,8 @@ impl Prepared {
             tasks,
             stop,
             tls,
+            metrics,
+            metrics_listener,
         } = self;
         for d in registry.iter() {
             tracing::info!(device = %d.spec.id, kind = %d.spec.kind, model = %d.spec.model,
@@ -87,8 +120,21 @@ impl Prepared {
                 started: SystemTime::now(),
                 stop: stop.clone(),
                 halted: std::sync::Mutex::new(None),
+                metrics,
             }),
         };
+        if let Some(l) = metrics_listener {
+            let addr = l.local_addr()?;
+            let l = TcpListener::from_std(l)?;
+            let daemon = Arc::clone(&service.shared);
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::metrics::serve(l, daemon, stop).await {
+                    tracing::error!(%addr, "metrics endpoint failed: {e}");
+                }
+            });
+            tracing::info!(%addr, "metrics at http://{addr}/metrics");
+        }
         // Every service behind the gate: with tokens configured, health and
         // reflection answer observers and up, not anyone.
         let gate = Gate::new(config.server.tokens.clone());
@@ -123,13 +169,23 @@ impl Prepared {
             }
         };
         let grace = config.server.shutdown_grace;
+        let max_connections = config.server.max_connections.get();
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = tls {
             builder = builder.tls_config(tls)?;
         }
         let server = builder
+            // Dead peers (a trainer's laptop that slept) are found by ping.
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            // A Stream or WatchDevice holds a task: bound them per connection.
+            .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+            .layer(tower::util::MapResponseLayer::new(
+                |mut r: http::Response<tonic::body::Body>| {
+                    crate::codes::fix_headers(r.headers_mut());
+                    r
+                },
+            ))
             .add_service(InterceptedService::new(health_service, gate.clone()))
             .add_service(InterceptedService::new(reflection_v1, gate.clone()))
             .add_service(InterceptedService::new(reflection_v1alpha, gate.clone()))
@@ -144,7 +200,10 @@ impl Prepared {
             // Small request/answer pairs are the normal traffic: without
             // TCP_NODELAY, Nagle + delayed ACK add ~40 ms to each round trip.
             .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                crate::conn::bounded(
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    max_connections,
+                ),
                 on_shutdown,
             );
         // Graceful shutdown waits for every connection to close, and an idle

@@ -171,6 +171,9 @@ impl Hilt for HiltService {
                 device = %dev.spec.id, token = %caller.name, peer = %caller.peer(),
                 outcome = %e, "lease not granted"),
         }
+        if let Err(e) = &got {
+            dev.metrics.failed(e.code());
+        }
         Ok(Response::new(lease_to_proto(got?)))
     }
 
@@ -253,22 +256,26 @@ impl Hilt for HiltService {
             Role::Operator,
             Some(&req.get_ref().device_id),
         )?;
+        let started = std::time::Instant::now();
         let budget = crate::deadline::budget(crate::deadline::of(&req));
         let r = req.into_inner();
         let dev = self.shared.registry.get(&r.device_id)?;
-        let (pending, _in_use) = self
-            .shared
-            .submit(dev, &r.lease_id, r.batch.as_ref())
-            .await?;
-        // Past the caller's deadline the answer says so (tonic's own
-        // timeout would end the call CANCELLED); the device stops with
-        // the batch once the caller is gone.
-        let m = match budget {
-            None => pending.wait().await?,
-            Some(b) => tokio::time::timeout(b, pending.wait())
-                .await
-                .map_err(|_| Error::Deadline(b.as_secs_f64()))??,
+        let measured = async {
+            let (pending, _in_use) = self
+                .shared
+                .submit(dev, &r.lease_id, r.batch.as_ref())
+                .await?;
+            // Past the caller's deadline the answer says so (tonic's own
+            // timeout would end the call CANCELLED); the device stops with
+            // the batch once the caller is gone.
+            match budget {
+                None => pending.wait().await,
+                Some(b) => tokio::time::timeout(b, pending.wait())
+                    .await
+                    .map_err(|_| Error::Deadline(b.as_secs_f64()))?,
+            }
         };
+        let m = dev.metrics.count(started, measured.await)?;
         Ok(Response::new((&m).into()))
     }
 

@@ -20,8 +20,13 @@ use crate::lease::InUse;
 /// busy, few enough that a client cannot make the daemon hold its memory.
 pub const MAX_WINDOW: u32 = 256;
 
+/// How long a new `Stream` may take to send its `open`: a client that
+/// opens streams and says nothing would otherwise hold a task each.
+pub const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 enum Item {
-    Queued(u64, Pending, InUse),
+    /// Submitted at the instant given, for the latency histogram.
+    Queued(u64, Pending, InUse, std::time::Instant),
     Failed(u64, Error),
     /// Ends the stream with a status once earlier answers are out.
     Fatal(Status),
@@ -34,12 +39,24 @@ pub(crate) async fn open(
     caller: Caller,
     mut inbound: Streaming<v1::StreamRequest>,
 ) -> Result<ReceiverStream<Out>, Error> {
-    let first = inbound
-        .message()
+    let first = tokio::time::timeout(OPEN_TIMEOUT, inbound.message())
         .await
-        .map_err(|s| Error::InvalidArgument {
+        .map_err(|_| Error::InvalidArgument {
             field: "open",
-            reason: s.message().to_string(),
+            reason: format!(
+                "no `open` message within {} s of the stream starting",
+                OPEN_TIMEOUT.as_secs()
+            ),
+        })?
+        .map_err(|s| {
+            let s = crate::codes::fix(s);
+            match s.code() {
+                tonic::Code::ResourceExhausted => Error::Exhausted(s.message().to_string()),
+                _ => Error::InvalidArgument {
+                    field: "open",
+                    reason: s.message().to_string(),
+                },
+            }
         })?
         .ok_or(Error::InvalidArgument {
             field: "open",
@@ -59,6 +76,7 @@ pub(crate) async fn open(
     }
     caller.may("Stream", Role::Operator, Some(&open.device_id))?;
     let dev = shared.registry.get(&open.device_id)?.clone();
+    let metrics = dev.metrics.clone();
     // Check the lease now so a bad open fails the call itself.
     drop(shared.use_lease(&dev, &open.lease_id)?);
 
@@ -93,7 +111,11 @@ pub(crate) async fn open(
                 Ok(Some(r)) => r,
                 Ok(None) => break,
                 Err(status) => {
+                    // A message too large or that does not decode ends
+                    // the stream with its code (after the answers due); a
+                    // client that went away is told nothing.
                     tracing::debug!(%status, "stream inbound ended with an error");
+                    let _ = queue_tx.send((Item::Fatal(crate::codes::fix(status)), None));
                     break;
                 }
             };
@@ -113,8 +135,9 @@ pub(crate) async fn open(
                         )
                     } else {
                         last_seq = Some(b.seq);
+                        let started = std::time::Instant::now();
                         match shared.submit(&dev, &open.lease_id, b.batch.as_ref()).await {
-                            Ok((pending, in_use)) => Item::Queued(b.seq, pending, in_use),
+                            Ok((pending, in_use)) => Item::Queued(b.seq, pending, in_use, started),
                             Err(e) => Item::Failed(b.seq, e),
                         }
                     }
@@ -135,12 +158,15 @@ pub(crate) async fn open(
     tokio::spawn(async move {
         while let Some((item, credit)) = queue_rx.recv().await {
             let (seq, result) = match item {
-                Item::Queued(seq, pending, in_use) => {
-                    let r = pending.wait().await;
+                Item::Queued(seq, pending, in_use, started) => {
+                    let r = metrics.count(started, pending.wait().await);
                     drop(in_use);
                     (seq, r)
                 }
-                Item::Failed(seq, e) => (seq, Err(e)),
+                Item::Failed(seq, e) => {
+                    metrics.failed(e.code());
+                    (seq, Err(e))
+                }
                 Item::Fatal(status) => {
                     let _ = out_tx.send(Err(status)).await;
                     break;

@@ -45,6 +45,13 @@ impl RigKind {
     pub fn has_board(self) -> bool {
         self != RigKind::Loopback
     }
+
+    /// Whether the drive itself heats the rig (the plate's voice coil,
+    /// the circuit's transistors), so a drive-energy interlock applies.
+    /// The SHG's input is a pulse shaper's mask, not power into the rig.
+    pub fn heats_with_drive(self) -> bool {
+        matches!(self, RigKind::Plate | RigKind::Circuit)
+    }
 }
 
 impl std::fmt::Display for RigKind {

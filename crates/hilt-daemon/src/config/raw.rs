@@ -33,6 +33,9 @@ pub(super) struct RawServer {
     pub max_lease_ttl_s: f64,
     pub queue_depth: usize,
     pub shutdown_grace_s: f64,
+    pub metrics_listen: Option<SocketAddr>,
+    pub max_waiters: usize,
+    pub max_connections: usize,
     pub tls: Option<RawTls>,
     #[serde(rename = "token")]
     pub tokens: Vec<RawToken>,
@@ -67,6 +70,10 @@ impl Default for RawServer {
             max_lease_ttl_s: 3600.0,
             queue_depth: 16,
             shutdown_grace_s: 30.0,
+            metrics_listen: None,
+            max_waiters: 64,
+            // Well under the 1 024 open files a process gets by default.
+            max_connections: 256,
             tls: None,
             tokens: Vec::new(),
         }
@@ -97,6 +104,7 @@ pub(super) struct RawDevice {
     pub emulate_seconds_per_sample: Option<f64>,
     #[serde(default)]
     pub limits: RawLimits,
+    pub interlock: Option<RawInterlock>,
     // One optional table per rig of `hilt_physics::RigKind`: the shape
     // of the file. `tables` hands them on as `RigPhysics`, and a test
     // checks every rig kind has its table here.
@@ -148,4 +156,15 @@ impl RawLimits {
     pub fn param_range(&self) -> Option<Range> {
         self.param.map(|[a, b]| Range::new(a, b))
     }
+}
+
+/// `[device.interlock]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInterlock {
+    pub max_samples_per_s: Option<f64>,
+    /// The window the sample rate is averaged over; default 1 s.
+    pub rate_window_s: Option<f64>,
+    pub drive_energy: Option<f64>,
+    pub drive_window_s: Option<f64>,
 }

@@ -152,3 +152,67 @@ fn a_serial_device_has_no_seed_and_the_server_table_names_its_line() {
         "{e}"
     );
 }
+
+#[test]
+fn interlocks_that_cannot_work_are_refused_with_the_key() {
+    let dev = |kind: &str, table: &str| {
+        format!("[[device]]\nid = \"a\"\nkind = \"{kind}\"\n[device.interlock]\n{table}\n")
+    };
+    let cases = [
+        (
+            dev("shg", "drive_energy = 10.0\ndrive_window_s = 60"),
+            "a shg rig is not heated by its drive",
+        ),
+        (
+            dev("plate", "drive_energy = 10.0"),
+            "drive_energy and drive_window_s go together",
+        ),
+        (
+            dev("plate", "rate_window_s = 5"),
+            "rate_window_s given without max_samples_per_s",
+        ),
+        (
+            dev("plate", "max_samples_per_s = -1"),
+            "interlock.max_samples_per_s: -1 must be finite and > 0",
+        ),
+        (
+            dev("plate", "max_samples_per_s = 10\nrate_window_s = 1e9"),
+            "interlock.rate_window_s: 1000000000 must be at most 86400 s",
+        ),
+        (
+            dev("circuit", "drive_energy = nan\ndrive_window_s = 1"),
+            "interlock.drive_energy: NaN must be finite and > 0",
+        ),
+        (
+            dev("plate", "max_samples = 10"),
+            "unknown field `max_samples`",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = Config::parse(&text, "lab.toml").unwrap_err().to_string();
+        assert!(e.contains(want), "{text}\n=> {e}");
+    }
+    let ok = Config::parse(
+        &dev(
+            "plate",
+            "max_samples_per_s = 20\nrate_window_s = 10\ndrive_energy = 5.0\ndrive_window_s = 60",
+        ),
+        "lab.toml",
+    )
+    .unwrap();
+    let i = ok.devices[0].interlock;
+    assert_eq!(i.samples.unwrap().amount, 200.0);
+    assert_eq!(
+        i.drive_energy.unwrap().window,
+        std::time::Duration::from_secs(60)
+    );
+}
+
+#[test]
+fn server_bounds_must_be_at_least_one() {
+    for key in ["max_waiters", "max_connections"] {
+        let text = format!("[server]\n{key} = 0\n[[device]]\nid = \"a\"\nkind = \"shg\"\n");
+        let e = Config::parse(&text, "lab.toml").unwrap_err().to_string();
+        assert!(e.contains(&format!("server.{key} must be >= 1")), "{e}");
+    }
+}

@@ -6,6 +6,7 @@ fn leases() -> Arc<Leases> {
     Leases::new(
         "dev".into(),
         Arc::new(StatusHub::ready("cal".into(), Default::default())),
+        3,
     )
 }
 
@@ -113,4 +114,26 @@ async fn lease_errors_say_what_happened() {
     let e = l.begin_use(&lease.id).unwrap_err().to_string();
     assert!(e.contains("was released"), "{e}");
     assert!(l.release(&lease.id).is_err(), "double release is an error");
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_max_waiters_the_next_is_refused_not_queued() {
+    let l = leases();
+    let _held = l.acquire(TTL, None, "holder".into()).await.unwrap();
+    let mut waiting = Vec::new();
+    for n in 0..3 {
+        let l = Arc::clone(&l);
+        waiting.push(tokio::spawn(async move {
+            l.acquire(TTL, None, format!("w{n}").into()).await
+        }));
+    }
+    while l.lock().waiters.len() < 3 {
+        tokio::task::yield_now().await;
+    }
+    let err = l.acquire(TTL, None, "late".into()).await.unwrap_err();
+    assert!(matches!(err, Error::Exhausted(_)), "{err}");
+    assert!(err.to_string().contains("3 clients waiting"), "{err}");
+    for w in waiting {
+        w.abort();
+    }
 }

@@ -6,12 +6,14 @@ use hilt_physics::PhysicalModel;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::link::LinkCounters;
 use super::port::{Connector, SerialPort};
 use super::settings::SerialSettings;
 use super::state::{LinkState, StateObserver};
 use super::task::{Job, Session};
 use crate::Error;
 use crate::spec::{DeviceSettings, build_spec};
+use std::sync::Arc;
 
 /// A rig behind an interface board on a serial port. A background task
 /// owns the port: it connects, configures, keeps the link alive with
@@ -21,6 +23,7 @@ pub struct SerialDevice {
     jobs: mpsc::Sender<Job>,
     state: watch::Receiver<LinkState>,
     task: JoinHandle<()>,
+    counters: Arc<LinkCounters>,
 }
 
 impl std::fmt::Debug for SerialDevice {
@@ -68,14 +71,29 @@ impl SerialDevice {
         };
         let (state_tx, state) = watch::channel(initial);
         let (jobs, rx) = mpsc::channel(1);
-        let session = Session::new(spec.clone(), serial, connector, state_tx, observer);
+        let counters = Arc::<LinkCounters>::default();
+        let session = Session::new(
+            spec.clone(),
+            serial,
+            connector,
+            state_tx,
+            observer,
+            Arc::clone(&counters),
+        );
         let task = tokio::spawn(session.run(rx));
         Ok(SerialDevice {
             spec,
             jobs,
             state,
             task,
+            counters,
         })
+    }
+
+    /// Retries, timeouts, corrupt frames and reconnects over every link
+    /// this device has opened, updated as they happen.
+    pub fn link_counters(&self) -> Arc<LinkCounters> {
+        Arc::clone(&self.counters)
     }
 
     /// The driver's state now.

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -106,29 +108,76 @@ pub struct LinkStats {
     pub stale_replies: u64,
 }
 
+/// [`LinkStats`] summed over every link of one device (each reconnect
+/// opens a new link), shared with whoever reports them (hiltd's metrics).
+#[derive(Debug, Default)]
+pub struct LinkCounters {
+    /// Requests sent, retries included.
+    pub requests: AtomicU64,
+    /// Requests sent again after a timeout or a corrupt reply.
+    pub retries: AtomicU64,
+    /// Attempts that got no reply in time.
+    pub timeouts: AtomicU64,
+    /// Replies that failed their check.
+    pub corrupt_frames: AtomicU64,
+    /// Late or duplicated replies, dropped.
+    pub stale_replies: AtomicU64,
+    /// Times the link was lost and the driver began reconnecting.
+    pub reconnects: AtomicU64,
+}
+
+impl LinkCounters {
+    /// The counts now.
+    pub fn snapshot(&self) -> LinkStats {
+        LinkStats {
+            requests: self.requests.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            timeouts: self.timeouts.load(Relaxed),
+            corrupt_frames: self.corrupt_frames.load(Relaxed),
+            stale_replies: self.stale_replies.load(Relaxed),
+        }
+    }
+}
+
 /// The host's end of one board connection.
 #[derive(Debug)]
 pub struct Link<S> {
     io: Framed<S, WireCodec>,
     next_seq: u32,
     opt: LinkOptions,
-    stats: LinkStats,
+    counters: Arc<LinkCounters>,
+    /// The shared counts when this link opened: its own are the rest.
+    base: LinkStats,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     /// A link over `io` (a serial port, or a pipe in tests).
     pub fn new(io: S, opt: LinkOptions) -> Self {
+        Link::counted(io, opt, Arc::default())
+    }
+
+    /// A link that also adds what it sees to `counters`.
+    pub fn counted(io: S, opt: LinkOptions, counters: Arc<LinkCounters>) -> Self {
         Link {
             io: Framed::new(io, WireCodec::new()),
             next_seq: 1,
             opt,
-            stats: LinkStats::default(),
+            base: counters.snapshot(),
+            counters,
         }
     }
 
-    /// What the link has seen so far.
+    /// What this link has seen so far.
     pub fn stats(&self) -> LinkStats {
-        self.stats
+        let now = self.counters.snapshot();
+        let b = self.base;
+        LinkStats {
+            requests: now.requests - b.requests,
+            retries: now.retries - b.retries,
+            timeouts: now.timeouts - b.timeouts,
+            corrupt_frames: now.corrupt_frames - b.corrupt_frames,
+            stale_replies: now.stale_replies - b.stale_replies,
+        }
     }
 
     /// Its timing.
@@ -162,8 +211,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                 Err(_elapsed) => return Ok(()),
                 Ok(None) => return Err(LinkError::Closed),
                 Ok(Some(Err(e))) => return Err(LinkError::Io(e.to_string())),
-                Ok(Some(Ok(Ok(_)))) => self.stats.stale_replies += 1,
-                Ok(Some(Ok(Err(_)))) => self.stats.corrupt_frames += 1,
+                Ok(Some(Ok(Ok(_)))) => {
+                    self.counters.stale_replies.fetch_add(1, Relaxed);
+                }
+                Ok(Some(Ok(Err(_)))) => {
+                    self.counters.corrupt_frames.fetch_add(1, Relaxed);
+                }
             }
         }
     }
@@ -181,8 +234,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             match self.io.next().await {
                 None => return LinkError::Closed,
                 Some(Err(e)) => return LinkError::Io(e.to_string()),
-                Some(Ok(Ok(_))) => self.stats.stale_replies += 1,
-                Some(Ok(Err(_))) => self.stats.corrupt_frames += 1,
+                Some(Ok(Ok(_))) => {
+                    self.counters.stale_replies.fetch_add(1, Relaxed);
+                }
+                Some(Ok(Err(_))) => {
+                    self.counters.corrupt_frames.fetch_add(1, Relaxed);
+                }
             }
         }
     }
@@ -194,7 +251,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     ) -> Result<Message, LinkError> {
         let seq = self.take_seq();
         let want = request.reply_kind().unwrap_or(Message::ERROR);
-        self.stats.requests += 1;
+        self.counters.requests.fetch_add(1, Relaxed);
         self.io
             .send(Frame::new(seq, request.clone()))
             .await
@@ -207,7 +264,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         loop {
             let item = match tokio::time::timeout_at(deadline, self.io.next()).await {
                 Err(_elapsed) => {
-                    self.stats.timeouts += 1;
+                    self.counters.timeouts.fetch_add(1, Relaxed);
                     return Err(LinkError::Timeout { seq, timeout });
                 }
                 Ok(None) => return Err(LinkError::Closed),
@@ -235,11 +292,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                 }) if refusal.code == ErrorCode::BadFrame => {
                     return Err(LinkError::Refused { seq, refusal });
                 }
-                Ok(_) => self.stats.stale_replies += 1,
+                Ok(_) => {
+                    self.counters.stale_replies.fetch_add(1, Relaxed);
+                }
                 // A corrupt frame may be our reply: nothing in it can be
                 // trusted, so the attempt has failed.
                 Err(error) => {
-                    self.stats.corrupt_frames += 1;
+                    self.counters.corrupt_frames.fetch_add(1, Relaxed);
                     return Err(LinkError::Corrupt { seq, error });
                 }
             }
@@ -276,7 +335,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                         return Err(e);
                     }
                     attempt += 1;
-                    self.stats.retries += 1;
+                    self.counters.retries.fetch_add(1, Relaxed);
                 }
             }
         }

@@ -20,7 +20,7 @@ mod state;
 mod task;
 
 pub use device::SerialDevice;
-pub use link::{Link, LinkError, LinkOptions, LinkStats};
+pub use link::{Link, LinkCounters, LinkError, LinkOptions, LinkStats};
 pub use port::{Connector, SerialPort};
 pub use settings::{SerialSettings, configuration_entries};
 pub use state::{LinkState, StateObserver};

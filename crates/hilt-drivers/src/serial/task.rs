@@ -12,8 +12,9 @@ use super::measure::{Failure, Plan, measure};
 use super::port::Connector;
 use super::settings::SerialSettings;
 use super::state::{LinkState, StateObserver};
-use super::{Link, LinkError};
+use super::{Link, LinkCounters, LinkError};
 use crate::grid::Grid;
+use std::sync::Arc;
 
 /// One batch for the board, and where its answer goes.
 #[derive(Debug)]
@@ -69,6 +70,7 @@ pub(crate) struct Session<C> {
     state: watch::Sender<LinkState>,
     observer: StateObserver,
     nonce: u32,
+    counters: Arc<LinkCounters>,
 }
 
 impl<C: Connector> Session<C> {
@@ -78,6 +80,7 @@ impl<C: Connector> Session<C> {
         connector: C,
         state: watch::Sender<LinkState>,
         observer: StateObserver,
+        counters: Arc<LinkCounters>,
     ) -> Self {
         Session {
             spec,
@@ -86,6 +89,7 @@ impl<C: Connector> Session<C> {
             state,
             observer,
             nonce: 0,
+            counters,
         }
     }
 
@@ -142,6 +146,9 @@ impl<C: Connector> Session<C> {
                 }
             };
             let Ended::Lost(why) = ended else { return };
+            self.counters
+                .reconnects
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.set(DeviceState::Faulted, why.clone(), None);
             self.set(
                 DeviceState::Reconnecting,
@@ -176,7 +183,7 @@ impl<C: Connector> Session<C> {
             detail: format!("cannot open {port}: {e}"),
             mismatch: false,
         })?;
-        let mut link = Link::new(port_io, self.settings.link);
+        let mut link = Link::counted(port_io, self.settings.link, Arc::clone(&self.counters));
         link.resync()
             .await
             .map_err(|e| ConnectError::link("resync", e))?;

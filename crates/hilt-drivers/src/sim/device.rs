@@ -1,3 +1,4 @@
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use hilt_core::{
@@ -37,9 +38,10 @@ fn sample_count(rows: usize, repeats: u32) -> u32 {
 #[derive(Debug)]
 pub struct SimDevice<M> {
     spec: DeviceSpec,
-    /// Moved to the blocking pool for each batch and back; `None` only if a
-    /// batch panicked, after which the device reports itself faulted.
-    model: Option<M>,
+    /// Shared with the blocking pool, so a batch given up part-way (its
+    /// caller gone) leaves the model here for the next one; poisoned only
+    /// if a batch panicked, after which the device reports itself faulted.
+    model: Arc<Mutex<M>>,
     pace: Option<Duration>,
 }
 
@@ -79,7 +81,7 @@ impl<M: PhysicalModel> SimDevice<M> {
         }
         Ok(SimDevice {
             spec,
-            model: Some(model),
+            model: Arc::new(Mutex::new(model)),
             pace: sim.pace,
         })
     }
@@ -90,30 +92,32 @@ impl<M: PhysicalModel> Device for SimDevice<M> {
         &self.spec
     }
 
+    fn cancel_safe(&self) -> bool {
+        true
+    }
+
     fn fault(&self) -> Option<String> {
-        self.model.is_none().then(|| {
+        self.model.is_poisoned().then(|| {
             "simulator faulted by an internal error in an earlier batch; restart hiltd".to_string()
         })
     }
 
     async fn execute(&mut self, batch: &ValidBatch) -> Result<Measurement, CoreError> {
-        let mut model = self.model.take().ok_or_else(|| {
-            CoreError::Unavailable(format!(
-                "{}: simulator faulted by an earlier internal error; restart hiltd",
-                self.spec.id
-            ))
-        })?;
+        let faulted = format!(
+            "{}: simulator faulted by an earlier internal error; restart hiltd",
+            self.spec.id
+        );
+        let model = Arc::clone(&self.model);
         let started = Instant::now();
         let wall_start = SystemTime::now();
         let owned = batch.clone();
         let grid = Grid::of(&self.spec);
-        let (model, mut m) = tokio::task::spawn_blocking(move || {
-            let m = sweep_batch(&mut model, grid, &owned);
-            (model, m)
+        let mut m = tokio::task::spawn_blocking(move || {
+            let mut model = model.lock().map_err(|_| CoreError::Unavailable(faulted))?;
+            Ok::<_, CoreError>(sweep_batch(&mut *model, grid, &owned))
         })
         .await
-        .map_err(|e| CoreError::Internal(format!("simulator task failed: {e}")))?;
-        self.model = Some(model);
+        .map_err(|e| CoreError::Internal(format!("simulator task failed: {e}")))??;
         if let Some(pace) = self.pace {
             let samples = sample_count(batch.rows(), batch.repeats());
             // Bounded by `new`: a full batch is held at most a day.
