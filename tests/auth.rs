@@ -227,13 +227,8 @@ async fn an_admin_halts_resumes_and_breaks_a_lease() {
     let lease = op.acquire("loop", TTL).await.unwrap();
     let mut events = admin.watch("loop").await.unwrap();
 
-    admin
-        .raw()
-        .halt(v1::HaltRequest {
-            reason: "laser enclosure open".into(),
-        })
-        .await
-        .unwrap();
+    let (safe, not_safe) = admin.halt("laser enclosure open").await.unwrap();
+    assert_eq!(safe, ["loop", "loop2"], "{not_safe:?}");
     let (c, msg) = code(lease.execute(&batch(1)).await);
     assert_eq!(c, Code::Unavailable, "{msg}");
     assert!(
@@ -248,26 +243,24 @@ async fn an_admin_halts_resumes_and_breaks_a_lease() {
             break;
         }
     }
-    admin.raw().resume(v1::ResumeRequest {}).await.unwrap();
+    admin.resume().await.unwrap();
     lease.execute(&batch(1)).await.unwrap();
 
     // Breaking alice's lease: her next batch says who broke it and why.
-    let broken = admin
-        .raw()
-        .break_lease(v1::BreakLeaseRequest {
-            device_id: "loop".into(),
-            reason: "alignment".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(broken.broken);
+    assert!(admin.break_lease("loop", "alignment").await.unwrap());
+    assert!(
+        !admin.break_lease("loop2", "").await.unwrap(),
+        "nobody held it"
+    );
     let (c, msg) = code(lease.execute(&batch(1)).await);
     assert_eq!(c, Code::FailedPrecondition, "{msg}");
     assert!(msg.contains("broken by boss: alignment"), "{msg}");
     let log = d.log();
+    // Each device was sent to its safe state once the halt was in force.
     for event in [
         "event=\"halt\"",
+        "event=\"safe\" device=loop ",
+        "event=\"safe\" device=loop2 ",
         "event=\"resume\"",
         "event=\"lease.break\"",
     ] {

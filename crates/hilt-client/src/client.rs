@@ -116,6 +116,42 @@ impl Client {
         Ok((DeviceSpec::try_from(spec)?, DeviceStatus::try_from(status)?))
     }
 
+    /// Admin: every device refuses new batches (`UNAVAILABLE "halted by
+    /// <name>: <reason>"`) until [`Client::resume`]; batches in flight
+    /// finish and serial boards are sent to their safe state.
+    /// Answers the devices in their safe state and, for the others,
+    /// why not (yet).
+    pub async fn halt(&self, reason: &str) -> Result<(Vec<String>, Vec<String>), ClientError> {
+        let r = self
+            .raw()
+            .halt(v1::HaltRequest {
+                reason: reason.to_string(),
+            })
+            .await?
+            .into_inner();
+        Ok((r.safe, r.not_safe))
+    }
+
+    /// Admin: take work again after a halt.
+    pub async fn resume(&self) -> Result<(), ClientError> {
+        self.raw().resume(v1::ResumeRequest {}).await?;
+        Ok(())
+    }
+
+    /// Admin: end whoever holds `device`'s lease (their next call is told
+    /// by whom and why); whether anyone held it.
+    pub async fn break_lease(&self, device: &str, reason: &str) -> Result<bool, ClientError> {
+        let r = self
+            .raw()
+            .break_lease(v1::BreakLeaseRequest {
+                device_id: device.to_string(),
+                reason: reason.to_string(),
+            })
+            .await?
+            .into_inner();
+        Ok(r.broken)
+    }
+
     /// Wait (FIFO) for the device and hold it, with a background keepalive
     /// every ttl/3 until the lease is released or dropped.
     pub async fn acquire(&self, device: &str, ttl: Duration) -> Result<Lease, ClientError> {

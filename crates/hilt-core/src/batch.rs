@@ -80,6 +80,21 @@ pub struct Measurement {
     pub device_id: String,
 }
 
+impl Measurement {
+    /// Flag `clamped` on every row whose applied values compose to a
+    /// control vector beyond the device's clip (`encoding`): the daemon's
+    /// limits let it through, but the rig plays it clipped. One rule for
+    /// every backend.
+    pub fn flag_clipped_controls(&mut self, encoding: &crate::ControlEncoding) {
+        let shared = self.applied_theta.nrows() == 1;
+        for (i, flag) in self.flags.iter_mut().enumerate() {
+            let x = self.applied_x.row(i).to_vec();
+            let theta = self.applied_theta.row(if shared { 0 } else { i }).to_vec();
+            flag.clamped |= encoding.clips(&x, &theta);
+        }
+    }
+}
+
 /// Mean over repeats, and their spread when there are several: one
 /// reduction for every backend, so a board's repeats and the simulator's
 /// give bit-identical summaries.

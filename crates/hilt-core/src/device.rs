@@ -27,6 +27,13 @@ pub trait Device: Send + 'static {
         false
     }
 
+    /// Put the actuators in their safe state (drive off) until the next
+    /// batch: sent when an admin halts the daemon, after the batch in
+    /// flight. A simulator has nothing to make safe.
+    fn make_safe(&mut self) -> impl Future<Output = Result<(), Error>> + Send {
+        std::future::ready(Ok(()))
+    }
+
     /// Whether dropping an `execute` future part-way leaves the device
     /// able to measure the next batch. If so, the daemon stops a batch
     /// whose caller has gone (deadline, disconnect) instead of holding the

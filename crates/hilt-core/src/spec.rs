@@ -111,15 +111,31 @@ impl ControlEncoding {
     /// Generic so the physics can compose straight into its f64 mask.
     pub fn compose<T: From<f32>>(&self, x: &[f32], theta: &[f32], out: &mut [T]) {
         for (k, m) in out.iter_mut().enumerate() {
-            let mut v = 0.0;
-            if let Ok(i) = usize::try_from(self.input_index[k]) {
-                v += self.input_scale * x[i];
-            }
-            if let Ok(j) = usize::try_from(self.param_index[k]) {
-                v += theta[j];
-            }
+            let v = self.unclipped(k, x, theta);
             *m = T::from(v.clamp(self.control_min, self.control_max));
         }
+    }
+
+    /// Whether any element of this row's control vector lies beyond
+    /// `[control_min, control_max]`, so the rig plays a clipped value: a
+    /// drive at its hard limit, a mask element past full transmission.
+    /// Such a row is flagged `clamped`, never silently clipped.
+    pub fn clips(&self, x: &[f32], theta: &[f32]) -> bool {
+        (0..self.n_controls()).any(|k| {
+            let v = self.unclipped(k, x, theta);
+            v < self.control_min || v > self.control_max
+        })
+    }
+
+    fn unclipped(&self, k: usize, x: &[f32], theta: &[f32]) -> f32 {
+        let mut v = 0.0;
+        if let Ok(i) = usize::try_from(self.input_index[k]) {
+            v += self.input_scale * x[i];
+        }
+        if let Ok(j) = usize::try_from(self.param_index[k]) {
+            v += theta[j];
+        }
+        v
     }
 }
 

@@ -14,9 +14,13 @@ use crate::status::{EventKind, StatusHub};
 type Reply = oneshot::Sender<Result<Measurement, CoreError>>;
 
 #[derive(Debug)]
-struct Job {
-    batch: ValidBatch,
-    reply: Reply,
+enum Job {
+    Measure {
+        batch: ValidBatch,
+        reply: Reply,
+    },
+    /// After what is queued: the actuators to their safe state (halt).
+    Safe(oneshot::Sender<Result<(), CoreError>>),
 }
 
 /// Cheap to clone; the actor stops when every handle is dropped.
@@ -50,10 +54,23 @@ impl ActorHandle {
     pub async fn submit(&self, batch: ValidBatch) -> Result<Pending, Error> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { batch, reply })
+            .send(Job::Measure { batch, reply })
             .await
             .map_err(|_| Error::ShuttingDown)?;
         Ok(Pending(rx))
+    }
+
+    /// Put the device in its safe state once the batches queued before
+    /// this have been measured.
+    pub async fn make_safe(&self) -> Result<(), Error> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Safe(reply))
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        rx.await
+            .map_err(|_| Error::ShuttingDown)?
+            .map_err(Error::from)
     }
 }
 
@@ -83,8 +100,13 @@ pub fn spawn<D: Device>(
                     }
                 }
             };
-            let Some(Job { batch, mut reply }) = next else {
-                break;
+            let (batch, mut reply) = match next {
+                None => break,
+                Some(Job::Safe(reply)) => {
+                    let _ = reply.send(device.make_safe().await);
+                    continue;
+                }
+                Some(Job::Measure { batch, reply }) => (batch, reply),
             };
             // The caller gave up (deadline, disconnect): do not spend
             // hardware time on an answer nobody will read.

@@ -4,7 +4,7 @@
 //! `Stream` both go through [`Daemon::submit`], so neither can skip a step.
 
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use hilt_core::{Batch, validate};
 use hilt_proto::v1;
@@ -62,20 +62,50 @@ impl Daemon {
     }
 
     /// Refuse new batches on every device until [`Daemon::resume`];
-    /// watchers see `halted` on each device's status.
-    pub fn halt(&self, by: &str, reason: &str) {
+    /// watchers see `halted` on each device's status. Then every device
+    /// goes to its safe state after the batches already queued; this
+    /// answers which are safe within `wait` and which not (yet).
+    pub async fn halt(&self, by: &str, reason: &str, wait: Duration) -> (Vec<String>, Vec<String>) {
         let why = if reason.is_empty() {
             format!("halted by {by}")
         } else {
             format!("halted by {by}: {reason}")
         };
         *self.halted.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+        let mut pending = Vec::new();
         for d in self.registry.iter() {
             d.status
                 .update(crate::status::EventKind::StateChanged, |s| {
                     s.halted = Some(why.clone());
                 });
+            // A task per device, so one that is slow to finish its batch
+            // still goes safe after this call has answered.
+            let d = d.clone();
+            pending.push(tokio::spawn(async move {
+                let r = d.actor.make_safe().await;
+                match &r {
+                    Ok(()) => tracing::info!(target: "hilt::audit", event = "safe",
+                        device = %d.spec.id, outcome = "safe", "device in its safe state"),
+                    Err(e) => tracing::warn!(target: "hilt::audit", event = "safe",
+                        device = %d.spec.id, outcome = %e, "device not made safe"),
+                }
+                (d.spec.id.clone(), r)
+            }));
         }
+        let (mut safe, mut not_safe) = (Vec::new(), Vec::new());
+        let deadline = tokio::time::Instant::now() + wait;
+        for (task, d) in pending.into_iter().zip(self.registry.iter()) {
+            match tokio::time::timeout_at(deadline, task).await {
+                Ok(Ok((id, Ok(())))) => safe.push(id),
+                Ok(Ok((id, Err(e)))) => not_safe.push(format!("{id}: {e}")),
+                Ok(Err(e)) => not_safe.push(format!("{}: {e}", d.spec.id)),
+                Err(_) => not_safe.push(format!(
+                    "{}: still measuring; goes safe after its batch",
+                    d.spec.id
+                )),
+            }
+        }
+        (safe, not_safe)
     }
 
     /// Take work again after a halt.

@@ -58,6 +58,9 @@ fn seconds(field: &'static str, v: f64) -> Result<Option<Duration>, Error> {
         })
 }
 
+/// How long `Halt` waits for the devices' safe state before answering.
+const HALT_WAIT: Duration = Duration::from_secs(5);
+
 /// The shortest lease granted: shorter ones would expire on the way.
 const MIN_LEASE_TTL: Duration = Duration::from_millis(10);
 
@@ -229,10 +232,10 @@ impl Hilt for HiltService {
     ) -> Result<Response<v1::HaltResponse>, Status> {
         let caller = authorize(&req, "Halt", Role::Admin, None)?;
         let reason = crate::error::quote(&req.get_ref().reason);
-        self.shared.halt(&caller.name, &reason);
         tracing::warn!(target: "hilt::audit", event = "halt", token = %caller.name,
             peer = %caller.peer(), %reason, "daemon halted: devices refuse new batches");
-        Ok(Response::new(v1::HaltResponse {}))
+        let (safe, not_safe) = self.shared.halt(&caller.name, &reason, HALT_WAIT).await;
+        Ok(Response::new(v1::HaltResponse { safe, not_safe }))
     }
 
     async fn resume(

@@ -48,6 +48,9 @@ enum Cmd {
     /// Tokens for a hiltd on the lab network.
     #[command(subcommand)]
     Token(cmd::token::Cmd),
+    /// Halt, resume, break a lease (admin token).
+    #[command(subcommand)]
+    Admin(cmd::admin::Cmd),
 }
 
 impl Cmd {
@@ -61,6 +64,7 @@ impl Cmd {
             Cmd::Eval(a) => cmd::eval::run(g, a).await,
             Cmd::Demo(a) => cmd::demo::run(g, *a).await,
             Cmd::Token(c) => cmd::token::run(c),
+            Cmd::Admin(c) => cmd::admin::run(g, c).await,
         }
     }
 }

@@ -221,6 +221,12 @@ pub enum Message {
         /// Milliseconds since the board started.
         uptime_ms: u64,
     },
+    /// 0x06: put the actuators in their safe state (drive outputs at
+    /// zero, the loaded drive discarded) and keep them there until the
+    /// next LoadDrive. Sent when an operator halts the daemon.
+    Safe,
+    /// 0x86: the actuators are safe.
+    Safed,
     /// 0x7f: the request was refused.
     Error(Refusal),
 }
@@ -236,6 +242,8 @@ impl Message {
     pub const ACQUIRE: u8 = 0x04;
     /// Type byte of Heartbeat.
     pub const HEARTBEAT: u8 = 0x05;
+    /// Type byte of Safe.
+    pub const SAFE: u8 = 0x06;
     /// Type byte of Error, the reply to any request.
     pub const ERROR: u8 = 0x7f;
     /// Set in a reply's type byte: reply = request | REPLY.
@@ -254,6 +262,8 @@ impl Message {
             Message::Result(_) => Self::ACQUIRE | Self::REPLY,
             Message::Heartbeat { .. } => Self::HEARTBEAT,
             Message::Alive { .. } => Self::HEARTBEAT | Self::REPLY,
+            Message::Safe => Self::SAFE,
+            Message::Safed => Self::SAFE | Self::REPLY,
             Message::Error(_) => Self::ERROR,
         }
     }
@@ -278,6 +288,7 @@ impl Message {
                 | Message::Configure(_)
                 | Message::LoadDrive(_)
                 | Message::Heartbeat { .. }
+                | Message::Safe
         )
     }
 
@@ -298,6 +309,7 @@ impl Message {
             Message::Result(v) => put(v, out),
             Message::Heartbeat { nonce } => put(nonce, out),
             Message::Alive { nonce, uptime_ms } => put(&(nonce, uptime_ms), out),
+            Message::Safe | Message::Safed => put(&(), out),
             Message::Error(v) => put(v, out),
         }
     }
@@ -317,6 +329,7 @@ impl Message {
         const LOADED: u8 = Message::LOAD_DRIVE | Message::REPLY;
         const RESULT: u8 = Message::ACQUIRE | Message::REPLY;
         const ALIVE: u8 = Message::HEARTBEAT | Message::REPLY;
+        const SAFED: u8 = Message::SAFE | Message::REPLY;
         Some(match kind {
             Message::IDENTIFY => get(p).map(Message::Identify),
             IDENTITY => get(p).map(Message::Identity),
@@ -328,6 +341,8 @@ impl Message {
             RESULT => get(p).map(Message::Result),
             Message::HEARTBEAT => get(p).map(|nonce| Message::Heartbeat { nonce }),
             ALIVE => get(p).map(|(nonce, uptime_ms)| Message::Alive { nonce, uptime_ms }),
+            Message::SAFE => get::<()>(p).map(|()| Message::Safe),
+            SAFED => get::<()>(p).map(|()| Message::Safed),
             Message::ERROR => get(p).map(Message::Error),
             _ => return None,
         })

@@ -57,6 +57,8 @@ fn examples() -> Vec<Message> {
             nonce: 7,
             uptime_ms: 1_000_000,
         },
+        Message::Safe,
+        Message::Safed,
         Message::Error(Refusal {
             code: ErrorCode::OutOfRange,
             detail: "repeats 99 > 16".into(),
@@ -111,7 +113,7 @@ fn message_type_bytes_and_error_codes_are_the_documented_ones() {
     assert_eq!(
         kinds,
         [
-            0x01, 0x81, 0x02, 0x82, 0x03, 0x83, 0x04, 0x84, 0x05, 0x85, 0x7f
+            0x01, 0x81, 0x02, 0x82, 0x03, 0x83, 0x04, 0x84, 0x05, 0x85, 0x06, 0x86, 0x7f
         ]
     );
     assert_eq!(u16::from(ErrorCode::BadFrame), 1);
@@ -354,6 +356,8 @@ fn arb_message() -> impl Strategy<Value = Message> {
         any::<u32>().prop_map(|nonce| Message::Heartbeat { nonce }),
         (any::<u32>(), any::<u64>())
             .prop_map(|(nonce, uptime_ms)| Message::Alive { nonce, uptime_ms }),
+        Just(Message::Safe),
+        Just(Message::Safed),
         (1u16..=8, s).prop_map(|(c, detail)| Message::Error(Refusal {
             code: ErrorCode::try_from(c).unwrap(),
             detail

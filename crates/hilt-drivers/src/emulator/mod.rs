@@ -211,6 +211,12 @@ impl Board {
                 nonce,
                 uptime_ms: self.powered.elapsed().as_millis() as u64,
             },
+            // The emulated actuators rest between Acquires already; what
+            // is left to make safe is the drive that would play next.
+            Message::Safe => {
+                self.loaded = None;
+                Message::Safed
+            }
             other => refuse(
                 ErrorCode::UnknownMessage,
                 format!("type {:#04x} is not a request", other.kind()),

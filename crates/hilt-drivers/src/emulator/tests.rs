@@ -193,3 +193,21 @@ async fn the_board_clamps_what_it_cannot_play() {
     };
     assert!(r.applied_x.iter().all(|v| *v <= lim.max));
 }
+
+#[tokio::test]
+async fn safe_discards_the_loaded_drive_until_the_next_load() {
+    let mut b = Board::new(RigKind::Shg, 7, Variant::True).unwrap();
+    let loaded = b.handle(load(1, vec![0.5; 12], vec![0.5; 40])).await;
+    assert!(matches!(loaded, Message::Loaded { rows: 1 }), "{loaded:?}");
+    assert_eq!(b.handle(Message::Safe).await, Message::Safed);
+    let after = b.handle(Message::Acquire { repeats: 1 }).await;
+    assert!(
+        matches!(&after, Message::Error(r) if r.code == ErrorCode::NotReady),
+        "{after:?}"
+    );
+    // Safe is idempotent, and a new drive measures again.
+    assert_eq!(b.handle(Message::Safe).await, Message::Safed);
+    b.handle(load(1, vec![0.5; 12], vec![0.5; 40])).await;
+    let m = b.handle(Message::Acquire { repeats: 1 }).await;
+    assert!(matches!(m, Message::Result(_)), "{m:?}");
+}

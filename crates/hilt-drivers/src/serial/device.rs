@@ -114,6 +114,16 @@ impl Device for SerialDevice {
         &self.spec
     }
 
+    async fn make_safe(&mut self) -> Result<(), CoreError> {
+        let (reply, rx) = oneshot::channel();
+        let gone = || CoreError::Unavailable(format!("{}: driver task ended", self.spec.id));
+        self.jobs
+            .send(Job::Safe { reply })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
     fn reports_own_state(&self) -> bool {
         true
     }
@@ -136,7 +146,7 @@ impl Device for SerialDevice {
         let (reply, rx) = oneshot::channel();
         let gone = || CoreError::Unavailable(format!("{}: driver task ended", self.spec.id));
         self.jobs
-            .send(Job {
+            .send(Job::Measure {
                 batch: batch.clone(),
                 reply,
             })
@@ -144,6 +154,9 @@ impl Device for SerialDevice {
             .map_err(|_| gone())?;
         let mut m = rx.await.map_err(|_| gone())??;
         m.device_id.clone_from(&self.spec.id);
+        if let Some(enc) = &self.spec.encoding {
+            m.flag_clipped_controls(enc);
+        }
         Ok(m)
     }
 }

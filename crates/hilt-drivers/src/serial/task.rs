@@ -16,11 +16,18 @@ use super::{Link, LinkCounters, LinkError};
 use crate::grid::Grid;
 use std::sync::Arc;
 
-/// One batch for the board, and where its answer goes.
+/// Work for the board, and where its answer goes.
 #[derive(Debug)]
-pub(crate) struct Job {
-    pub batch: ValidBatch,
-    pub reply: oneshot::Sender<Result<Measurement, CoreError>>,
+pub(crate) enum Job {
+    /// One batch.
+    Measure {
+        batch: ValidBatch,
+        reply: oneshot::Sender<Result<Measurement, CoreError>>,
+    },
+    /// Put the actuators in their safe state (the daemon was halted).
+    Safe {
+        reply: oneshot::Sender<Result<(), CoreError>>,
+    },
 }
 
 /// Failed measurements in a row after which the link is presumed broken
@@ -161,14 +168,20 @@ impl<C: Connector> Session<C> {
             loop {
                 tokio::select! {
                     () = &mut wake => break,
-                    job = jobs.recv() => match job {
-                        None => return,
-                        Some(job) => {
-                            let _ = job.reply.send(Err(CoreError::Unavailable(format!(
-                                "{}: reconnecting: {why}", self.spec.id
-                            ))));
+                    job = jobs.recv() => {
+                        let gone = || CoreError::Unavailable(format!(
+                            "{}: reconnecting: {why}", self.spec.id
+                        ));
+                        match job {
+                            None => return,
+                            Some(Job::Measure { reply, .. }) => {
+                                let _ = reply.send(Err(gone()));
+                            }
+                            Some(Job::Safe { reply }) => {
+                                let _ = reply.send(Err(gone()));
+                            }
                         }
-                    },
+                    }
                 }
             }
             delay = (delay * 2).min(max);
@@ -308,6 +321,28 @@ impl<C: Connector> Session<C> {
         Ok(())
     }
 
+    /// Send Safe; a board without the message (older firmware) says so
+    /// and stays connected.
+    async fn make_safe(&self, link: &mut Link<C::Port>) -> Result<(), CoreError> {
+        let id = &self.spec.id;
+        match link.call(&Message::Safe).await {
+            Ok(Message::Safed) => Ok(()),
+            Ok(other) => Err(CoreError::Internal(format!(
+                "{id}: Safe answered {:#04x}",
+                other.kind()
+            ))),
+            Err(LinkError::Refused { refusal, .. })
+                if refusal.code == hilt_wire::ErrorCode::UnknownMessage =>
+            {
+                Err(CoreError::Unavailable(format!(
+                    "{id}: the board's firmware has no safe-state command: {}",
+                    refusal.detail
+                )))
+            }
+            Err(e) => Err(CoreError::Unavailable(format!("{id}: Safe: {e}"))),
+        }
+    }
+
     /// Ready until the link fails: batches, heartbeats when idle, and an
     /// eye on the port so an unplug is seen at once, not at the next batch.
     async fn serve(
@@ -323,22 +358,31 @@ impl<C: Connector> Session<C> {
         loop {
             tokio::select! {
                 job = jobs.recv() => {
-                    let Some(job) = job else { return Ended::Shutdown };
-                    if job.reply.is_closed() {
+                    let (batch, reply) = match job {
+                        None => return Ended::Shutdown,
+                        Some(Job::Safe { reply }) => {
+                            let r = self.make_safe(&mut link).await;
+                            beat.as_mut().reset(tokio::time::Instant::now() + self.settings.heartbeat);
+                            let _ = reply.send(r);
+                            continue;
+                        }
+                        Some(Job::Measure { batch, reply }) => (batch, reply),
+                    };
+                    if reply.is_closed() {
                         continue;
                     }
                     self.set_state(DeviceState::Busy);
-                    let result = measure(&mut link, plan, &job.batch).await;
+                    let result = measure(&mut link, plan, &batch).await;
                     beat.as_mut().reset(tokio::time::Instant::now() + self.settings.heartbeat);
                     match result {
                         Ok(mut m) => {
                             failures = 0;
                             m.calibration_id = calibration_id.to_string();
-                            let _ = job.reply.send(Ok(m));
+                            let _ = reply.send(Ok(m));
                         }
                         Err(f) => {
                             let id = &self.spec.id;
-                            let _ = job.reply.send(Err(match &f {
+                            let _ = reply.send(Err(match &f {
                                 Failure::Lost(_) | Failure::Retry(_) => {
                                     CoreError::Unavailable(format!("{id}: {f}"))
                                 }

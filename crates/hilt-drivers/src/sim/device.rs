@@ -128,6 +128,9 @@ impl<M: PhysicalModel> Device for SimDevice<M> {
         m.wall_end = SystemTime::now();
         m.calibration_id.clone_from(&self.spec.calibration_id);
         m.device_id.clone_from(&self.spec.id);
+        if let Some(enc) = &self.spec.encoding {
+            m.flag_clipped_controls(enc);
+        }
         Ok(m)
     }
 }
@@ -161,6 +164,34 @@ mod tests {
 
     fn loopback(n_in: usize, n_par: usize) -> LoopbackModel {
         LoopbackModel::new(&LoopbackConfig { n_in, n_par }).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_drive_clipped_at_its_limit_flags_the_row_clamped() {
+        use hilt_physics::plate::{PlateConfig, PlateModel};
+        use hilt_physics::waveform::DriveConfig;
+        let cfg = PlateConfig {
+            drive: DriveConfig {
+                n_in: 8,
+                limit: 0.5,
+                ..DriveConfig::default()
+            },
+            n_bins: 4,
+            ..PlateConfig::default()
+        };
+        let model = PlateModel::new(cfg, Variant::Nominal, 3).unwrap();
+        let mut dev = SimDevice::new(model, settings(), SIM).unwrap();
+        let n_par = dev.spec().n_par;
+        // Superposed: x + θ per element; 0.1 + 0.4 is at the limit, 0.4 +
+        // 0.4 past it. Both are inside the per-value limits.
+        let x = ndarray::array![[0.1f32; 8], [0.4; 8]];
+        let batch = Batch::shared(x, &vec![0.4; n_par]);
+        let m = dev
+            .execute(&validate(dev.spec(), batch).unwrap())
+            .await
+            .unwrap();
+        let clamped: Vec<bool> = m.flags.iter().map(|f| f.clamped).collect();
+        assert_eq!(clamped, [false, true]);
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! One file per `hilt` command, each with its clap arguments and an
 //! `async fn run`; the arguments several commands share are in `shared`.
 
+pub mod admin;
 pub mod collect;
 pub mod demo;
 pub mod describe;

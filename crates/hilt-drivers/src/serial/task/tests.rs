@@ -218,3 +218,15 @@ async fn a_board_that_never_answers_is_never_ready() {
     let err = rig.measure().await.unwrap_err();
     assert!(matches!(err, hilt_core::Error::Unavailable(_)), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_halt_sends_the_board_to_its_safe_state_and_the_link_stays_up() {
+    let mut rig = Rig::new(false);
+    let _board = rig.plug_in(Misbehaviour::default());
+    rig.until(Ready).await;
+    rig.measure().await.unwrap();
+    rig.dev.make_safe().await.unwrap();
+    // Still connected: the next batch loads its drive and measures.
+    rig.measure().await.unwrap();
+    assert_eq!(rig.dev.state().state, Ready);
+}
