@@ -494,7 +494,7 @@ async fn a_batch_whose_caller_left_stops_holding_the_rig() {
     let one = Batch::shared(Array2::from_elem((1, 12), 0.5f32), &[0.5; 40]);
     lease.execute(&one).await.unwrap();
     let log = d.log();
-    assert!(log.contains("caller gone: batch stopped part-way"), "{log}");
+    assert!(log.contains("caller gone: batch given up"), "{log}");
 }
 
 #[tokio::test]

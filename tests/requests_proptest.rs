@@ -165,9 +165,11 @@ fn random_numbers_in_every_request_get_documented_answers() {
             })
         })
         .unwrap();
-    // Every u32 as a repeat count (the modulo above keeps the rest fast).
+    // Every u32 as a repeat count, on one row so the valid ones are
+    // quick: 0 is invalid, 1..=64 (the device's max_repeats) measure, more
+    // is over the device's maximum.
     runner()
-        .run(&any::<u32>(), |repeats| {
+        .run(&prop_oneof![any::<u32>(), 0..70u32], |repeats| {
             rt.block_on(async {
                 let r = raw
                     .clone()
@@ -183,11 +185,18 @@ fn random_numbers_in_every_request_get_documented_answers() {
                                 shape: vec![1, 1],
                                 data: vec![0; 4],
                             }),
-                            repeats: repeats.max(65),
+                            repeats,
                             return_repeats: false,
                         }),
                     })
                     .await;
+                let want = match repeats {
+                    0 => Code::InvalidArgument,
+                    1..=64 => Code::Ok,
+                    _ => Code::ResourceExhausted,
+                };
+                let got = r.as_ref().map_or_else(|s| s.code(), |_| Code::Ok);
+                prop_assert_eq!(got, want, "repeats {}", repeats);
                 check("Execute repeats", r.map(|_| ()))
             })
         })

@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
+use crate::halt::Halt;
 use crate::metrics::DeviceMetrics;
 use crate::status::{EventKind, StatusHub};
 
@@ -79,6 +80,7 @@ pub fn spawn<D: Device>(
     depth: usize,
     status: Arc<StatusHub>,
     metrics: DeviceMetrics,
+    halt: Arc<Halt>,
     stop: CancellationToken,
 ) -> (ActorHandle, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Job>(depth);
@@ -113,6 +115,12 @@ pub fn spawn<D: Device>(
             if reply.is_closed() {
                 continue;
             }
+            // Queued before the halt, or validated while it came: the rig
+            // is not driven after a halt, whenever the batch got in.
+            if let Some(why) = halt.get() {
+                let _ = reply.send(Err(CoreError::Unavailable(why)));
+                continue;
+            }
             // A device that reports its own state (a serial driver) is
             // busy, faulted or reconnecting by its own account.
             let own = device.reports_own_state();
@@ -135,7 +143,7 @@ pub fn spawn<D: Device>(
                 tracing::info!(
                     device = %device.spec().id, rows = batch.rows(), repeats = batch.repeats(),
                     after_s = busy,
-                    "caller gone: batch stopped part-way; nothing of it was answered or counted"
+                    "caller gone: batch given up (a simulator stops at its next repeat and holds no emulated pace); nothing of it was answered or counted"
                 );
                 if !own {
                     status.update(EventKind::StateChanged, |s| s.state = DeviceState::Ready);
@@ -226,6 +234,7 @@ mod tests {
             2,
             Arc::clone(&status),
             metrics,
+            Arc::default(),
             stop,
         );
         let err = actor.submit(batch).await.unwrap().wait().await.unwrap_err();

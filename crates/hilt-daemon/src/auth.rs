@@ -127,7 +127,9 @@ impl Gate {
 
     /// Establish the caller from the request's `authorization` header.
     fn identify<T>(&self, req: &Request<T>) -> Result<Caller, Error> {
-        let peer = req.remote_addr();
+        let peer = crate::conn::ConnInfo::of(req)
+            .and_then(|c| c.peer())
+            .or_else(|| req.remote_addr());
         if self.tokens.is_empty() {
             return Ok(Caller {
                 name: "anonymous".into(),
@@ -172,14 +174,18 @@ impl Gate {
 
 impl tonic::service::Interceptor for Gate {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, tonic::Status> {
+        // A call, allowed or not: the connection speaks gRPC.
+        if let Some(c) = crate::conn::ConnInfo::of(&req) {
+            c.called();
+        }
         match self.identify(&req) {
             Ok(caller) => {
                 req.extensions_mut().insert(caller);
                 Ok(req)
             }
             Err(e) => {
-                let peer = req
-                    .remote_addr()
+                let peer = crate::conn::ConnInfo::of(&req)
+                    .and_then(|c| c.peer())
                     .map_or_else(|| "-".into(), |p| p.to_string());
                 tracing::warn!(target: "hilt::audit", event = "refused", token = "-",
                     %peer, reason = %e, "call refused");

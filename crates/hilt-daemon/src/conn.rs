@@ -1,12 +1,16 @@
 //! Accepted connections, bounded. Each open socket costs a file
 //! descriptor, and a process has about a thousand: past
 //! `server.max_connections` a new connection is closed at once (logged),
-//! and a connection that has not sent the HTTP/2 preface (or, with TLS,
-//! its first bytes) within [`PREFACE_TIMEOUT`] is closed, so silent
-//! sockets cannot lock every client out.
+//! and a connection that has made no gRPC call within
+//! [`FIRST_CALL_TIMEOUT`] is closed, so silent sockets cannot lock every
+//! client out. The deadline ends at the first call, not at the first
+//! bytes: with TLS, a peer that finishes the handshake and then says
+//! nothing would otherwise hold its slot for ever (HTTP/2 keepalive
+//! pings begin only after HTTP/2's own handshake).
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -18,12 +22,39 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 
-/// How long a new connection may take to send its first 24 bytes.
-pub const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new connection may take to make its first call.
+pub const FIRST_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The HTTP/2 client preface's length: a peer that sent this much is
-/// speaking (TLS handshakes are longer still and have their own timeout).
-const PREFACE_BYTES: usize = 24;
+/// What each request on a connection carries (tonic puts it in the
+/// request's extensions; with TLS inside `TlsConnectInfo`): the peer, and
+/// the flag the gate sets at the connection's first call.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub tcp: TcpConnectInfo,
+    called: Arc<AtomicBool>,
+}
+
+impl ConnInfo {
+    /// Mark the connection as one that speaks gRPC.
+    pub fn called(&self) {
+        self.called.store(true, Ordering::Relaxed);
+    }
+
+    /// The connection `req` came on, plaintext or TLS.
+    pub fn of<T>(req: &tonic::Request<T>) -> Option<&ConnInfo> {
+        let ext = req.extensions();
+        ext.get::<ConnInfo>().or_else(|| {
+            ext.get::<tonic::transport::server::TlsConnectInfo<ConnInfo>>()
+                .map(|t| t.get_ref())
+        })
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> Option<std::net::SocketAddr> {
+        self.tcp.remote_addr()
+    }
+}
 
 /// A connection that holds one of the daemon's connection slots until it
 /// closes.
@@ -31,9 +62,9 @@ const PREFACE_BYTES: usize = 24;
 pub struct Guarded {
     io: TcpStream,
     _slot: OwnedSemaphorePermit,
-    /// Until the preface has arrived.
+    /// Until the first call.
     deadline: Option<Pin<Box<Sleep>>>,
-    read: usize,
+    called: Arc<AtomicBool>,
 }
 
 impl AsyncRead for Guarded {
@@ -42,24 +73,23 @@ impl AsyncRead for Guarded {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.io).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = r {
-            self.read += buf.filled().len() - before;
-            if self.read >= PREFACE_BYTES {
-                self.deadline = None;
-            }
-            return r;
+        if self.deadline.is_some() && self.called.load(Ordering::Relaxed) {
+            self.deadline = None;
         }
+        // A connection waits for its peer in a read: the deadline is
+        // polled (and its wake-up registered) with it.
         if let Some(d) = self.deadline.as_mut()
             && d.as_mut().poll(cx).is_ready()
         {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("no HTTP/2 preface within {} s", PREFACE_TIMEOUT.as_secs()),
+                format!(
+                    "no gRPC call within {} s of connecting",
+                    FIRST_CALL_TIMEOUT.as_secs()
+                ),
             )));
         }
-        r
+        Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
@@ -94,10 +124,13 @@ impl AsyncWrite for Guarded {
 }
 
 impl Connected for Guarded {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = ConnInfo;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.io.connect_info()
+    fn connect_info(&self) -> ConnInfo {
+        ConnInfo {
+            tcp: self.io.connect_info(),
+            called: Arc::clone(&self.called),
+        }
     }
 }
 
@@ -115,8 +148,8 @@ pub fn bounded(
                 Ok(slot) => Some(Ok(Guarded {
                     io,
                     _slot: slot,
-                    deadline: Some(Box::pin(tokio::time::sleep(PREFACE_TIMEOUT))),
-                    read: 0,
+                    deadline: Some(Box::pin(tokio::time::sleep(FIRST_CALL_TIMEOUT))),
+                    called: Arc::default(),
                 })),
                 Err(_) => {
                     let peer = io.peer_addr().ok();

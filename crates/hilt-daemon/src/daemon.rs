@@ -3,7 +3,7 @@
 //! against the device's limits, queued on its actor. `Execute` and
 //! `Stream` both go through [`Daemon::submit`], so neither can skip a step.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hilt_core::{Batch, validate};
@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Error;
 use crate::actor::Pending;
 use crate::config::ServerConfig;
+use crate::halt::Halt;
 use crate::lease::InUse;
 use crate::metrics::Metrics;
 use crate::registry::{DeviceEntry, Registry};
@@ -24,8 +25,8 @@ pub(crate) struct Daemon {
     pub started: SystemTime,
     /// Cancelled at shutdown: ends watches and stops streams reading.
     pub stop: CancellationToken,
-    /// `halted by <name>: <reason>` while an admin has halted the daemon.
-    pub halted: Mutex<Option<String>>,
+    /// Set while an admin has halted the daemon (the actors read it too).
+    pub halted: Arc<Halt>,
     /// What `/metrics` shows.
     pub metrics: Arc<Metrics>,
 }
@@ -51,10 +52,7 @@ impl Daemon {
     }
 
     fn halted_by(&self) -> Option<String> {
-        self.halted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.halted.get()
     }
 
     pub fn is_halted(&self) -> bool {
@@ -71,7 +69,7 @@ impl Daemon {
         } else {
             format!("halted by {by}: {reason}")
         };
-        *self.halted.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+        self.halted.set(Some(why.clone()));
         let mut pending = Vec::new();
         for d in self.registry.iter() {
             d.status
@@ -110,7 +108,7 @@ impl Daemon {
 
     /// Take work again after a halt.
     pub fn resume(&self) {
-        *self.halted.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.halted.set(None);
         for d in self.registry.iter() {
             d.status
                 .update(crate::status::EventKind::StateChanged, |s| s.halted = None);

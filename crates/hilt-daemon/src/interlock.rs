@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hilt_core::ValidBatch;
+use hilt_core::{ControlEncoding, ValidBatch};
 
 use crate::Error;
 
@@ -19,8 +19,9 @@ pub struct InterlockConfig {
     /// At most this many samples (rows × repeats) per window.
     pub samples: Option<Budget>,
     /// At most this much drive energy per window: each sample costs the
-    /// mean square of its applied drive values (x and θ together), so a
-    /// full-scale sample of drive ±1 costs 1. Plate and circuit only.
+    /// mean square of the drive the rig plays (x and θ composed by the
+    /// device's published encoding: gain, copies, clip), so a sample at
+    /// full scale ±1 throughout costs 1. Plate and circuit only.
     pub drive_energy: Option<Budget>,
 }
 
@@ -44,32 +45,43 @@ struct Charge {
 #[derive(Debug, Default)]
 pub struct Interlock {
     config: InterlockConfig,
+    /// How x and θ become what the rig plays.
+    encoding: Option<ControlEncoding>,
     ledger: Mutex<VecDeque<Charge>>,
 }
 
-/// What a batch costs against the budgets.
-fn cost(batch: &ValidBatch) -> (f64, f64) {
+/// What a batch costs against the budgets: samples, and drive energy (the
+/// mean square of each row's played drive, times repeats).
+fn cost(batch: &ValidBatch, encoding: Option<&ControlEncoding>) -> (f64, f64) {
     let repeats = f64::from(batch.repeats());
+    let mean_square = |v: &[f32]| {
+        let n = v.len().max(1) as f64;
+        v.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / n
+    };
+    let mut drive = vec![0f32; encoding.map_or(0, ControlEncoding::n_controls)];
     let mut energy = 0.0;
     for i in 0..batch.rows() {
-        let x = batch.x().row(i);
-        let t = batch.theta_row(i);
-        let n = (x.len() + t.len()).max(1) as f64;
-        let squares: f64 = x
-            .iter()
-            .chain(t.iter())
-            .map(|v| f64::from(*v).powi(2))
-            .sum();
-        energy += squares / n;
+        let x = batch.x().row(i).to_vec();
+        let t = batch.theta_row(i).to_vec();
+        energy += match encoding {
+            Some(enc) => {
+                enc.compose(&x, &t, &mut drive);
+                mean_square(&drive)
+            }
+            // Without a published encoding, x and θ as they are.
+            None => mean_square(&[x, t].concat()),
+        };
     }
     (batch.rows() as f64 * repeats, energy * repeats)
 }
 
 impl Interlock {
-    /// An interlock with nothing admitted yet.
-    pub fn new(config: InterlockConfig) -> Self {
+    /// An interlock with nothing admitted yet, for a device whose drive
+    /// is composed by `encoding` (its published channel map).
+    pub fn new(config: InterlockConfig, encoding: Option<ControlEncoding>) -> Self {
         Interlock {
             config,
+            encoding,
             ledger: Mutex::new(VecDeque::new()),
         }
     }
@@ -80,7 +92,7 @@ impl Interlock {
         if self.config.samples.is_none() && self.config.drive_energy.is_none() {
             return Ok(());
         }
-        let (samples, energy) = cost(batch);
+        let (samples, energy) = cost(batch, self.encoding.as_ref());
         self.admit_at(samples, energy, Instant::now())
     }
 
@@ -175,13 +187,16 @@ mod tests {
     use super::*;
 
     fn rate(amount: f64, window_ms: u64) -> Interlock {
-        Interlock::new(InterlockConfig {
-            samples: Some(Budget {
-                amount,
-                window: Duration::from_millis(window_ms),
-            }),
-            drive_energy: None,
-        })
+        Interlock::new(
+            InterlockConfig {
+                samples: Some(Budget {
+                    amount,
+                    window: Duration::from_millis(window_ms),
+                }),
+                drive_energy: None,
+            },
+            None,
+        )
     }
 
     #[test]
@@ -213,10 +228,10 @@ mod tests {
     }
 
     #[test]
-    fn drive_energy_is_the_mean_square_of_applied_values_times_repeats() {
+    fn drive_energy_is_the_mean_square_of_the_played_drive_times_repeats() {
         use hilt_core::{Batch, Device};
         let model =
-            hilt_physics::LoopbackModel::new(&hilt_physics::LoopbackConfig { n_in: 2, n_par: 0 })
+            hilt_physics::LoopbackModel::new(&hilt_physics::LoopbackConfig { n_in: 2, n_par: 2 })
                 .unwrap();
         let settings = hilt_drivers::DeviceSettings {
             id: "d".into(),
@@ -227,12 +242,26 @@ mod tests {
             max_repeats: 4,
         };
         let dev = hilt_drivers::SimDevice::new(model, settings, Default::default()).unwrap();
-        let mut b = Batch::shared(ndarray::array![[1.0, 0.0], [0.5, 0.5]], &[]);
+        let mut b = Batch::shared(ndarray::array![[0.5, 0.5], [1.0, -1.0]], &[0.5, 0.0]);
         b.repeats = 2;
         let v = hilt_core::validate(dev.spec(), b).unwrap();
-        let (samples, energy) = cost(&v);
+        // Superposed, clipped at ±1 (a plate's drive): row 0 plays
+        // [1.0, 0.5], row 1 plays [1 (clipped from 1.5), -1].
+        let superpose = ControlEncoding {
+            layout: "superpose".into(),
+            input_index: vec![0, 1],
+            param_index: vec![0, 1],
+            input_scale: 1.0,
+            control_min: -1.0,
+            control_max: 1.0,
+        };
+        let (samples, energy) = cost(&v, Some(&superpose));
         assert_eq!(samples, 4.0);
-        // Rows: (1 + 0)/2 = 0.5 and (0.25 + 0.25)/2 = 0.25; twice each.
-        assert!((energy - 1.5).abs() < 1e-12, "{energy}");
+        let want = 2.0 * ((1.0 + 0.25) / 2.0 + (1.0 + 1.0) / 2.0);
+        assert!((energy - want).abs() < 1e-12, "{energy} vs {want}");
+        // No encoding: the values as they are.
+        let (_, raw) = cost(&v, None);
+        let want = 2.0 * ((0.25 + 0.25 + 0.25) / 4.0 + (1.0 + 1.0 + 0.25) / 4.0);
+        assert!((raw - want).abs() < 1e-12, "{raw} vs {want}");
     }
 }

@@ -16,6 +16,7 @@ mod conn;
 mod daemon;
 mod deadline;
 mod error;
+mod halt;
 pub mod interlock;
 mod lease;
 mod metrics;

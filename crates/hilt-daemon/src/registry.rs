@@ -13,6 +13,7 @@ use crate::Error;
 use crate::actor::{self, ActorHandle};
 use crate::config::{BackendConfig, Config, DeviceConfig};
 use crate::error::quote;
+use crate::halt::Halt;
 use crate::interlock::Interlock;
 use crate::lease::Leases;
 use crate::metrics::{DeviceMetrics, Metrics};
@@ -54,6 +55,7 @@ impl Registry {
     pub fn build(
         cfg: &Config,
         metrics: &Metrics,
+        halt: &Arc<Halt>,
         stop: &CancellationToken,
     ) -> Result<(Self, Vec<JoinHandle<()>>), Error> {
         let mut devices = BTreeMap::new();
@@ -62,6 +64,7 @@ impl Registry {
             let limits = Limits {
                 queue_depth: cfg.server.queue_depth.get(),
                 max_waiters: cfg.server.max_waiters.get(),
+                halt: Arc::clone(halt),
             };
             let (entry, actor_task) = build_device(d, limits, metrics, stop)
                 .map_err(|e| Error::Config(format!("{}: {e}", d.location)))?;
@@ -111,11 +114,12 @@ impl Registry {
     }
 }
 
-/// The daemon-wide bounds every device gets.
-#[derive(Debug, Clone, Copy)]
+/// What every device gets from the daemon: bounds, and the halt.
+#[derive(Debug, Clone)]
 struct Limits {
     queue_depth: usize,
     max_waiters: usize,
+    halt: Arc<Halt>,
 }
 
 fn build_device(
@@ -124,10 +128,10 @@ fn build_device(
     metrics: &Metrics,
     stop: &CancellationToken,
 ) -> Result<(DeviceEntry, JoinHandle<()>), String> {
-    let parts = |status| Parts {
-        limits,
+    let parts = |status, spec: &DeviceSpec| Parts {
+        limits: limits.clone(),
         status,
-        interlock: Interlock::new(d.interlock),
+        interlock: Interlock::new(d.interlock, spec.encoding.clone()),
         metrics: metrics.device(&d.id),
     };
     match &d.backend {
@@ -147,7 +151,8 @@ fn build_device(
             let dev = SimDevice::new(model, d.settings.clone(), sim).map_err(|e| e.to_string())?;
             let spec = dev.spec();
             let status = StatusHub::ready(spec.calibration_id.clone(), spec.firmware.clone());
-            Ok(start(dev, parts(Arc::new(status)), stop))
+            let parts = parts(Arc::new(status), spec);
+            Ok(start(dev, parts, stop))
         }
         BackendConfig::Serial { link, host_model } => {
             // The host's model only gives the spec (sizes, ranges, the
@@ -178,7 +183,8 @@ fn build_device(
             let dev = SerialDevice::open(&model, d.settings.clone(), serial, observer)
                 .map_err(|e| e.to_string())?;
             metrics.serial_link(&d.id, dev.link_counters());
-            Ok(start(dev, parts(status), stop))
+            let parts = parts(status, dev.spec());
+            Ok(start(dev, parts, stop))
         }
     }
 }
@@ -203,6 +209,7 @@ fn start<D: Device>(
         p.limits.queue_depth,
         Arc::clone(&p.status),
         p.metrics.clone(),
+        p.limits.halt,
         stop.clone(),
     );
     (

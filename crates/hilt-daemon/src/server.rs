@@ -49,6 +49,7 @@ pub struct Prepared {
     stop: CancellationToken,
     tls: Option<ServerTlsConfig>,
     metrics: Arc<Metrics>,
+    halt: Arc<crate::halt::Halt>,
     /// Bound in `build`, so a taken port stops hiltd before its ready line.
     metrics_listener: Option<std::net::TcpListener>,
 }
@@ -73,7 +74,8 @@ impl Prepared {
             .transpose()?;
         let stop = CancellationToken::new();
         let metrics = Arc::new(Metrics::new());
-        let (registry, tasks) = Registry::build(&config, &metrics, &stop)?;
+        let halt = Arc::default();
+        let (registry, tasks) = Registry::build(&config, &metrics, &halt, &stop)?;
         Ok(Prepared {
             config,
             registry,
@@ -81,6 +83,7 @@ impl Prepared {
             stop,
             tls,
             metrics,
+            halt,
             metrics_listener,
         })
     }
@@ -107,6 +110,7 @@ impl Prepared {
             stop,
             tls,
             metrics,
+            halt,
             metrics_listener,
         } = self;
         for d in registry.iter() {
@@ -119,7 +123,7 @@ impl Prepared {
                 server: config.server.clone(),
                 started: SystemTime::now(),
                 stop: stop.clone(),
-                halted: std::sync::Mutex::new(None),
+                halted: halt,
                 metrics,
             }),
         };

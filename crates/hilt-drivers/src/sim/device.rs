@@ -1,3 +1,4 @@
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -43,6 +44,28 @@ pub struct SimDevice<M> {
     /// if a batch panicked, after which the device reports itself faulted.
     model: Arc<Mutex<M>>,
     pace: Option<Duration>,
+    /// The sweep of a batch whose caller left: told to stop at its next
+    /// repeat, and waited for before the next batch, so abandoned sweeps
+    /// never pile up and batches still run in order.
+    abandoned: Option<tokio::task::JoinHandle<Result<Measurement, CoreError>>>,
+}
+
+/// Tells an abandoned sweep to stop, when the future measuring is dropped.
+struct StopOnDrop(Option<Arc<AtomicBool>>);
+
+impl StopOnDrop {
+    /// The batch was answered: nothing to stop.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(stop) = &self.0 {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl<M: PhysicalModel> SimDevice<M> {
@@ -83,6 +106,7 @@ impl<M: PhysicalModel> SimDevice<M> {
             spec,
             model: Arc::new(Mutex::new(model)),
             pace: sim.pace,
+            abandoned: None,
         })
     }
 }
@@ -107,17 +131,26 @@ impl<M: PhysicalModel> Device for SimDevice<M> {
             "{}: simulator faulted by an earlier internal error; restart hiltd",
             self.spec.id
         );
+        if let Some(previous) = self.abandoned.take() {
+            let _ = previous.await;
+        }
         let model = Arc::clone(&self.model);
         let started = Instant::now();
         let wall_start = SystemTime::now();
         let owned = batch.clone();
         let grid = Grid::of(&self.spec);
-        let mut m = tokio::task::spawn_blocking(move || {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_on_drop = StopOnDrop(Some(Arc::clone(&stop)));
+        let sweep = self.abandoned.insert(tokio::task::spawn_blocking(move || {
             let mut model = model.lock().map_err(|_| CoreError::Unavailable(faulted))?;
-            Ok::<_, CoreError>(sweep_batch(&mut *model, grid, &owned))
-        })
-        .await
-        .map_err(|e| CoreError::Internal(format!("simulator task failed: {e}")))??;
+            Ok(sweep_batch(&mut *model, grid, &owned, &stop))
+        }));
+        let joined = sweep.await;
+        // Finished: nothing left to wait for (had this future been
+        // dropped above, the handle would have stayed for the next batch).
+        self.abandoned = None;
+        let mut m =
+            joined.map_err(|e| CoreError::Internal(format!("simulator task failed: {e}")))??;
         if let Some(pace) = self.pace {
             let samples = sample_count(batch.rows(), batch.repeats());
             // Bounded by `new`: a full batch is held at most a day.
@@ -131,6 +164,7 @@ impl<M: PhysicalModel> Device for SimDevice<M> {
         if let Some(enc) = &self.spec.encoding {
             m.flag_clipped_controls(enc);
         }
+        stop_on_drop.disarm();
         Ok(m)
     }
 }
@@ -164,6 +198,54 @@ mod tests {
 
     fn loopback(n_in: usize, n_par: usize) -> LoopbackModel {
         LoopbackModel::new(&LoopbackConfig { n_in, n_par }).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_batch_stops_and_the_next_one_waits_for_it() {
+        let model = ShgModel::new(ShgConfig::default(), Variant::True, 3).unwrap();
+        let mut dev = SimDevice::new(model, settings(), SIM).unwrap();
+        let spec = dev.spec().clone();
+        let batch = |rows| {
+            let b = Batch {
+                x: Array2::from_elem((rows, 12), 0.5f32),
+                theta: Array2::from_elem((1, 40), 0.5),
+                repeats: 8,
+                return_repeats: false,
+            };
+            validate(&spec, b).unwrap()
+        };
+        let big = batch(64);
+        // The caller gives up at once: the future is dropped mid-sweep.
+        let gone = tokio::time::timeout(Duration::ZERO, dev.execute(&big)).await;
+        assert!(gone.is_err(), "a 512-shot batch cannot finish in no time");
+        assert!(
+            dev.abandoned.is_some(),
+            "the sweep is kept to be waited for"
+        );
+        let small = batch(1);
+        let m = dev.execute(&small).await.unwrap();
+        assert!(dev.abandoned.is_none());
+        assert_eq!(m.y.nrows(), 1);
+        assert!(dev.fault().is_none());
+    }
+
+    #[test]
+    fn a_stopped_sweep_measures_no_further_repeat() {
+        use std::sync::atomic::AtomicBool;
+        let mut model = ShgModel::new(ShgConfig::default(), Variant::True, 3).unwrap();
+        let spec = SimDevice::new(
+            ShgModel::new(ShgConfig::default(), Variant::True, 3).unwrap(),
+            settings(),
+            SIM,
+        )
+        .unwrap()
+        .spec()
+        .clone();
+        let b = Batch::shared(Array2::from_elem((2, 12), 0.5f32), &[0.5; 40]);
+        let v = validate(&spec, b).unwrap();
+        let clock = model.clock();
+        super::super::sweep::sweep_batch(&mut model, Grid::of(&spec), &v, &AtomicBool::new(true));
+        assert_eq!(model.clock(), clock, "a shot was measured after the stop");
     }
 
     #[tokio::test]

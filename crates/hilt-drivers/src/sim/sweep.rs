@@ -10,10 +10,13 @@ use crate::grid::{Grid, keep_inside};
 /// Apply, then sweep the whole batch once per repeat (ABAB…, so slow drift
 /// averages over repeats instead of biasing one row), rows in order.
 /// Wall-clock fields and ids are filled in by the caller.
+/// `stop` set (the caller left) ends the sweep at the next repeat; what
+/// it returns then is incomplete and goes to nobody.
 pub(crate) fn sweep_batch<M: PhysicalModel + ?Sized>(
     model: &mut M,
     grid: Grid,
     batch: &ValidBatch,
+    stop: &std::sync::atomic::AtomicBool,
 ) -> Measurement {
     let b = batch.rows();
     let r = batch.repeats() as usize;
@@ -54,6 +57,9 @@ pub(crate) fn sweep_batch<M: PhysicalModel + ?Sized>(
         theta.as_slice().expect("standard layout"),
     );
     for rep in 0..r {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
         let mut y = all.index_axis_mut(Axis(0), rep);
         model.sweep(
             x,
