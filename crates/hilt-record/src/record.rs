@@ -1,0 +1,186 @@
+//! One measurement as it is kept: who asked, when, on what, and what was
+//! applied and measured. Arrays are kept as shape + row-major f32, the
+//! layout `hilt collect` and numpy use.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hilt_core::Measurement;
+use ndarray::{Array2, Array3};
+use serde::{Deserialize, Serialize};
+
+/// A row-major `rows × cols` f32 matrix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Matrix {
+    /// Rows.
+    pub rows: u32,
+    /// Columns.
+    pub cols: u32,
+    /// `rows × cols` values, row-major.
+    pub data: Vec<f32>,
+}
+
+/// A row-major `n0 × n1 × n2` f32 array (repeats × rows × outputs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cube {
+    /// `[repeats, rows, n_out]`.
+    pub shape: [u32; 3],
+    /// The values, row-major.
+    pub data: Vec<f32>,
+}
+
+impl Matrix {
+    /// Copy `a` (any layout) into a record matrix.
+    pub fn of(a: &Array2<f32>) -> Self {
+        let (rows, cols) = a.dim();
+        Matrix {
+            rows: u32::try_from(rows).unwrap_or(u32::MAX),
+            cols: u32::try_from(cols).unwrap_or(u32::MAX),
+            data: a.iter().copied().collect(),
+        }
+    }
+
+    /// As an ndarray, if the shape matches the data.
+    pub fn to_array(&self) -> Option<Array2<f32>> {
+        Array2::from_shape_vec((self.rows as usize, self.cols as usize), self.data.clone()).ok()
+    }
+}
+
+impl Cube {
+    fn of(a: &Array3<f32>) -> Self {
+        let (r, b, n) = a.dim();
+        let dim = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        Cube {
+            shape: [dim(r), dim(b), dim(n)],
+            data: a.iter().copied().collect(),
+        }
+    }
+}
+
+/// One recorded batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The device that measured.
+    pub device: String,
+    /// Per device, 1, 2, 3, … in the order the device measured, across
+    /// segments and restarts.
+    pub seq: u64,
+    /// [`lease_tag`] of the lease the batch was measured under: the lease
+    /// id itself is the holder's secret and is never written.
+    pub lease: String,
+    /// The token's name (`anonymous` without tokens).
+    pub token: String,
+    /// The client's address.
+    pub peer: String,
+    /// Wall clock when the device began and ended the batch, ns since the
+    /// Unix epoch.
+    pub wall_start_ns: i64,
+    /// See `wall_start_ns`.
+    pub wall_end_ns: i64,
+    /// Device clock per row: start of its first shot, end of its last (s).
+    pub t_start: Vec<f64>,
+    /// See `t_start`.
+    pub t_end: Vec<f64>,
+    /// The device's calibration id when it measured.
+    pub calibration_id: String,
+    /// SHA-256 (hex, 16 digits) of the device's spec as served.
+    pub spec_hash: String,
+    /// SHA-256 (hex, 16 digits) of the daemon's config text.
+    pub config_hash: String,
+    /// hiltd's version and git revision.
+    pub version: String,
+    /// See `version`.
+    pub git_revision: String,
+    /// Repeats measured per row.
+    pub repeats: u32,
+    /// The x applied (after clamping and the actuator grid), `[B, n_in]`.
+    pub x: Matrix,
+    /// The θ applied, `[1 or B, n_par]`.
+    pub theta: Matrix,
+    /// Mean over repeats, `[B, n_out]`.
+    pub y: Matrix,
+    /// Std over repeats, when repeats > 1.
+    pub y_std: Option<Matrix>,
+    /// Every repeat, when the client asked for them.
+    pub y_repeats: Option<Cube>,
+    /// Per row: bit 0 saturated, bit 1 clamped.
+    pub flags: Vec<u8>,
+}
+
+/// What a record's context says beyond the measurement itself.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// See [`Record::lease`].
+    pub lease: String,
+    /// See [`Record::token`].
+    pub token: String,
+    /// See [`Record::peer`].
+    pub peer: String,
+    /// See [`Record::spec_hash`].
+    pub spec_hash: String,
+    /// See [`Record::config_hash`].
+    pub config_hash: String,
+    /// See [`Record::version`].
+    pub version: String,
+    /// See [`Record::git_revision`].
+    pub git_revision: String,
+}
+
+fn unix_ns(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+    }
+}
+
+impl Record {
+    /// The record of `m`, measured with `repeats` (its sequence number is
+    /// the writer's to give).
+    pub fn of(m: &Measurement, repeats: u32, ctx: &Context) -> Self {
+        Record {
+            device: m.device_id.clone(),
+            seq: 0,
+            lease: ctx.lease.clone(),
+            token: ctx.token.clone(),
+            peer: ctx.peer.clone(),
+            wall_start_ns: unix_ns(m.wall_start),
+            wall_end_ns: unix_ns(m.wall_end),
+            t_start: m.t_start.clone(),
+            t_end: m.t_end.clone(),
+            calibration_id: m.calibration_id.clone(),
+            spec_hash: ctx.spec_hash.clone(),
+            config_hash: ctx.config_hash.clone(),
+            version: ctx.version.clone(),
+            git_revision: ctx.git_revision.clone(),
+            repeats,
+            x: Matrix::of(&m.applied_x),
+            theta: Matrix::of(&m.applied_theta),
+            y: Matrix::of(&m.y),
+            y_std: m.y_std.as_ref().map(Matrix::of),
+            y_repeats: m.y_repeats.as_ref().map(Cube::of),
+            flags: m
+                .flags
+                .iter()
+                .map(|f| u8::from(f.saturated) | (u8::from(f.clamped) << 1))
+                .collect(),
+        }
+    }
+
+    /// Rows in the batch.
+    pub fn rows(&self) -> usize {
+        self.x.rows as usize
+    }
+}
+
+/// The non-secret name of a lease in the recording: the first 16 hex
+/// digits of the SHA-256 of its id. A reader who holds the lease id can
+/// compute it; the recording does not give the id away.
+pub fn lease_tag(lease_id: &str) -> String {
+    if lease_id.is_empty() {
+        return String::new();
+    }
+    let mut out = String::with_capacity(16);
+    for b in &hilt_core::token::sha256(lease_id)[..8] {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
