@@ -509,6 +509,14 @@ async fn every_rpc_refuses_bad_input_with_its_code_and_field() {
         };
         Box::pin(async move { raw.break_lease(req).await.map(|_| ()) })
     };
+    let read = |id: &str| -> Call<'static> {
+        let mut raw = raw.clone();
+        let req = v1::ReadRecordingRequest {
+            device_id: id.into(),
+            ..Default::default()
+        };
+        Box::pin(async move { raw.read_recording(req).await.map(|_| ()) })
+    };
     // 64 MiB + 1 KiB of x: over the message limit.
     let oversize = with_batch(&l, |b| {
         b.x = Some(v1::Tensor {
@@ -630,6 +638,18 @@ async fn every_rpc_refuses_bad_input_with_its_code_and_field() {
             break_lease("shg9"),
             Code::NotFound,
             "unknown device",
+        ),
+        (
+            "read recording: unknown device",
+            read("shg9"),
+            Code::NotFound,
+            "unknown device",
+        ),
+        (
+            "read recording: not recorded",
+            read("shg0"),
+            Code::FailedPrecondition,
+            "is not recorded",
         ),
         (
             "execute: unknown device",

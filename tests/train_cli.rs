@@ -276,3 +276,106 @@ fn collecting_from_an_unbounded_device_is_refused_not_a_panic() {
     );
     assert!(!out.exists());
 }
+
+/// What hiltd recorded, read without it: `hilt recording verify` names a
+/// damaged record by its offset, and `hilt recording export` writes the
+/// rest in `hilt collect`'s layout, ready for `hilt twin fit`.
+#[test]
+fn a_recording_is_verified_and_exported_for_twin_fitting() {
+    use hilt_core::Batch;
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec");
+    let config = format!(
+        "[recording]\ndir = {:?}\nfsync = \"always\"\n[[device]]\nid = \"loop\"\n\
+         kind = \"loopback\"\n[device.loopback]\nn_in = 4\nn_par = 1\n",
+        rec.display().to_string()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sent: Vec<Batch> = (0..5)
+        .map(|k| {
+            let mut b = Batch::shared(
+                ndarray::Array2::from_shape_fn((3, 4), |(i, j)| (k * 12 + i * 4 + j) as f32 / 64.0),
+                &[k as f32 / 8.0],
+            );
+            b.repeats = 2;
+            b.return_repeats = true;
+            b
+        })
+        .collect();
+    rt.block_on(async {
+        let cfg = hilt_daemon::Config::parse(&config, "test").unwrap();
+        let d = hilt_daemon::EmbeddedDaemon::start(cfg, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let c = hilt_client::Client::connect(d.url()).await.unwrap();
+        let lease = c
+            .acquire("loop", std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+        for b in &sent {
+            lease.execute(b).await.unwrap();
+        }
+        lease.release().await.unwrap();
+        d.shutdown().await.unwrap();
+    });
+    // One flipped byte inside the third record.
+    let seg = hilt_record::segments(&rec.join("loop")).unwrap().remove(0);
+    let (third, _) = hilt_record::scan_segment(&seg).unwrap().records[2];
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[third as usize + 30] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let verify = Command::new(HILT)
+        .args(["recording", "verify"])
+        .arg(&rec)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&verify.stdout);
+    let err = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        !verify.status.success(),
+        "verify passed a damaged recording:\n{out}"
+    );
+    assert!(out.contains("loop: 1 segments, 4 records"), "{out}");
+    assert!(out.contains(&format!("offset {third} (")), "{out}");
+    assert!(err.contains("1 corrupt record"), "{err}");
+
+    let npz = dir.path().join("loop.npz");
+    let export = Command::new(HILT)
+        .args(["recording", "export"])
+        .arg(&rec)
+        .args(["--device", "loop", "--out"])
+        .arg(&npz)
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let data = hilt_train::twin::TwinData::load(&npz).unwrap();
+    assert_eq!(data.len(), 12, "4 intact records of 3 rows");
+    assert_eq!(data.y.shape(), &[2, 12, 4]);
+    // Rows 0..6 are batches 0 and 1, rows 6..12 batches 3 and 4; a
+    // loopback answers its input.
+    let kept = [0usize, 1, 3, 4];
+    for (slot, k) in kept.iter().enumerate() {
+        for i in 0..3 {
+            assert_eq!(data.x.row(slot * 3 + i), sent[*k].x.row(i));
+            assert_eq!(data.theta[[slot * 3 + i, 0]], sent[*k].theta[[0, 0]]);
+        }
+    }
+    let unknown = Command::new(HILT)
+        .args(["recording", "export"])
+        .arg(&rec)
+        .args(["--device", "nope", "--out"])
+        .arg(&npz)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(!unknown.status.success());
+    assert!(
+        err.contains("no recording of device 'nope' (recorded here: loop)"),
+        "{err}"
+    );
+}

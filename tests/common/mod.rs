@@ -88,6 +88,12 @@ impl Hiltd {
         read(&self.log)
     }
 
+    /// SIGKILL: no shutdown, no flush; what the kernel has is all there is.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Send SIGTERM and wait for the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
         let pid = self.child.id().to_string();

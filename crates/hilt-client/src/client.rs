@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use hilt_core::{DeviceEvent, DeviceSpec, DeviceStatus, ServerInfo};
+use hilt_core::{DeviceEvent, DeviceSpec, DeviceStatus, Measurement, ServerInfo};
 use hilt_proto::v1::{self, hilt_client::HiltClient};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -171,5 +171,23 @@ impl Client {
             .await?
             .into_inner();
         Ok(s.map(|r| Ok(DeviceEvent::try_from(&r?)?)))
+    }
+
+    /// What `req.device_id` recorded, oldest first: each batch's sequence
+    /// number and its measurement as Execute answered it.
+    pub async fn read_recording(
+        &self,
+        req: v1::ReadRecordingRequest,
+    ) -> Result<impl Stream<Item = Result<(u64, Measurement), ClientError>> + use<>, ClientError>
+    {
+        let s = self.raw().read_recording(req).await?.into_inner();
+        Ok(s.map(|r| {
+            let r = r?;
+            let m = r
+                .measurement
+                .as_ref()
+                .ok_or_else(|| hilt_proto::ConvertError::new("measurement", "missing"))?;
+            Ok((r.seq, Measurement::try_from(m)?))
+        }))
     }
 }

@@ -56,6 +56,8 @@ pub struct DeviceStatus {
     /// <reason>`): the device refuses new batches whatever its state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub halted: Option<String>,
+    /// Set while the device's recording cannot be written.
+    pub recording_error: Option<String>,
 }
 
 impl DeviceStatus {
@@ -71,6 +73,7 @@ impl DeviceStatus {
             samples_done: 0,
             detail: String::new(),
             halted: None,
+            recording_error: None,
         }
     }
 }

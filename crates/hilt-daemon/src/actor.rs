@@ -10,15 +10,21 @@ use tokio_util::sync::CancellationToken;
 use crate::Error;
 use crate::halt::Halt;
 use crate::metrics::DeviceMetrics;
+use crate::recording::{DeviceRecording, Who};
 use crate::status::{EventKind, StatusHub};
 
 type Reply = oneshot::Sender<Result<Measurement, CoreError>>;
 
+// Nearly every job is a batch; boxing it to shrink the rare Safe would
+// cost an allocation per batch for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Job {
     Measure {
         batch: ValidBatch,
         reply: Reply,
+        /// For the batch's record.
+        who: Who,
     },
     /// After what is queued: the actuators to their safe state (halt).
     Safe(oneshot::Sender<Result<(), CoreError>>),
@@ -52,10 +58,10 @@ impl ActorHandle {
 
     /// Queue a batch (waiting while the queue is full) and return at once,
     /// so a streaming client keeps the device fed.
-    pub async fn submit(&self, batch: ValidBatch) -> Result<Pending, Error> {
+    pub async fn submit(&self, batch: ValidBatch, who: Who) -> Result<Pending, Error> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job::Measure { batch, reply })
+            .send(Job::Measure { batch, reply, who })
             .await
             .map_err(|_| Error::ShuttingDown)?;
         Ok(Pending(rx))
@@ -81,6 +87,7 @@ pub fn spawn<D: Device>(
     status: Arc<StatusHub>,
     metrics: DeviceMetrics,
     halt: Arc<Halt>,
+    recording: Option<Arc<DeviceRecording>>,
     stop: CancellationToken,
 ) -> (ActorHandle, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Job>(depth);
@@ -102,13 +109,13 @@ pub fn spawn<D: Device>(
                     }
                 }
             };
-            let (batch, mut reply) = match next {
+            let (batch, mut reply, who) = match next {
                 None => break,
                 Some(Job::Safe(reply)) => {
                     let _ = reply.send(device.make_safe().await);
                     continue;
                 }
-                Some(Job::Measure { batch, reply }) => (batch, reply),
+                Some(Job::Measure { batch, reply, who }) => (batch, reply, who),
             };
             // The caller gave up (deadline, disconnect): do not spend
             // hardware time on an answer nobody will read.
@@ -154,6 +161,13 @@ pub fn spawn<D: Device>(
             if ok {
                 metrics.measured(samples, busy);
             }
+            // Kept before it is answered: an acknowledged measurement is in
+            // the recording (the write is in the kernel) even if hiltd is
+            // killed the next instant.
+            let result = match (result, &recording) {
+                (Ok(m), Some(r)) => r.keep(&m, batch.repeats(), &who).await.map(|()| m),
+                (r, _) => r,
+            };
             // A simulator that lost its model is faulted for good and says
             // why; anything else is ready for the next batch.
             let fault = if own { None } else { Some(device.fault()) };
@@ -235,9 +249,16 @@ mod tests {
             Arc::clone(&status),
             metrics,
             Arc::default(),
+            None,
             stop,
         );
-        let err = actor.submit(batch).await.unwrap().wait().await.unwrap_err();
+        let err = actor
+            .submit(batch, Who::default())
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("simulator task failed"), "{err}");
         let s = status.snapshot();
         assert_eq!(s.state, DeviceState::Faulted);

@@ -19,7 +19,11 @@ use hilt_physics::{RigKind, RigPhysics, Variant};
 use crate::Error;
 use crate::auth::Token;
 use crate::interlock::{Budget, InterlockConfig};
-use raw::{BackendKind, RawConfig, RawDevice, RawInterlock, RawServer, RawToken};
+use hilt_record::{Fsync, OnError, WriterOptions};
+use raw::{
+    BackendKind, RawConfig, RawDevice, RawFsync, RawInterlock, RawOnError, RawRecording, RawServer,
+    RawToken,
+};
 
 /// What hiltd serves when started without `--config`.
 pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
@@ -31,8 +35,99 @@ pub struct Config {
     pub server: ServerConfig,
     /// The `[[device]]` entries, in file order, ids unique.
     pub devices: Vec<DeviceConfig>,
+    /// `[recording]`: keep every measurement; `None`: keep nothing.
+    pub recording: Option<RecordingConfig>,
     /// Where the text came from, for messages.
     pub origin: String,
+    /// SHA-256 of the text (16 hex digits), in every record.
+    pub text_hash: String,
+}
+
+/// `[recording]`, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingConfig {
+    /// One directory per device under it (relative paths were taken
+    /// relative to the config file).
+    pub dir: PathBuf,
+    /// Durability, segment size, retention.
+    pub options: WriterOptions,
+    /// When writing fails.
+    pub on_error: OnError,
+}
+
+impl RecordingConfig {
+    /// `dir` with every default: group commit every 200 ms, 64 MiB
+    /// segments, nothing deleted, refuse batches that cannot be kept.
+    pub fn with_dir(dir: PathBuf) -> Self {
+        RecordingConfig {
+            dir,
+            options: WriterOptions {
+                fsync: Fsync::Interval(DEFAULT_FSYNC_INTERVAL),
+                segment_bytes: 64 << 20,
+                retain_bytes: None,
+                retain_age: None,
+            },
+            on_error: OnError::Refuse,
+        }
+    }
+}
+
+/// The group-commit window of `fsync = "interval"`.
+pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_millis(200);
+
+impl TryFrom<RawRecording> for RecordingConfig {
+    type Error = String;
+
+    fn try_from(r: RawRecording) -> Result<Self, String> {
+        let fsync = match (r.fsync, r.fsync_interval_ms) {
+            (RawFsync::Interval, ms) => {
+                let ms = ms.unwrap_or(DEFAULT_FSYNC_INTERVAL.as_millis() as u64);
+                if !(1..=60_000).contains(&ms) {
+                    return Err(format!("fsync_interval_ms: {ms} is not in 1..=60000"));
+                }
+                Fsync::Interval(Duration::from_millis(ms))
+            }
+            (_, Some(_)) => {
+                return Err("fsync_interval_ms is for fsync = \"interval\"".into());
+            }
+            (RawFsync::Always, None) => Fsync::Always,
+            (RawFsync::Never, None) => Fsync::Never,
+        };
+        let size = |key: &str, v: f64, unit: f64| {
+            if v.is_finite() && v > 0.0 && v * unit <= 1e15 {
+                Ok((v * unit) as u64)
+            } else {
+                Err(format!("{key}: {v} must be > 0 and at most a petabyte"))
+            }
+        };
+        let segment_bytes = size("segment_mb", r.segment_mb.unwrap_or(64.0), 1048576.0)?.max(4096);
+        let retain_bytes = r
+            .retain_gb
+            .map(|v| size("retain_gb", v, 1073741824.0))
+            .transpose()?;
+        let retain_age = r
+            .retain_days
+            .map(|d| {
+                seconds(d * 86_400.0)
+                    .ok()
+                    .filter(|t| !t.is_zero())
+                    .ok_or(format!("retain_days: {d} must be > 0"))
+            })
+            .transpose()?;
+        Ok(RecordingConfig {
+            dir: r.dir,
+            options: WriterOptions {
+                fsync,
+                segment_bytes,
+                retain_bytes,
+                retain_age,
+            },
+            on_error: match r.on_error {
+                RawOnError::Refuse => OnError::Refuse,
+                RawOnError::Continue => OnError::Continue,
+            },
+        })
+    }
 }
 
 /// `[server]`.
@@ -136,14 +231,19 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("{}: cannot read config: {e}", path.display())))?;
         let mut config = Config::parse(&text, &path.display().to_string())?;
-        // Certificates sit beside the config that names them, wherever
-        // hiltd was started from.
-        if let (Some(tls), Some(dir)) = (config.server.tls.as_mut(), path.parent()) {
-            for p in [&mut tls.cert, &mut tls.key]
-                .into_iter()
-                .chain(tls.client_ca.as_mut())
-            {
-                *p = dir.join(&*p);
+        // Certificates and the recording sit beside the config that names
+        // them, wherever hiltd was started from.
+        if let Some(dir) = path.parent() {
+            if let Some(tls) = config.server.tls.as_mut() {
+                for p in [&mut tls.cert, &mut tls.key]
+                    .into_iter()
+                    .chain(tls.client_ca.as_mut())
+                {
+                    *p = dir.join(&*p);
+                }
+            }
+            if let Some(r) = config.recording.as_mut() {
+                r.dir = dir.join(&r.dir);
             }
         }
         Ok(config)
@@ -200,10 +300,23 @@ impl Config {
                 }
             }
         }
+        let recording = match raw.recording {
+            None => None,
+            Some(r) => {
+                let at = line(r.span().start);
+                Some(
+                    RecordingConfig::try_from(r.into_inner())
+                        .map_err(|e| Error::Config(format!("{origin}:{at}: recording.{e}")))?,
+                )
+            }
+        };
+        let text_hash = hex::encode(&hilt_core::token::sha256(text)[..8]);
         Ok(Config {
             server,
             devices,
+            recording,
             origin: origin.to_string(),
+            text_hash,
         })
     }
 }

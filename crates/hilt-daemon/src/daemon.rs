@@ -12,10 +12,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::actor::Pending;
+use crate::auth::Caller;
 use crate::config::ServerConfig;
 use crate::halt::Halt;
 use crate::lease::InUse;
 use crate::metrics::Metrics;
+use crate::recording::Who;
 use crate::registry::{DeviceEntry, Registry};
 
 /// The daemon's state behind the gRPC service.
@@ -120,11 +122,16 @@ impl Daemon {
     pub async fn submit(
         &self,
         dev: &DeviceEntry,
+        caller: &Caller,
         lease_id: &str,
         batch: Option<&v1::Batch>,
     ) -> Result<(Pending, InUse), Error> {
         if let Some(why) = self.halted_by() {
             return Err(Error::Halted(why));
+        }
+        // Never measure what cannot be kept.
+        if let Some(r) = &dev.recording {
+            r.check()?;
         }
         let in_use = self.use_lease(dev, lease_id)?;
         let batch = batch.ok_or(Error::InvalidArgument {
@@ -138,6 +145,11 @@ impl Daemon {
         })?;
         let clamped = valid.clamped().iter().filter(|c| **c).count();
         dev.metrics.clamped(clamped as u64);
-        Ok((dev.actor.submit(valid).await?, in_use))
+        let who = Who {
+            lease: lease_id.to_string(),
+            token: caller.name.to_string(),
+            peer: caller.peer(),
+        };
+        Ok((dev.actor.submit(valid, who).await?, in_use))
     }
 }

@@ -20,6 +20,7 @@ mod halt;
 pub mod interlock;
 mod lease;
 mod metrics;
+mod recording;
 mod registry;
 mod server;
 mod service;

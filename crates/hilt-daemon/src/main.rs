@@ -1,4 +1,4 @@
-//! `hiltd [--config FILE] [--listen ADDR]`
+//! `hiltd [--config FILE] [--listen ADDR] [--record-dir DIR] [--insecure]`
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,6 +20,10 @@ struct Cli {
     /// Address to listen on (overrides the config); port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Keep every measurement under DIR (overrides `[recording] dir`; the
+    /// other recording settings keep their defaults if not configured).
+    #[arg(long, value_name = "DIR")]
+    record_dir: Option<PathBuf>,
     /// Listen beyond loopback without TLS or tokens (a warning every start).
     #[arg(long)]
     insecure: bool,
@@ -60,6 +64,14 @@ async fn run(cli: Cli) -> Result<(), Error> {
     };
     if let Some(addr) = cli.listen {
         config.server.listen = addr;
+    }
+    if let Some(dir) = cli.record_dir {
+        match config.recording.as_mut() {
+            Some(r) => r.dir = dir,
+            None => {
+                config.recording = Some(hilt_daemon::config::RecordingConfig::with_dir(dir));
+            }
+        }
     }
     // Every device is built before hiltd says it listens: a supervisor
     // waiting for that line must not take a config that fails for started.

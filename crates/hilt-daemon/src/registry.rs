@@ -11,12 +11,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::actor::{self, ActorHandle};
-use crate::config::{BackendConfig, Config, DeviceConfig};
+use crate::config::{BackendConfig, Config, DeviceConfig, RecordingConfig};
 use crate::error::quote;
 use crate::halt::Halt;
 use crate::interlock::Interlock;
 use crate::lease::Leases;
 use crate::metrics::{DeviceMetrics, Metrics};
+use crate::recording::DeviceRecording;
 use crate::status::{EventKind, StatusHub};
 
 /// One served device: what it is, who may use it, what it is doing.
@@ -30,6 +31,8 @@ pub struct DeviceEntry {
     /// Budgets the batches of this device are charged against.
     pub interlock: Arc<Interlock>,
     pub metrics: DeviceMetrics,
+    /// Where its measurements are kept, if anywhere.
+    pub recording: Option<Arc<DeviceRecording>>,
 }
 
 impl DeviceEntry {
@@ -65,6 +68,7 @@ impl Registry {
                 queue_depth: cfg.server.queue_depth.get(),
                 max_waiters: cfg.server.max_waiters.get(),
                 halt: Arc::clone(halt),
+                recording: cfg.recording.clone().map(|r| (r, cfg.text_hash.clone())),
             };
             let (entry, actor_task) = build_device(d, limits, metrics, stop)
                 .map_err(|e| Error::Config(format!("{}: {e}", d.location)))?;
@@ -120,6 +124,8 @@ struct Limits {
     queue_depth: usize,
     max_waiters: usize,
     halt: Arc<Halt>,
+    /// `[recording]` and the config's hash, if recording.
+    recording: Option<(RecordingConfig, String)>,
 }
 
 fn build_device(
@@ -128,11 +134,23 @@ fn build_device(
     metrics: &Metrics,
     stop: &CancellationToken,
 ) -> Result<(DeviceEntry, JoinHandle<()>), String> {
-    let parts = |status, spec: &DeviceSpec| Parts {
-        limits: limits.clone(),
-        status,
-        interlock: Interlock::new(d.interlock, spec.encoding.clone()),
-        metrics: metrics.device(&d.id),
+    let parts = |status: Arc<StatusHub>, spec: &DeviceSpec| -> Result<Parts, String> {
+        let recording = match &limits.recording {
+            None => None,
+            Some((cfg, hash)) => Some(Arc::new(DeviceRecording::open(
+                cfg,
+                spec,
+                hash,
+                Arc::clone(&status),
+            )?)),
+        };
+        Ok(Parts {
+            limits: limits.clone(),
+            status,
+            interlock: Interlock::new(d.interlock, spec.encoding.clone()),
+            metrics: metrics.device(&d.id),
+            recording,
+        })
     };
     match &d.backend {
         BackendConfig::Sim {
@@ -151,7 +169,7 @@ fn build_device(
             let dev = SimDevice::new(model, d.settings.clone(), sim).map_err(|e| e.to_string())?;
             let spec = dev.spec();
             let status = StatusHub::ready(spec.calibration_id.clone(), spec.firmware.clone());
-            let parts = parts(Arc::new(status), spec);
+            let parts = parts(Arc::new(status), spec)?;
             Ok(start(dev, parts, stop))
         }
         BackendConfig::Serial { link, host_model } => {
@@ -183,7 +201,7 @@ fn build_device(
             let dev = SerialDevice::open(&model, d.settings.clone(), serial, observer)
                 .map_err(|e| e.to_string())?;
             metrics.serial_link(&d.id, dev.link_counters());
-            let parts = parts(status, dev.spec());
+            let parts = parts(status, dev.spec())?;
             Ok(start(dev, parts, stop))
         }
     }
@@ -195,6 +213,7 @@ struct Parts {
     status: Arc<StatusHub>,
     interlock: Interlock,
     metrics: DeviceMetrics,
+    recording: Option<Arc<DeviceRecording>>,
 }
 
 fn start<D: Device>(
@@ -210,6 +229,7 @@ fn start<D: Device>(
         Arc::clone(&p.status),
         p.metrics.clone(),
         p.limits.halt,
+        p.recording.clone(),
         stop.clone(),
     );
     (
@@ -220,6 +240,7 @@ fn start<D: Device>(
             status: p.status,
             interlock: Arc::new(p.interlock),
             metrics: p.metrics,
+            recording: p.recording,
         },
         task,
     )

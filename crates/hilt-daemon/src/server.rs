@@ -284,7 +284,7 @@ fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Keep `device`'s health service (named by its id) in step with its
 /// state: SERVING while it can measure, NOT_SERVING while it connects,
-/// reconnects or is faulted.
+/// reconnects, is faulted or its recording fails.
 async fn device_health(
     device: DeviceEntry,
     health: tonic_health::server::HealthReporter,
@@ -293,19 +293,21 @@ async fn device_health(
     use hilt_core::DeviceState as S;
     use tonic_health::ServingStatus;
     let mut events = device.status.subscribe();
-    let mut state = device.status.snapshot().state;
+    let mut status = device.status.snapshot();
     loop {
-        let serving = match state {
-            S::Ready | S::Busy => ServingStatus::Serving,
-            S::Connecting | S::Reconnecting | S::Faulted => ServingStatus::NotServing,
+        // Not serving while it cannot measure, or cannot keep what it
+        // measures.
+        let serving = match status.state {
+            S::Ready | S::Busy if status.recording_error.is_none() => ServingStatus::Serving,
+            _ => ServingStatus::NotServing,
         };
         health.set_service_status(&device.spec.id, serving).await;
-        state = tokio::select! {
+        status = tokio::select! {
             _ = stop.cancelled() => return,
             e = events.recv() => match e {
-                Ok(e) => e.status.state,
+                Ok(e) => e.status,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    device.status.snapshot().state
+                    device.status.snapshot()
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             },

@@ -253,7 +253,7 @@ impl Hilt for HiltService {
         &self,
         req: Request<v1::ExecuteRequest>,
     ) -> Result<Response<v1::Measurement>, Status> {
-        authorize(
+        let caller = authorize(
             &req,
             "Execute",
             Role::Operator,
@@ -266,7 +266,7 @@ impl Hilt for HiltService {
         let measured = async {
             let (pending, _in_use) = self
                 .shared
-                .submit(dev, &r.lease_id, r.batch.as_ref())
+                .submit(dev, &caller, &r.lease_id, r.batch.as_ref())
                 .await?;
             // Past the caller's deadline the answer says so (tonic's own
             // timeout would end the call CANCELLED); the device stops with
@@ -291,6 +291,75 @@ impl Hilt for HiltService {
         let caller = crate::auth::caller(&req)?;
         let out = stream::open(Arc::clone(&self.shared), caller, req.into_inner()).await?;
         Ok(Response::new(Box::pin(out)))
+    }
+
+    type ReadRecordingStream = BoxStream<v1::RecordedBatch>;
+
+    async fn read_recording(
+        &self,
+        req: Request<v1::ReadRecordingRequest>,
+    ) -> Result<Response<Self::ReadRecordingStream>, Status> {
+        authorize(&req, "ReadRecording", Role::Observer, None)?;
+        let r = req.into_inner();
+        let dev = self.shared.registry.get(&r.device_id)?;
+        let recording = dev.recording.clone().ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "device '{}' is not recorded: hiltd runs without [recording] (or --record-dir)",
+                dev.spec.id
+            ))
+        })?;
+        let ns = |field: &'static str, t: Option<prost_types::Timestamp>| {
+            t.map(|t| {
+                SystemTime::try_from(t)
+                    .map(|t| {
+                        t.duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+                    })
+                    .map_err(|e| Error::InvalidArgument {
+                        field,
+                        reason: e.to_string(),
+                    })
+            })
+            .transpose()
+        };
+        let filter = crate::recording::Filter {
+            since_ns: ns("since", r.since)?,
+            until_ns: ns("until", r.until)?,
+            lease_tag: (!r.lease_id.is_empty()).then(|| hilt_record::lease_tag(&r.lease_id)),
+            from_seq: r.from_seq,
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        // Segments are read on the blocking pool, one at a time; the
+        // records are turned into answers here.
+        tokio::task::spawn_blocking(move || recording.read(&filter, &tx));
+        let (otx, orx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            while let Some(r) = rx.recv().await {
+                let msg = match r {
+                    Err(e) => Err(Status::internal(format!("reading the recording: {e}"))),
+                    Ok(rec) => match rec.measurement() {
+                        None => continue,
+                        Some(m) => Ok(v1::RecordedBatch {
+                            seq: rec.seq,
+                            measurement: Some((&m).into()),
+                            repeats: rec.repeats,
+                            token: rec.token,
+                            peer: rec.peer,
+                            lease_tag: rec.lease,
+                            spec_hash: rec.spec_hash,
+                            config_hash: rec.config_hash,
+                            version: rec.version,
+                            git_revision: rec.git_revision,
+                        }),
+                    },
+                };
+                let last = msg.is_err();
+                if otx.send(msg).await.is_err() || last {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(orx))))
     }
 
     type WatchDeviceStream = BoxStream<v1::DeviceEvent>;

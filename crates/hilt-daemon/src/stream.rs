@@ -136,7 +136,10 @@ pub(crate) async fn open(
                     } else {
                         last_seq = Some(b.seq);
                         let started = std::time::Instant::now();
-                        match shared.submit(&dev, &open.lease_id, b.batch.as_ref()).await {
+                        match shared
+                            .submit(&dev, &caller, &open.lease_id, b.batch.as_ref())
+                            .await
+                        {
                             Ok((pending, in_use)) => Item::Queued(b.seq, pending, in_use, started),
                             Err(e) => Item::Failed(b.seq, e),
                         }

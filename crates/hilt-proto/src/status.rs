@@ -58,6 +58,7 @@ pub fn status_to_proto(device_id: &str, s: &DeviceStatus) -> v1::DeviceStatus {
         detail: s.detail.clone(),
         firmware: Some((&s.firmware).into()),
         halted: s.halted.clone().unwrap_or_default(),
+        recording_error: s.recording_error.clone().unwrap_or_default(),
     }
 }
 
@@ -75,6 +76,7 @@ impl TryFrom<&v1::DeviceStatus> for DeviceStatus {
             samples_done: s.samples_done,
             detail: s.detail.clone(),
             halted: (!s.halted.is_empty()).then(|| s.halted.clone()),
+            recording_error: (!s.recording_error.is_empty()).then(|| s.recording_error.clone()),
         })
     }
 }

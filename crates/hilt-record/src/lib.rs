@@ -21,7 +21,7 @@ pub use error::Error;
 pub use frame::{FORMAT_VERSION, SEGMENT_MAGIC};
 pub use reader::{Corrupt, SegmentScan, scan_device, scan_segment, segments};
 pub use record::{Context, Cube, Matrix, Record, lease_tag};
-pub use writer::{Fsync, OnError, Recorder, WriterOptions};
+pub use writer::{FailureObserver, Fsync, OnError, Recorder, WriterOptions, write_spec};
 
 #[cfg(test)]
 mod tests;

@@ -169,6 +169,54 @@ impl Record {
     pub fn rows(&self) -> usize {
         self.x.rows as usize
     }
+
+    /// The measurement as the device answered it; `None` if the arrays'
+    /// shapes disagree with their data (a record no hiltd writes).
+    pub fn measurement(&self) -> Option<Measurement> {
+        let time = |ns: i64| match u64::try_from(ns) {
+            Ok(ns) => UNIX_EPOCH + std::time::Duration::from_nanos(ns),
+            Err(_) => UNIX_EPOCH - std::time::Duration::from_nanos(ns.unsigned_abs()),
+        };
+        let y_repeats = match &self.y_repeats {
+            None => None,
+            Some(c) => Some(
+                Array3::from_shape_vec(
+                    (
+                        c.shape[0] as usize,
+                        c.shape[1] as usize,
+                        c.shape[2] as usize,
+                    ),
+                    c.data.clone(),
+                )
+                .ok()?,
+            ),
+        };
+        let y_std = match &self.y_std {
+            None => None,
+            Some(m) => Some(m.to_array()?),
+        };
+        Some(Measurement {
+            y: self.y.to_array()?,
+            y_repeats,
+            y_std,
+            applied_x: self.x.to_array()?,
+            applied_theta: self.theta.to_array()?,
+            flags: self
+                .flags
+                .iter()
+                .map(|f| hilt_core::SampleFlags {
+                    saturated: f & 1 != 0,
+                    clamped: f & 2 != 0,
+                })
+                .collect(),
+            t_start: self.t_start.clone(),
+            t_end: self.t_end.clone(),
+            wall_start: time(self.wall_start_ns),
+            wall_end: time(self.wall_end_ns),
+            calibration_id: self.calibration_id.clone(),
+            device_id: self.device.clone(),
+        })
+    }
 }
 
 /// The non-secret name of a lease in the recording: the first 16 hex

@@ -44,6 +44,10 @@ fn opts(segment_bytes: u64) -> WriterOptions {
     }
 }
 
+fn quiet() -> FailureObserver {
+    std::sync::Arc::new(|_| {})
+}
+
 fn all(dir: &std::path::Path, device: &str) -> Vec<Record> {
     scan_device(dir, device)
         .unwrap()
@@ -55,12 +59,12 @@ fn all(dir: &std::path::Path, device: &str) -> Vec<Record> {
 #[tokio::test]
 async fn records_come_back_in_order_and_numbering_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Recorder::open(dir.path(), "dev", opts(1 << 20)).unwrap();
+    let r = Recorder::open(dir.path(), "dev", opts(1 << 20), quiet()).unwrap();
     for rows in 1..=3 {
         r.append(rec("dev", rows)).await.unwrap();
     }
     drop(r);
-    let r = Recorder::open(dir.path(), "dev", opts(1 << 20)).unwrap();
+    let r = Recorder::open(dir.path(), "dev", opts(1 << 20), quiet()).unwrap();
     assert_eq!(r.append(rec("dev", 4)).await.unwrap(), 4);
     drop(r);
     let got = all(dir.path(), "dev");
@@ -73,7 +77,7 @@ async fn records_come_back_in_order_and_numbering_survives_a_restart() {
 #[tokio::test]
 async fn a_torn_tail_is_cut_at_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Recorder::open(dir.path(), "dev", opts(1 << 20)).unwrap();
+    let r = Recorder::open(dir.path(), "dev", opts(1 << 20), quiet()).unwrap();
     for rows in 1..=3 {
         r.append(rec("dev", rows)).await.unwrap();
     }
@@ -87,7 +91,7 @@ async fn a_torn_tail_is_cut_at_restart() {
     assert_eq!(scan.records.len(), 2);
     let (off, torn) = scan.torn_tail.unwrap();
     assert!(scan.corrupt.is_empty());
-    let r = Recorder::open(dir.path(), "dev", opts(1 << 20)).unwrap();
+    let r = Recorder::open(dir.path(), "dev", opts(1 << 20), quiet()).unwrap();
     assert_eq!(
         std::fs::metadata(&seg).unwrap().len(),
         off,
@@ -106,7 +110,7 @@ async fn a_torn_tail_is_cut_at_restart() {
 #[tokio::test]
 async fn a_flipped_byte_costs_exactly_its_record() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Recorder::open(dir.path(), "dev", opts(1 << 20)).unwrap();
+    let r = Recorder::open(dir.path(), "dev", opts(1 << 20), quiet()).unwrap();
     for rows in 1..=5 {
         r.append(rec("dev", rows)).await.unwrap();
     }
@@ -136,7 +140,7 @@ async fn segments_rotate_by_size_and_the_oldest_go_first() {
     let one = crate::frame::encode(&rec("dev", 8)).unwrap().len() as u64;
     let mut o = opts(3 * one + 12);
     o.retain_bytes = Some(7 * one);
-    let r = Recorder::open(dir.path(), "dev", o).unwrap();
+    let r = Recorder::open(dir.path(), "dev", o, quiet()).unwrap();
     for _ in 0..12 {
         r.append(rec("dev", 8)).await.unwrap();
     }

@@ -58,6 +58,10 @@ enum Cmd {
     Append(Box<Record>, oneshot::Sender<Result<u64, Error>>),
 }
 
+/// Told when writing starts failing (`Some(why)`) and when it works
+/// again (`None`), from the writer thread.
+pub type FailureObserver = Arc<dyn Fn(Option<&str>) + Send + Sync>;
+
 /// One device's recording, open for appending.
 #[derive(Debug)]
 pub struct Recorder {
@@ -74,9 +78,15 @@ impl std::fmt::Debug for Cmd {
 impl Recorder {
     /// Open (creating) `dir/<device>`, recover its newest segment (a torn
     /// tail is cut off and logged) and start the writer thread.
-    pub fn open(dir: &Path, device: &str, opts: WriterOptions) -> Result<Recorder, Error> {
+    pub fn open(
+        dir: &Path,
+        device: &str,
+        opts: WriterOptions,
+        on_change: FailureObserver,
+    ) -> Result<Recorder, Error> {
         let failed = Arc::new(Mutex::new(None));
-        let w = Segments::open(dir.join(device), opts, Arc::clone(&failed))?;
+        let mut w = Segments::open(dir.join(device), opts, Arc::clone(&failed))?;
+        w.on_change = Some(on_change);
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name(format!("record-{device}"))
@@ -114,6 +124,7 @@ struct Segments {
     dirty: bool,
     last_sync: Instant,
     failed: Arc<Mutex<Option<String>>>,
+    on_change: Option<FailureObserver>,
 }
 
 fn segment_name(dir: &Path, first_seq: u64) -> PathBuf {
@@ -170,6 +181,7 @@ impl Segments {
             dirty: false,
             last_sync: Instant::now(),
             failed,
+            on_change: None,
         })
     }
 
@@ -212,12 +224,22 @@ impl Segments {
 
     fn set_failed(&self, why: Option<String>) {
         let mut f = self.failed.lock().unwrap_or_else(|p| p.into_inner());
-        match (&*f, &why) {
-            (None, Some(w)) => tracing::error!(dir = %self.dir.display(), "recording failed: {w}"),
-            (Some(_), None) => tracing::warn!(dir = %self.dir.display(), "recording works again"),
-            _ => {}
+        let changed = match (&*f, &why) {
+            (None, Some(w)) => {
+                tracing::error!(dir = %self.dir.display(), "recording failed: {w}");
+                true
+            }
+            (Some(_), None) => {
+                tracing::warn!(dir = %self.dir.display(), "recording works again");
+                true
+            }
+            _ => false,
+        };
+        *f = why.clone();
+        drop(f);
+        if changed && let Some(tell) = &self.on_change {
+            tell(why.as_deref());
         }
-        *f = why;
     }
 
     fn append(&mut self, mut rec: Record) -> Result<u64, Error> {
@@ -356,4 +378,19 @@ fn new_segment(dir: &Path, first_seq: u64) -> Result<(File, PathBuf, u64), Error
         return Ok((f, path, SEGMENT_HEADER as u64));
     }
     Ok((f, path, size))
+}
+
+/// Keep `spec_json` (the device's spec as served) beside its recording as
+/// `spec-<hash>.json`, so an export knows what the records were measured
+/// on. Written once per spec, atomically.
+pub fn write_spec(dir: &Path, device: &str, hash: &str, spec_json: &str) -> Result<(), Error> {
+    let dev = dir.join(device);
+    std::fs::create_dir_all(&dev).map_err(|e| Error::io(&dev, e))?;
+    let path = dev.join(format!("spec-{hash}.json"));
+    if path.exists() {
+        return Ok(());
+    }
+    let tmp = dev.join(format!(".spec-{hash}.json.tmp"));
+    std::fs::write(&tmp, spec_json).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
 }

@@ -48,6 +48,9 @@ enum Cmd {
     /// Tokens for a hiltd on the lab network.
     #[command(subcommand)]
     Token(cmd::token::Cmd),
+    /// What hiltd recorded: verify it, export it for numpy and twin fits.
+    #[command(subcommand)]
+    Recording(cmd::recording::Cmd),
     /// Halt, resume, break a lease (admin token).
     #[command(subcommand)]
     Admin(cmd::admin::Cmd),
@@ -65,6 +68,7 @@ impl Cmd {
             Cmd::Demo(a) => cmd::demo::run(g, *a).await,
             Cmd::Token(c) => cmd::token::run(c),
             Cmd::Admin(c) => cmd::admin::run(g, c).await,
+            Cmd::Recording(c) => cmd::recording::run(c),
         }
     }
 }

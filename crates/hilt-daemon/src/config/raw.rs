@@ -21,6 +21,7 @@ use crate::auth::Role;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub server: Option<Spanned<RawServer>>,
+    pub recording: Option<Spanned<RawRecording>>,
     #[serde(default, rename = "device")]
     pub devices: Vec<RawDevice>,
 }
@@ -167,4 +168,36 @@ pub(super) struct RawInterlock {
     pub rate_window_s: Option<f64>,
     pub drive_energy: Option<f64>,
     pub drive_window_s: Option<f64>,
+}
+
+/// `[recording]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRecording {
+    pub dir: PathBuf,
+    #[serde(default)]
+    pub fsync: RawFsync,
+    pub fsync_interval_ms: Option<u64>,
+    pub segment_mb: Option<f64>,
+    pub retain_gb: Option<f64>,
+    pub retain_days: Option<f64>,
+    #[serde(default)]
+    pub on_error: RawOnError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawFsync {
+    Always,
+    #[default]
+    Interval,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawOnError {
+    #[default]
+    Refuse,
+    Continue,
 }

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod describe;
 pub mod devices;
 pub mod eval;
+pub mod recording;
 mod shared;
 pub mod token;
 pub mod train;
