@@ -25,7 +25,9 @@ use crate::record::Record;
 pub enum Fsync {
     /// `fdatasync` before each answer: nothing acknowledged is lost.
     Always,
-    /// Group commit: at most this window of acknowledged records is lost.
+    /// Group commit: an fsync every window, in the background (appends do
+    /// not wait for it); a power cut loses the records of the last window
+    /// or two (one more while an fsync is still running).
     Interval(Duration),
     /// The kernel writes back when it likes (~30 s on Linux).
     Never,
@@ -125,6 +127,27 @@ struct Segments {
     last_sync: Instant,
     failed: Arc<Mutex<Option<String>>>,
     on_change: Option<FailureObserver>,
+    /// Group commit's fsync runs here, so appends never wait for the disk
+    /// under `Fsync::Interval`; its last error comes back through `synced`.
+    syncer: Option<mpsc::SyncSender<(File, PathBuf)>>,
+    synced: Arc<Mutex<Option<String>>>,
+}
+
+/// A thread that fsyncs the files it is handed, one at a time.
+fn spawn_syncer(errors: Arc<Mutex<Option<String>>>) -> Option<mpsc::SyncSender<(File, PathBuf)>> {
+    let (tx, rx) = mpsc::sync_channel::<(File, PathBuf)>(1);
+    std::thread::Builder::new()
+        .name("record-fsync".into())
+        .spawn(move || {
+            for (f, path) in rx {
+                let r = f
+                    .sync_data()
+                    .map_err(|e| format!("{}: fsync: {e}", path.display()));
+                *errors.lock().unwrap_or_else(|p| p.into_inner()) = r.err();
+            }
+        })
+        .ok()?;
+    Some(tx)
 }
 
 fn segment_name(dir: &Path, first_seq: u64) -> PathBuf {
@@ -182,6 +205,8 @@ impl Segments {
             last_sync: Instant::now(),
             failed,
             on_change: None,
+            syncer: None,
+            synced: Arc::default(),
         })
     }
 
@@ -204,7 +229,7 @@ impl Segments {
                     if self.is_failed() {
                         self.probe();
                     } else if self.dirty {
-                        let _ = self.sync();
+                        self.sync_in_background();
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -261,14 +286,19 @@ impl Segments {
         self.size += len;
         self.next_seq += 1;
         self.dirty = true;
-        let due = match self.opts.fsync {
-            Fsync::Always => true,
-            Fsync::Interval(d) => self.last_sync.elapsed() >= d,
-            Fsync::Never => false,
-        };
-        if due {
-            self.sync()
-                .inspect_err(|e| self.set_failed(Some(e.to_string())))?;
+        match self.opts.fsync {
+            Fsync::Always => self
+                .sync()
+                .inspect_err(|e| self.set_failed(Some(e.to_string())))?,
+            Fsync::Interval(d) if self.last_sync.elapsed() >= d => self.sync_in_background(),
+            _ => {}
+        }
+        let sync_error = self.synced.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(e) = sync_error {
+            // The record is written; the disk failed to make earlier ones
+            // durable. Say so, and keep trying.
+            self.set_failed(Some(e));
+            return Ok(rec.seq);
         }
         self.set_failed(None);
         Ok(rec.seq)
@@ -283,6 +313,40 @@ impl Segments {
         }
         self.last_sync = Instant::now();
         Ok(())
+    }
+
+    /// Hand the open segment to the fsync thread; if it is still busy
+    /// with the previous one, the next window syncs both.
+    fn sync_in_background(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        let syncer = match &self.syncer {
+            Some(s) => s.clone(),
+            None => match spawn_syncer(Arc::clone(&self.synced)) {
+                Some(s) => {
+                    self.syncer = Some(s.clone());
+                    s
+                }
+                None => {
+                    let _ = self.sync();
+                    return;
+                }
+            },
+        };
+        match self.file.try_clone() {
+            Ok(f) => {
+                if syncer.try_send((f, self.path.clone())).is_ok() {
+                    self.dirty = false;
+                }
+                // Sent or not (the last fsync still runs), the next try is
+                // a window from now: never a busy loop.
+                self.last_sync = Instant::now();
+            }
+            Err(_) => {
+                let _ = self.sync();
+            }
+        }
     }
 
     fn rotate(&mut self) -> Result<(), Error> {

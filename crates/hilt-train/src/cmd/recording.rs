@@ -12,7 +12,6 @@ use hilt_record::Record;
 use hilt_train::Result;
 use hilt_train::error::Error;
 use hilt_train::twin::TwinData;
-use ndarray::{Array1, Array2, Array3, Axis};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Cmd {
@@ -224,79 +223,14 @@ fn export(
     Ok(())
 }
 
-/// The records as `hilt collect`'s arrays: θ one row per sample; y every
-/// repeat when all records kept the same number of them, else the means.
+/// The records as `hilt collect`'s arrays.
 fn twin_data(spec: DeviceSpec, records: &[Record]) -> std::result::Result<TwinData, String> {
-    let n: usize = records.iter().map(Record::rows).sum();
-    let reps = records[0].y_repeats.as_ref().map(|c| c.shape[0]);
-    let all_repeats = reps.is_some()
-        && records
-            .iter()
-            .all(|r| r.y_repeats.as_ref().map(|c| c.shape[0]) == reps);
-    let r_out = if all_repeats {
-        reps.unwrap_or(1) as usize
-    } else {
-        1
-    };
-    let mut x = Array2::<f32>::zeros((n, spec.n_in));
-    let mut theta = Array2::<f32>::zeros((n, spec.n_par));
-    let mut y = Array3::<f32>::zeros((r_out, n, spec.n_out));
-    let mut saturated = Array1::<u8>::zeros(n);
-    let mut at = 0;
-    for r in records {
-        let b = r.rows();
-        let bad = |what: &str| format!("record {}: {what} does not match the spec", r.seq);
-        let rx =
-            r.x.to_array()
-                .filter(|a| a.ncols() == spec.n_in)
-                .ok_or_else(|| bad("x"))?;
-        let rt = r
-            .theta
-            .to_array()
-            .filter(|a| a.ncols() == spec.n_par && (a.nrows() == 1 || a.nrows() == b))
-            .ok_or_else(|| bad("theta"))?;
-        for i in 0..b {
-            x.row_mut(at + i).assign(&rx.row(i));
-            let row = if rt.nrows() == 1 { 0 } else { i };
-            theta.row_mut(at + i).assign(&rt.row(row));
-            saturated[at + i] = r.flags.get(i).map_or(0, |f| f & 1);
-        }
-        match (&r.y_repeats, all_repeats) {
-            (Some(c), true) => {
-                let shape = (
-                    c.shape[0] as usize,
-                    c.shape[1] as usize,
-                    c.shape[2] as usize,
-                );
-                let cube = Array3::from_shape_vec(shape, c.data.clone())
-                    .ok()
-                    .filter(|a| a.dim() == (r_out, b, spec.n_out))
-                    .ok_or_else(|| bad("y_repeats"))?;
-                for (rep, plane) in cube.axis_iter(Axis(0)).enumerate() {
-                    let mut out = y.index_axis_mut(Axis(0), rep);
-                    for i in 0..b {
-                        out.row_mut(at + i).assign(&plane.row(i));
-                    }
-                }
-            }
-            _ => {
-                let ry =
-                    r.y.to_array()
-                        .filter(|a| a.dim() == (b, spec.n_out))
-                        .ok_or_else(|| bad("y"))?;
-                let mut out = y.index_axis_mut(Axis(0), 0);
-                for i in 0..b {
-                    out.row_mut(at + i).assign(&ry.row(i));
-                }
-            }
-        }
-        at += b;
-    }
-    Ok(TwinData {
-        spec,
-        x,
-        theta,
-        y,
-        saturated,
-    })
+    let ms = records
+        .iter()
+        .map(|r| {
+            r.measurement()
+                .ok_or_else(|| format!("record {}: its arrays disagree with their shapes", r.seq))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    TwinData::from_measurements(spec, &ms).map_err(|e| e.to_string())
 }

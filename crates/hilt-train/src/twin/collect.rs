@@ -1,7 +1,7 @@
 //! `hilt collect`: probe a device with uniform random controls inside its
 //! published ranges, as the paper's `take_dt_data` does (10 000 × 2 repeats).
 
-use ndarray::{Array1, Array2, Array3, Axis, Slice};
+use ndarray::{Array2, Axis, Slice};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -77,37 +77,16 @@ pub async fn collect(rig: &mut Rig, opt: &CollectOptions) -> Result<TwinData> {
         .chunk
         .min(REQUEST_BYTES / row_bytes)
         .clamp(1, spec.max_batch.max(1));
-    let r = opt.repeats as usize;
-    let mut out = TwinData {
-        spec: spec.clone(),
-        x: Array2::zeros(x.raw_dim()),
-        theta: Array2::zeros(theta.raw_dim()),
-        y: Array3::zeros((r, opt.samples, spec.n_out)),
-        saturated: Array1::zeros(opt.samples),
-    };
+    let mut measured = Vec::with_capacity(opt.samples.div_ceil(chunk));
     let pb = crate::ui::bar(opt.samples as u64, "collect", opt.quiet);
     for start in (0..opt.samples).step_by(chunk) {
         let end = (start + chunk).min(opt.samples);
         let rows = Slice::from(start..end);
         let xs = x.slice_axis(Axis(0), rows).to_owned();
         let ts = theta.slice_axis(Axis(0), rows).to_owned();
-        let m = rig.execute(&xs, &ts, opt.repeats).await?;
-        out.x.slice_axis_mut(Axis(0), rows).assign(&m.applied_x);
-        out.theta
-            .slice_axis_mut(Axis(0), rows)
-            .assign(&m.applied_theta);
-        match &m.y_repeats {
-            Some(all) => out.y.slice_axis_mut(Axis(1), rows).assign(all),
-            None => out
-                .y
-                .slice_axis_mut(Axis(1), rows)
-                .assign(&m.y.view().insert_axis(Axis(0))),
-        }
-        for (i, f) in m.flags.iter().enumerate() {
-            out.saturated[start + i] = u8::from(f.saturated);
-        }
+        measured.push(rig.execute(&xs, &ts, opt.repeats).await?);
         pb.inc((end - start) as u64);
     }
     pb.finish_and_clear();
-    Ok(out)
+    TwinData::from_measurements(spec.clone(), &measured)
 }

@@ -4,8 +4,8 @@
 use std::fs::File;
 use std::path::Path;
 
-use hilt_core::DeviceSpec;
-use ndarray::{Array1, Array2, Array3, Axis};
+use hilt_core::{DeviceSpec, Measurement};
+use ndarray::{Array1, Array2, Array3, Axis, Slice};
 use ndarray_npy::{NpzReader, NpzWriter};
 
 use crate::error::{Error, Result};
@@ -27,6 +27,70 @@ pub struct TwinData {
 }
 
 impl TwinData {
+    /// `ms` (in order) as one data set: the applied x and θ (a shared θ row
+    /// repeated per sample), every repeat when each measurement kept the
+    /// same number of them, else the means as one repeat.
+    pub fn from_measurements(spec: DeviceSpec, ms: &[Measurement]) -> Result<Self> {
+        let n: usize = ms.iter().map(|m| m.applied_x.nrows()).sum();
+        let reps = ms
+            .first()
+            .and_then(|m| m.y_repeats.as_ref())
+            .map(|a| a.dim().0);
+        let every = reps.is_some()
+            && ms
+                .iter()
+                .all(|m| m.y_repeats.as_ref().map(|a| a.dim().0) == reps);
+        let r = if every { reps.unwrap_or(1) } else { 1 };
+        let mut out = TwinData {
+            x: Array2::zeros((n, spec.n_in)),
+            theta: Array2::zeros((n, spec.n_par)),
+            y: Array3::zeros((r, n, spec.n_out)),
+            saturated: Array1::zeros(n),
+            spec,
+        };
+        let mut start = 0;
+        for (k, m) in ms.iter().enumerate() {
+            let b = m.applied_x.nrows();
+            let bad = |what: &str| {
+                Error::invalid(format!(
+                    "measurement {k} of device '{}': {what} does not fit its spec",
+                    out.spec.id
+                ))
+            };
+            let t_rows = m.applied_theta.nrows();
+            if m.applied_x.ncols() != out.spec.n_in {
+                return Err(bad("x"));
+            }
+            if m.applied_theta.ncols() != out.spec.n_par || !(t_rows == 1 || t_rows == b) {
+                return Err(bad("θ"));
+            }
+            if m.y.dim() != (b, out.spec.n_out) || m.flags.len() != b {
+                return Err(bad("y"));
+            }
+            let rows = Slice::from(start..start + b);
+            out.x.slice_axis_mut(Axis(0), rows).assign(&m.applied_x);
+            for i in 0..b {
+                let t = if t_rows == 1 { 0 } else { i };
+                out.theta.row_mut(start + i).assign(&m.applied_theta.row(t));
+                out.saturated[start + i] = u8::from(m.flags[i].saturated);
+            }
+            match (&m.y_repeats, every) {
+                (Some(all), true) => {
+                    if all.dim() != (r, b, out.spec.n_out) {
+                        return Err(bad("y_repeats"));
+                    }
+                    out.y.slice_axis_mut(Axis(1), rows).assign(all);
+                }
+                _ => out
+                    .y
+                    .slice_axis_mut(Axis(1), rows)
+                    .assign(&m.y.view().insert_axis(Axis(0))),
+            }
+            start += b;
+        }
+        Ok(out)
+    }
+
     /// Rows recorded.
     pub fn len(&self) -> usize {
         self.x.nrows()
