@@ -47,6 +47,10 @@ pub enum Error {
     /// (device reset, shutdown); retry at a higher level.
     #[error("aborted: {0}")]
     Aborted(String),
+    /// The request cannot be served in the device's present state (a
+    /// replay whose request diverged from the recorded session).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// A bug or an impossible device answer; never the caller's fault.
     #[error("internal error: {0}")]
     Internal(String),

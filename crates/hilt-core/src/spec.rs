@@ -61,6 +61,8 @@ pub enum Backend {
     Sim,
     /// A real rig's interface board on a serial port (`hilt-wire`).
     Serial,
+    /// A recorded session served again, answer for answer.
+    Replay,
 }
 
 /// Who measures: the interface board that answered `Identify`, or the

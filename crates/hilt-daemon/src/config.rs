@@ -218,6 +218,13 @@ pub enum BackendConfig {
         /// measured with it and clients are not told it.
         host_model: Variant,
     },
+    /// A recorded session served again: the spec and every answer come
+    /// from the recording under `dir` (relative paths were taken relative
+    /// to the config file).
+    Replay {
+        /// The recording directory (the one hiltd's `[recording] dir` was).
+        dir: PathBuf,
+    },
 }
 
 impl Config {
@@ -244,6 +251,11 @@ impl Config {
             }
             if let Some(r) = config.recording.as_mut() {
                 r.dir = dir.join(&r.dir);
+            }
+            for d in &mut config.devices {
+                if let BackendConfig::Replay { dir: replayed } = &mut d.backend {
+                    *replayed = dir.join(&*replayed);
+                }
             }
         }
         Ok(config)
@@ -444,6 +456,28 @@ impl TryFrom<RawDevice> for DeviceConfig {
                 other.kind()
             ));
         }
+        if d.backend == BackendKind::Replay {
+            return replay(d, kind, !tables.is_empty()).map(|backend| DeviceConfig {
+                id: id.clone(),
+                location: String::new(),
+                physics: kind.default_physics().unwrap_or(RigPhysics::Loopback(
+                    hilt_physics::LoopbackConfig { n_in: 1, n_par: 0 },
+                )),
+                backend,
+                settings: DeviceSettings {
+                    id,
+                    input_limits: None,
+                    param_limits: None,
+                    policy: hilt_core::LimitPolicy::Reject,
+                    max_batch: 0,
+                    max_repeats: 0,
+                },
+                interlock: InterlockConfig::default(),
+            });
+        }
+        if d.recording.is_some() {
+            return Err("recording = \"DIR\" is for backend \"replay\"".into());
+        }
         let physics = match tables.pop() {
             Some(table) => table,
             None => kind
@@ -467,6 +501,7 @@ impl TryFrom<RawDevice> for DeviceConfig {
             (BackendKind::Serial, None) => {
                 return Err("backend 'serial' needs a [device.serial] table with port".into());
             }
+            (BackendKind::Replay, _) => unreachable_backend()?,
             (BackendKind::Serial, Some(serial)) => {
                 if !kind.has_board() {
                     return Err(format!("kind '{kind}' has no board: use backend 'sim'"));
@@ -510,6 +545,42 @@ impl TryFrom<RawDevice> for DeviceConfig {
             interlock,
         })
     }
+}
+
+/// `backend = "replay"`: only the id, the kind and where the recording is.
+/// The spec, the limits and every answer are the recording's: anything
+/// else would be ignored, so it is refused.
+fn replay(d: RawDevice, kind: RigKind, has_physics: bool) -> Result<BackendConfig, String> {
+    let extra = [
+        (d.seed.is_some(), "seed"),
+        (d.model.is_some(), "model"),
+        (
+            d.emulate_seconds_per_sample.is_some(),
+            "emulate_seconds_per_sample",
+        ),
+        (d.serial.is_some(), "[device.serial]"),
+        (d.interlock.is_some(), "[device.interlock]"),
+        (
+            d.limits.input.is_some() || d.limits.param.is_some(),
+            "[device.limits]",
+        ),
+        (has_physics, &format!("[device.{kind}]")),
+    ];
+    if let Some((_, key)) = extra.iter().find(|(given, _)| *given) {
+        return Err(format!(
+            "{key} given for backend \"replay\": a replayed device serves the recorded spec \
+             and answers, so only id, kind and recording apply"
+        ));
+    }
+    let dir = d
+        .recording
+        .ok_or("backend \"replay\" needs recording = \"DIR\" (a [recording] dir of hiltd)")?;
+    Ok(BackendConfig::Replay { dir })
+}
+
+/// The replay backend returns before the match that needs this arm.
+fn unreachable_backend() -> Result<BackendConfig, String> {
+    Err("backend \"replay\" is handled before the other backends".into())
 }
 
 /// `[device.interlock]` checked against the rig it protects.

@@ -94,6 +94,7 @@ impl Error {
             Error::Batch(B::TooLarge { .. }) => Code::ResourceExhausted,
             Error::Batch(B::Unavailable(_)) => Code::Unavailable,
             Error::Batch(B::Aborted(_)) => Code::Aborted,
+            Error::Batch(B::FailedPrecondition(_)) => Code::FailedPrecondition,
             Error::Batch(B::Internal(_)) => Code::Internal,
             Error::Decode(_) | Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::UnknownDevice { .. } => Code::NotFound,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use hilt_core::{Device, DeviceSpec, DeviceState, DeviceStatus, FirmwareIdentity};
 use hilt_drivers::serial::{LinkState, SerialDevice, configuration_entries};
-use hilt_drivers::{SimDevice, SimSettings};
+use hilt_drivers::{ReplayDevice, SimDevice, SimSettings};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -167,6 +167,16 @@ fn build_device(
                 pace: *pace,
             };
             let dev = SimDevice::new(model, d.settings.clone(), sim).map_err(|e| e.to_string())?;
+            let spec = dev.spec();
+            let status = StatusHub::ready(spec.calibration_id.clone(), spec.firmware.clone());
+            let parts = parts(Arc::new(status), spec)?;
+            Ok(start(dev, parts, stop))
+        }
+        BackendConfig::Replay { dir } => {
+            let dev =
+                ReplayDevice::open(dir, &d.id, d.kind().as_str()).map_err(|e| e.to_string())?;
+            tracing::info!(device = %d.id, batches = dev.len(), recording = %dir.display(),
+                "replaying a recorded session");
             let spec = dev.spec();
             let status = StatusHub::ready(spec.calibration_id.clone(), spec.firmware.clone());
             let parts = parts(Arc::new(status), spec)?;

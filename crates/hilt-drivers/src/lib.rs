@@ -9,10 +9,12 @@
 pub mod emulator;
 mod error;
 mod grid;
+pub mod replay;
 pub mod serial;
 pub mod sim;
 mod spec;
 
 pub use error::Error;
+pub use replay::ReplayDevice;
 pub use sim::{SimDevice, SimSettings};
 pub use spec::DeviceSettings;

@@ -167,6 +167,7 @@ impl From<&DeviceSpec> for v1::DeviceSpec {
             backend: match s.backend {
                 Backend::Sim => v1::Backend::Sim,
                 Backend::Serial => v1::Backend::Serial,
+                Backend::Replay => v1::Backend::Replay,
             } as i32,
             model: s.model.clone(),
             seed: s.seed,
@@ -209,6 +210,7 @@ impl TryFrom<&v1::DeviceSpec> for DeviceSpec {
         let backend = match v1::Backend::try_from(s.backend) {
             Ok(v1::Backend::Sim) => Backend::Sim,
             Ok(v1::Backend::Serial) => Backend::Serial,
+            Ok(v1::Backend::Replay) => Backend::Replay,
             _ => {
                 return Err(ConvertError::new(
                     "backend",

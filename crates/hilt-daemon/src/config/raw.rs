@@ -87,6 +87,7 @@ pub(super) enum BackendKind {
     #[default]
     Sim,
     Serial,
+    Replay,
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,6 +115,8 @@ pub(super) struct RawDevice {
     pub circuit: Option<CircuitConfig>,
     pub loopback: Option<LoopbackConfig>,
     pub serial: Option<SerialSettings>,
+    /// `backend = "replay"`: the recording directory to serve again.
+    pub recording: Option<PathBuf>,
 }
 
 fn default_max_batch() -> usize {

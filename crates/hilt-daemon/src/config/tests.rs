@@ -216,3 +216,34 @@ fn server_bounds_must_be_at_least_one() {
         assert!(e.contains(&format!("server.{key} must be >= 1")), "{e}");
     }
 }
+
+#[test]
+fn a_replayed_device_takes_only_id_kind_and_recording() {
+    let dev = |extra: &str| {
+        format!("[[device]]\nid = \"a\"\nkind = \"shg\"\nbackend = \"replay\"\n{extra}\n")
+    };
+    let cases = [
+        (dev(""), "needs recording = \"DIR\""),
+        (
+            dev("recording = \"r\"\nseed = 3"),
+            "seed given for backend \"replay\"",
+        ),
+        (
+            dev("recording = \"r\"\n[device.shg]\nn_in = 12"),
+            "[device.shg] given for backend \"replay\"",
+        ),
+        (
+            "[[device]]\nid = \"a\"\nkind = \"shg\"\nrecording = \"r\"\n".to_string(),
+            "recording = \"DIR\" is for backend \"replay\"",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = Config::parse(&text, "lab.toml").unwrap_err().to_string();
+        assert!(e.contains(want), "{text}\n=> {e}");
+    }
+    let ok = Config::parse(&dev("recording = \"r\""), "lab.toml").unwrap();
+    assert_eq!(
+        ok.devices[0].backend,
+        BackendConfig::Replay { dir: "r".into() }
+    );
+}
