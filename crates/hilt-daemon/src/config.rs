@@ -322,7 +322,7 @@ impl Config {
                 )
             }
         };
-        let text_hash = hex::encode(&hilt_core::token::sha256(text)[..8]);
+        let text_hash = hilt_record::short_hash(text);
         Ok(Config {
             server,
             devices,

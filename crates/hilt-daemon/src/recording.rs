@@ -67,7 +67,7 @@ impl DeviceRecording {
         status: Arc<StatusHub>,
     ) -> Result<Self, String> {
         let spec_json = serde_json::to_string_pretty(spec).map_err(|e| e.to_string())?;
-        let spec_hash = hex::encode(&hilt_core::token::sha256(&spec_json)[..8]);
+        let spec_hash = hilt_record::short_hash(&spec_json);
         hilt_record::write_spec(&cfg.dir, &spec.id, &spec_hash, &spec_json)
             .map_err(|e| format!("recording: {e}"))?;
         let on_change = Arc::new(move |why: Option<&str>| {

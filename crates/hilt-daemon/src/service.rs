@@ -311,10 +311,7 @@ impl Hilt for HiltService {
         let ns = |field: &'static str, t: Option<prost_types::Timestamp>| {
             t.map(|t| {
                 SystemTime::try_from(t)
-                    .map(|t| {
-                        t.duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-                    })
+                    .map(hilt_record::unix_ns)
                     .map_err(|e| Error::InvalidArgument {
                         field,
                         reason: e.to_string(),

@@ -152,7 +152,9 @@ pub struct Context {
     pub git_revision: String,
 }
 
-fn unix_ns(t: SystemTime) -> i64 {
+/// `t` as ns since the Unix epoch (negative before it), as records keep
+/// wall times.
+pub fn unix_ns(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
@@ -253,9 +255,14 @@ pub fn lease_tag(lease_id: &str) -> String {
     if lease_id.is_empty() {
         return String::new();
     }
-    let mut out = String::with_capacity(16);
-    for b in &hilt_core::token::sha256(lease_id)[..8] {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    short_hash(lease_id)
+}
+
+/// The first 16 hex digits of SHA-256(`text`): how a record names a
+/// lease, a device spec and a config.
+pub fn short_hash(text: &str) -> String {
+    hilt_core::token::sha256(text)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

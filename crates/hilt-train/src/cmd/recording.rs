@@ -64,11 +64,6 @@ fn time_of(ns: i64) -> String {
     }
 }
 
-fn ns_of(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
 pub fn run(c: Cmd) -> Result<()> {
     match c {
         Cmd::Verify { dir } => verify(&dir),
@@ -161,7 +156,10 @@ fn export(
     out: &Path,
 ) -> Result<()> {
     let lease = lease.map(hilt_record::lease_tag);
-    let (since, until) = (since.map(ns_of), until.map(ns_of));
+    let (since, until) = (
+        since.map(hilt_record::unix_ns),
+        until.map(hilt_record::unix_ns),
+    );
     let scans = scan(dir, device)?;
     if scans.is_empty() {
         let known = devices(dir).unwrap_or_default().join(", ");
