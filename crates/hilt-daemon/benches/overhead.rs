@@ -11,9 +11,7 @@
 //!
 //! Overhead of the daemon = execute − bare_grpc − in_process.
 //!
-//! `recording_256x64`: the same Execute with the recording off and on
-//! under each `fsync` setting (one daemon each, same run); the throughput
-//! is the bytes of applied x, θ and y kept per second.
+//! What recording costs: `benches/recording.rs`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -192,62 +190,5 @@ fn overhead(c: &mut Criterion) {
     });
 }
 
-fn recording(c: &mut Criterion) {
-    use hilt_daemon::config::RecordingConfig;
-    use hilt_record::Fsync;
-    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let modes = [
-        ("off", None),
-        ("fsync_never", Some(Fsync::Never)),
-        (
-            "fsync_interval",
-            Some(Fsync::Interval(Duration::from_millis(200))),
-        ),
-        ("fsync_always", Some(Fsync::Always)),
-    ];
-    let b = batch(256);
-    let mut g = c.benchmark_group("recording_256x64");
-    // x [256, 64], θ [1, 8] and y [256, 64] as f32.
-    g.throughput(Throughput::Bytes((256 * 64 * 2 + 8) * 4));
-    g.measurement_time(Duration::from_secs(4));
-    for (name, fsync) in modes {
-        let mut config = Config::parse(CONFIG, "bench").expect("bench config");
-        if let Some(fsync) = fsync {
-            let mut r = RecordingConfig::with_dir(dir.path().join(name));
-            r.options.fsync = fsync;
-            config.recording = Some(r);
-        }
-        let daemon = rt
-            .block_on(EmbeddedDaemon::start(
-                config,
-                "127.0.0.1:0".parse().expect("addr"),
-            ))
-            .expect("daemon starts");
-        let client = rt
-            .block_on(hilt_client::Client::connect(daemon.url()))
-            .expect("connect");
-        let lease = rt
-            .block_on(client.acquire("loop", Duration::from_secs(600)))
-            .expect("lease");
-        g.bench_function(name, |bench| {
-            bench.iter_custom(|iters| {
-                rt.block_on(async {
-                    let t = Instant::now();
-                    for _ in 0..iters {
-                        black_box(lease.execute(&b).await.expect("measured"));
-                    }
-                    t.elapsed()
-                })
-            })
-        });
-        rt.block_on(async {
-            lease.release().await.expect("release");
-            daemon.shutdown().await.expect("clean shutdown");
-        });
-    }
-    g.finish();
-}
-
-criterion_group!(benches, overhead, recording);
+criterion_group!(benches, overhead);
 criterion_main!(benches);

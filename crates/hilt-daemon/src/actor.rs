@@ -2,6 +2,7 @@
 //! two batches are never interleaved on the hardware.
 
 use hilt_core::{Device, DeviceState, Error as CoreError, Measurement, ValidBatch};
+use hilt_proto::v1;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -10,10 +11,13 @@ use tokio_util::sync::CancellationToken;
 use crate::Error;
 use crate::halt::Halt;
 use crate::metrics::DeviceMetrics;
-use crate::recording::{DeviceRecording, Who};
+use crate::recording::{DeviceRecording, Keeping, Who};
 use crate::status::{EventKind, StatusHub};
 
-type Reply = oneshot::Sender<Result<Measurement, CoreError>>;
+/// A measurement, and its record on the way to the disk when the device
+/// is recorded.
+type Measured = (Arc<Measurement>, Option<Keeping>);
+type Reply = oneshot::Sender<Result<Measured, CoreError>>;
 
 // Nearly every job is a batch; boxing it to shrink the rare Safe would
 // cost an allocation per batch for nothing.
@@ -36,17 +40,24 @@ pub struct ActorHandle {
     tx: mpsc::Sender<Job>,
 }
 
-/// A batch accepted into the device queue; await it for the measurement.
+/// A batch accepted into the device queue; await its answer.
 #[derive(Debug)]
-pub struct Pending(oneshot::Receiver<Result<Measurement, CoreError>>);
+pub struct Pending(oneshot::Receiver<Result<Measured, CoreError>>);
 
 impl Pending {
-    pub async fn wait(self) -> Result<Measurement, Error> {
-        match self.0.await {
-            Ok(r) => r.map_err(Error::from),
+    /// The measurement as the wire answer, released only once its record
+    /// is written: the answer is encoded while the writer writes.
+    pub async fn answer(self) -> Result<v1::Measurement, Error> {
+        let (m, keeping) = match self.0.await {
+            Ok(r) => r?,
             // The actor ended with the job queued: only at shutdown.
-            Err(_) => Err(Error::ShuttingDown),
+            Err(_) => return Err(Error::ShuttingDown),
+        };
+        let answer = v1::Measurement::from(&*m);
+        if let Some(k) = keeping {
+            k.done().await?;
         }
+        Ok(answer)
     }
 }
 
@@ -128,6 +139,11 @@ pub fn spawn<D: Device>(
                 let _ = reply.send(Err(CoreError::Unavailable(why)));
                 continue;
             }
+            // Queued before the recording failed: not measured either.
+            if let Some(Err(e)) = recording.as_ref().map(|r| r.check()) {
+                let _ = reply.send(Err(e));
+                continue;
+            }
             // A device that reports its own state (a serial driver) is
             // busy, faulted or reconnecting by its own account.
             let own = device.reports_own_state();
@@ -161,13 +177,6 @@ pub fn spawn<D: Device>(
             if ok {
                 metrics.measured(samples, busy);
             }
-            // Kept before it is answered: an acknowledged measurement is in
-            // the recording (the write is in the kernel) even if hiltd is
-            // killed the next instant.
-            let result = match (result, &recording) {
-                (Ok(m), Some(r)) => r.keep(&m, batch.repeats(), &who).await.map(|()| m),
-                (r, _) => r,
-            };
             // A simulator that lost its model is faulted for good and says
             // why; anything else is ready for the next batch.
             let fault = if own { None } else { Some(device.fault()) };
@@ -185,7 +194,21 @@ pub fn spawn<D: Device>(
                     s.samples_done += samples;
                 }
             });
-            let _ = reply.send(result);
+            // Kept before it is answered: the answer (encoded meanwhile)
+            // waits for the record's write, in the kernel, so an
+            // acknowledged measurement survives hiltd being killed the
+            // next instant.
+            match (result, &recording) {
+                (Ok(m), Some(r)) => {
+                    let m = Arc::new(m);
+                    r.keep(Arc::clone(&m), batch.repeats(), &who, |keeping| {
+                        let _ = reply.send(Ok((m, Some(keeping))));
+                    });
+                }
+                (result, _) => {
+                    let _ = reply.send(result.map(|m| (Arc::new(m), None)));
+                }
+            }
         }
         tracing::debug!("device actor stopped");
     });
@@ -256,7 +279,7 @@ mod tests {
             .submit(batch, Who::default())
             .await
             .unwrap()
-            .wait()
+            .answer()
             .await
             .unwrap_err();
         assert!(err.to_string().contains("simulator task failed"), "{err}");

@@ -1,5 +1,6 @@
 //! Each device's recording, as the daemon uses it: a measurement is
-//! appended before its answer leaves (the actor waits for the write), a
+//! handed to the writer as soon as it is measured, and its answer leaves
+//! only once the record is written (the device meanwhile measures on), a
 //! device whose recording fails refuses batches under `on_error =
 //! "refuse"`, and the failure shows in its status (WatchDevice, health)
 //! until the writer finds the disk working again.
@@ -7,7 +8,7 @@
 use std::sync::Arc;
 
 use hilt_core::{DeviceSpec, Error as CoreError, Measurement};
-use hilt_record::{Context, OnError, Record, Recorder};
+use hilt_record::{Context, Kept, OnError, Record, Recorder};
 
 use crate::config::RecordingConfig;
 use crate::status::{EventKind, StatusHub};
@@ -129,16 +130,39 @@ impl DeviceRecording {
         }
     }
 
-    /// Append `m` (measured with `repeats` for `who`); under `refuse`, a
-    /// failed write fails the batch: it is not answered as kept.
-    pub async fn keep(&self, m: &Measurement, repeats: u32, who: &Who) -> Result<(), CoreError> {
+    /// Keep `m` (measured with `repeats` for `who`); `waiter` gets the
+    /// record's ticket before the write starts, so the answer is encoded
+    /// while the record is written, and leaves once it is.
+    pub fn keep(&self, m: Arc<Measurement>, repeats: u32, who: &Who, waiter: impl FnOnce(Keeping)) {
         let ctx = Context {
             lease: hilt_record::lease_tag(&who.lease),
             token: who.token.clone(),
             peer: who.peer.clone(),
             ..self.base.clone()
         };
-        match self.recorder.append(Record::of(m, repeats, &ctx)).await {
+        self.recorder.keep(m, repeats, ctx, |kept| {
+            waiter(Keeping {
+                kept,
+                on_error: self.on_error,
+                id: self.id.clone(),
+            })
+        });
+    }
+}
+
+/// A measurement's record on its way to the disk.
+#[derive(Debug)]
+pub struct Keeping {
+    kept: Kept,
+    on_error: OnError,
+    id: String,
+}
+
+impl Keeping {
+    /// Wait until the record is written. Under `refuse` a failed write
+    /// fails the batch: it is not answered as kept.
+    pub async fn done(self) -> Result<(), CoreError> {
+        match self.kept.written().await {
             Ok(_) => Ok(()),
             Err(e) => match self.on_error {
                 OnError::Refuse => Err(CoreError::Unavailable(format!(

@@ -272,14 +272,14 @@ impl Hilt for HiltService {
             // timeout would end the call CANCELLED); the device stops with
             // the batch once the caller is gone.
             match budget {
-                None => pending.wait().await,
-                Some(b) => tokio::time::timeout(b, pending.wait())
+                None => pending.answer().await,
+                Some(b) => tokio::time::timeout(b, pending.answer())
                     .await
                     .map_err(|_| Error::Deadline(b.as_secs_f64()))?,
             }
         };
         let m = dev.metrics.count(started, measured.await)?;
-        Ok(Response::new((&m).into()))
+        Ok(Response::new(m))
     }
 
     type StreamStream = BoxStream<v1::StreamResponse>;

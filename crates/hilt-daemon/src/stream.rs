@@ -162,7 +162,7 @@ pub(crate) async fn open(
         while let Some((item, credit)) = queue_rx.recv().await {
             let (seq, result) = match item {
                 Item::Queued(seq, pending, in_use, started) => {
-                    let r = metrics.count(started, pending.wait().await);
+                    let r = metrics.count(started, pending.answer().await);
                     drop(in_use);
                     (seq, r)
                 }
@@ -176,7 +176,7 @@ pub(crate) async fn open(
                 }
             };
             let answer = match result {
-                Ok(m) => Answer::Measurement((&m).into()),
+                Ok(m) => Answer::Measurement(m),
                 Err(e) => Answer::Error(e.into()),
             };
             if out_tx

@@ -9,6 +9,7 @@
 //! whole, checksummed record starts, so one flipped byte costs one record.
 
 use crate::Error;
+use crate::encode::RecordRef;
 use crate::record::Record;
 
 /// The first bytes of every segment file.
@@ -32,22 +33,139 @@ pub(crate) fn segment_header() -> [u8; SEGMENT_HEADER] {
     h
 }
 
-/// `rec` framed, ready to append.
-pub(crate) fn encode(rec: &Record) -> Result<Vec<u8>, Error> {
-    let mut out = vec![0u8; RECORD_HEADER];
-    out = postcard::to_extend(rec, out)
-        .map_err(|e| Error::Format(format!("record does not encode: {e}")))?;
-    let len = out.len() - RECORD_HEADER;
+/// One record, framed, as pieces to write with one `pwritev(2)`: the
+/// header, and the payload as postcard writes it, where the large f32
+/// arrays are not copied but borrowed from the measurement.
+#[derive(Debug)]
+pub(crate) struct Framed<'a, 'b> {
+    header: [u8; RECORD_HEADER],
+    small: &'b [u8],
+    parts: Vec<Part>,
+    big: Vec<&'a [u8]>,
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Small(std::ops::Range<usize>),
+    Big(usize),
+}
+
+impl Framed<'_, '_> {
+    /// The pieces in order.
+    pub(crate) fn slices(&self) -> Vec<std::io::IoSlice<'_>> {
+        let mut out = Vec::with_capacity(self.parts.len() + 1);
+        out.push(std::io::IoSlice::new(&self.header));
+        out.extend(self.parts.iter().map(|p| {
+            std::io::IoSlice::new(match p {
+                Part::Small(r) => &self.small[r.clone()],
+                Part::Big(i) => self.big[*i],
+            })
+        }));
+        out
+    }
+}
+
+/// A postcard flavor that keeps everything in `small`, except a write
+/// of one of the `big` slices themselves, which it notes by index: serde
+/// hands the flavor the very slice a [`crate::encode::Values`] borrows,
+/// so telling it apart is a comparison of address and length.
+struct Scatter<'a, 'b> {
+    big: &'b [&'a [u8]],
+    small: &'b mut Vec<u8>,
+    parts: Vec<Part>,
+    run: usize,
+}
+
+impl Scatter<'_, '_> {
+    fn close_run(&mut self) {
+        if self.small.len() > self.run {
+            self.parts.push(Part::Small(self.run..self.small.len()));
+            self.run = self.small.len();
+        }
+    }
+}
+
+impl postcard::ser_flavors::Flavor for Scatter<'_, '_> {
+    type Output = Vec<Part>;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        let borrowed = self
+            .big
+            .iter()
+            .position(|b| std::ptr::eq(b.as_ptr(), data.as_ptr()) && b.len() == data.len());
+        match borrowed {
+            Some(i) if !data.is_empty() => {
+                self.close_run();
+                self.parts.push(Part::Big(i));
+            }
+            _ => self.small.extend_from_slice(data),
+        }
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.small.push(data);
+        Ok(())
+    }
+
+    fn finalize(mut self) -> postcard::Result<Vec<Part>> {
+        self.close_run();
+        Ok(self.parts)
+    }
+}
+
+/// `rec` framed; `small` (cleared first) holds every byte that is not
+/// one of the record's large arrays, so a writer that keeps it costs no
+/// allocation per record once it has grown.
+pub(crate) fn frame<'a, 'b>(
+    rec: &RecordRef<'a>,
+    small: &'b mut Vec<u8>,
+) -> Result<Framed<'a, 'b>, Error> {
+    small.clear();
+    let big = rec.large_arrays();
+    let parts = postcard::serialize_with_flavor(
+        rec,
+        Scatter {
+            big: &big,
+            small,
+            parts: Vec::with_capacity(16),
+            run: 0,
+        },
+    )
+    .map_err(|e| Error::Format(format!("record does not encode: {e}")))?;
+    let mut framed = Framed {
+        header: [0; RECORD_HEADER],
+        small,
+        parts,
+        big,
+    };
+    let slices = framed.slices();
+    let len: usize = slices[1..].iter().map(|s| s.len()).sum();
     if len > MAX_RECORD {
         return Err(Error::Format(format!(
             "a record of {len} bytes is over the {MAX_RECORD}-byte limit"
         )));
     }
-    let crc = crc32c::crc32c(&out[RECORD_HEADER..]);
-    out[..4].copy_from_slice(&RECORD_MAGIC);
-    out[4..8].copy_from_slice(&(len as u32).to_le_bytes());
-    out[8..12].copy_from_slice(&crc.to_le_bytes());
-    Ok(out)
+    let crc = slices[1..]
+        .iter()
+        .fold(0, |crc, s| crc32c::crc32c_append(crc, s));
+    drop(slices);
+    framed.header[..4].copy_from_slice(&RECORD_MAGIC);
+    framed.header[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+    framed.header[8..12].copy_from_slice(&crc.to_le_bytes());
+    Ok(framed)
+}
+
+/// `rec` framed into one buffer (tests, and what a reader compares).
+#[cfg(test)]
+pub(crate) fn encode(rec: &RecordRef<'_>) -> Vec<u8> {
+    let mut small = Vec::new();
+    let framed = frame(rec, &mut small).unwrap_or_else(|e| panic!("{e}"));
+    framed
+        .slices()
+        .iter()
+        .flat_map(|s| s.iter().copied())
+        .collect()
 }
 
 /// What is at `at` in `bytes`.

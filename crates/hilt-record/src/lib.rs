@@ -11,17 +11,19 @@
 
 #![warn(missing_docs)]
 
+mod encode;
 mod error;
 mod frame;
 mod reader;
 mod record;
+mod segment;
 mod writer;
 
 pub use error::Error;
 pub use frame::{FORMAT_VERSION, SEGMENT_MAGIC};
 pub use reader::{Corrupt, SegmentScan, scan_device, scan_segment, segments};
 pub use record::{Context, Cube, Matrix, Record, lease_tag, short_hash, unix_ns};
-pub use writer::{FailureObserver, Fsync, OnError, Recorder, WriterOptions, write_spec};
+pub use writer::{FailureObserver, Fsync, Kept, OnError, Recorder, WriterOptions, write_spec};
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,8 @@
 //! Reading segments back: every whole record in order, every corrupt
 //! stretch with its offset, and a torn tail (a record cut short or failing
 //! its checksum with nothing valid after it: what a crash mid-write
-//! leaves).
+//! leaves). Zero bytes after the last record are space the writer
+//! reserved ahead of its writes, not damage: the written part ends there.
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,9 @@ pub struct SegmentScan {
     pub path: PathBuf,
     /// Its size.
     pub bytes: u64,
+    /// Where the written part ends: after the last record or corrupt
+    /// stretch, before a torn tail and the reserved zeros.
+    pub end: u64,
     /// Every whole record, with its offset.
     pub records: Vec<(u64, Record)>,
     /// Stretches skipped in the middle.
@@ -60,12 +64,15 @@ pub(crate) fn scan_bytes(path: &Path, bytes: &[u8]) -> Result<SegmentScan, Error
     let mut scan = SegmentScan {
         path: path.to_path_buf(),
         bytes: bytes.len() as u64,
+        end: bytes.len() as u64,
         records: Vec::new(),
         corrupt: Vec::new(),
         torn_tail: None,
     };
+    // Reserved, never written: zeros to the end of the file.
+    let written = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
     let mut at = SEGMENT_HEADER;
-    while at < bytes.len() {
+    while at < written {
         let why = match decode_at(bytes, at) {
             At::Record(r, len) => {
                 scan.records.push((at as u64, *r));
@@ -85,11 +92,12 @@ pub(crate) fn scan_bytes(path: &Path, bytes: &[u8]) -> Result<SegmentScan, Error
                 at = next;
             }
             None => {
-                scan.torn_tail = Some((at as u64, (bytes.len() - at) as u64));
+                scan.torn_tail = Some((at as u64, (written - at) as u64));
                 break;
             }
         }
     }
+    scan.end = at as u64;
     Ok(scan)
 }
 

@@ -6,17 +6,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hilt_core::Measurement;
 use ndarray::{Array2, Array3};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-/// f32 arrays travel as their little-endian bytes (a length, then
-/// 4 bytes a value): one copy instead of a serializer call per value.
+/// Reading an f32 array back from its little-endian bytes (how
+/// [`RecordRef`] writes it: a length, then 4 bytes a value).
 mod f32_le {
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub fn serialize<S: Serializer>(v: &[f32], s: S) -> Result<S::Ok, S::Error> {
-        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        s.serialize_bytes(&bytes)
-    }
+    use serde::{Deserialize, Deserializer, de::Error};
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
         let bytes: &[u8] = <&[u8]>::deserialize(d)?;
@@ -34,57 +29,37 @@ mod f32_le {
 }
 
 /// A row-major `rows × cols` f32 matrix.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Matrix {
     /// Rows.
     pub rows: u32,
     /// Columns.
     pub cols: u32,
     /// `rows × cols` values, row-major.
-    #[serde(with = "f32_le")]
+    #[serde(deserialize_with = "f32_le::deserialize")]
     pub data: Vec<f32>,
 }
 
 /// A row-major `n0 × n1 × n2` f32 array (repeats × rows × outputs).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Cube {
     /// `[repeats, rows, n_out]`.
     pub shape: [u32; 3],
     /// The values, row-major.
-    #[serde(with = "f32_le")]
+    #[serde(deserialize_with = "f32_le::deserialize")]
     pub data: Vec<f32>,
 }
 
 impl Matrix {
-    /// Copy `a` (any layout) into a record matrix.
-    pub fn of(a: &Array2<f32>) -> Self {
-        let (rows, cols) = a.dim();
-        Matrix {
-            rows: u32::try_from(rows).unwrap_or(u32::MAX),
-            cols: u32::try_from(cols).unwrap_or(u32::MAX),
-            data: a.iter().copied().collect(),
-        }
-    }
-
     /// As an ndarray, if the shape matches the data.
     pub fn to_array(&self) -> Option<Array2<f32>> {
         Array2::from_shape_vec((self.rows as usize, self.cols as usize), self.data.clone()).ok()
     }
 }
 
-impl Cube {
-    fn of(a: &Array3<f32>) -> Self {
-        let (r, b, n) = a.dim();
-        let dim = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-        Cube {
-            shape: [dim(r), dim(b), dim(n)],
-            data: a.iter().copied().collect(),
-        }
-    }
-}
-
-/// One recorded batch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One recorded batch, as a reader gets it back. It is written through
+/// [`RecordRef`], which borrows the measurement instead of copying it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Record {
     /// The device that measured.
     pub device: String,
@@ -162,38 +137,6 @@ pub fn unix_ns(t: SystemTime) -> i64 {
 }
 
 impl Record {
-    /// The record of `m`, measured with `repeats` (its sequence number is
-    /// the writer's to give).
-    pub fn of(m: &Measurement, repeats: u32, ctx: &Context) -> Self {
-        Record {
-            device: m.device_id.clone(),
-            seq: 0,
-            lease: ctx.lease.clone(),
-            token: ctx.token.clone(),
-            peer: ctx.peer.clone(),
-            wall_start_ns: unix_ns(m.wall_start),
-            wall_end_ns: unix_ns(m.wall_end),
-            t_start: m.t_start.clone(),
-            t_end: m.t_end.clone(),
-            calibration_id: m.calibration_id.clone(),
-            spec_hash: ctx.spec_hash.clone(),
-            config_hash: ctx.config_hash.clone(),
-            version: ctx.version.clone(),
-            git_revision: ctx.git_revision.clone(),
-            repeats,
-            x: Matrix::of(&m.applied_x),
-            theta: Matrix::of(&m.applied_theta),
-            y: Matrix::of(&m.y),
-            y_std: m.y_std.as_ref().map(Matrix::of),
-            y_repeats: m.y_repeats.as_ref().map(Cube::of),
-            flags: m
-                .flags
-                .iter()
-                .map(|f| u8::from(f.saturated) | (u8::from(f.clamped) << 1))
-                .collect(),
-        }
-    }
-
     /// Rows in the batch.
     pub fn rows(&self) -> usize {
         self.x.rows as usize

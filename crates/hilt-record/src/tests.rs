@@ -92,11 +92,9 @@ async fn a_torn_tail_is_cut_at_restart() {
     let (off, torn) = scan.torn_tail.unwrap();
     assert!(scan.corrupt.is_empty());
     let r = Recorder::open(dir.path(), "dev", opts(1 << 20), quiet()).unwrap();
-    assert_eq!(
-        std::fs::metadata(&seg).unwrap().len(),
-        off,
-        "cut at the torn record"
-    );
+    let cut = scan_segment(&seg).unwrap();
+    assert_eq!(cut.end, off, "cut at the torn record");
+    assert!(cut.torn_tail.is_none() && cut.corrupt.is_empty());
     assert!(torn > 0);
     assert_eq!(
         r.append(rec("dev", 9)).await.unwrap(),
@@ -137,7 +135,8 @@ async fn a_flipped_byte_costs_exactly_its_record() {
 #[tokio::test]
 async fn segments_rotate_by_size_and_the_oldest_go_first() {
     let dir = tempfile::tempdir().unwrap();
-    let one = crate::frame::encode(&rec("dev", 8)).unwrap().len() as u64;
+    let one =
+        crate::frame::encode(&crate::encode::RecordRef::of_record(&rec("dev", 8), 1)).len() as u64;
     let mut o = opts(3 * one + 12);
     o.retain_bytes = Some(7 * one);
     let r = Recorder::open(dir.path(), "dev", o, quiet()).unwrap();
@@ -179,4 +178,131 @@ fn the_lease_tag_hides_the_lease() {
     assert_eq!(t.len(), 16);
     assert!(!"0123456789abcdef0123456789abcdef".contains(&t));
     assert_eq!(lease_tag(""), "");
+}
+
+/// A measurement as a device answers it, with every optional part and a
+/// θ that is not contiguous in memory (the encoder's other path).
+fn measurement() -> hilt_core::Measurement {
+    use ndarray::{Array2, Array3};
+    let y = Array2::from_shape_fn((3, 2), |(i, j)| (i * 2 + j) as f32 * 0.5);
+    let theta = Array2::from_shape_fn((2, 3), |(i, j)| i as f32 - 1.5 * j as f32).reversed_axes();
+    assert!(
+        theta.as_slice().is_none(),
+        "the test needs a non-contiguous θ"
+    );
+    hilt_core::Measurement {
+        y_repeats: Some(Array3::from_shape_fn((2, 3, 2), |(r, i, j)| {
+            (r * 6 + i * 2 + j) as f32
+        })),
+        y_std: Some(y.mapv(|v| v / 10.0)),
+        applied_x: Array2::from_shape_fn((3, 5), |(i, j)| f32::from(i as u8) - 0.25 * j as f32),
+        applied_theta: theta,
+        y,
+        flags: vec![
+            hilt_core::SampleFlags::default(),
+            hilt_core::SampleFlags {
+                saturated: true,
+                clamped: false,
+            },
+            hilt_core::SampleFlags {
+                saturated: true,
+                clamped: true,
+            },
+        ],
+        t_start: vec![0.0, 1.0, 2.0],
+        t_end: vec![0.5, 1.5, 2.5],
+        wall_start: std::time::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789),
+        wall_end: std::time::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_223_456_789),
+        calibration_id: "cal-7".into(),
+        device_id: "dev".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_kept_measurement_reads_back_as_the_device_answered_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Recorder::open(dir.path(), "dev", opts(1 << 20), quiet()).unwrap();
+    let m = std::sync::Arc::new(measurement());
+    let ctx = Context {
+        lease: lease_tag("a-lease"),
+        token: "alice".into(),
+        peer: "127.0.0.1:5555".into(),
+        spec_hash: "s".into(),
+        config_hash: "c".into(),
+        version: "0".into(),
+        git_revision: "g".into(),
+    };
+    let mut kept = Vec::new();
+    r.keep(std::sync::Arc::clone(&m), 2, ctx.clone(), |k| kept.push(k));
+    r.keep(std::sync::Arc::clone(&m), 2, ctx, |k| kept.push(k));
+    let mut seqs = Vec::new();
+    for k in kept {
+        seqs.push(k.written().await.unwrap());
+    }
+    assert_eq!(seqs, [1, 2]);
+    drop(r);
+    let got = all(dir.path(), "dev");
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].seq, 2);
+    assert_eq!((got[1].repeats, got[1].token.as_str()), (2, "alice"));
+    assert_eq!(got[1].flags, [0, 1, 3]);
+    assert_eq!(got[1].measurement().unwrap(), *m, "bit for bit");
+}
+
+#[tokio::test]
+async fn a_crash_leaves_reserved_space_that_is_neither_damage_nor_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Recorder::open(dir.path(), "dev", opts(1 << 20), quiet()).unwrap();
+    for rows in 1..=3 {
+        r.append(rec("dev", rows)).await.unwrap();
+    }
+    let seg = segments(&dir.path().join("dev")).unwrap().remove(0);
+    let scan = scan_segment(&seg).unwrap();
+    assert!(
+        scan.bytes > scan.end,
+        "space is reserved ahead ({} bytes, written to {})",
+        scan.bytes,
+        scan.end
+    );
+    // hiltd killed: the recorder never seals its segment.
+    std::mem::forget(r);
+    let scan = scan_segment(&seg).unwrap();
+    assert_eq!(scan.records.len(), 3);
+    assert!(scan.corrupt.is_empty() && scan.torn_tail.is_none());
+    // …and a record torn in the middle of its write, zeros after it.
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let (third, _) = scan.records[2];
+    for b in &mut bytes[third as usize + 30..scan.end as usize] {
+        *b = 0;
+    }
+    std::fs::write(&seg, &bytes).unwrap();
+    let torn = scan_segment(&seg).unwrap();
+    assert_eq!(torn.records.len(), 2);
+    assert_eq!(
+        torn.torn_tail,
+        Some((third, 30)),
+        "the torn bytes, not the zeros"
+    );
+    let r = Recorder::open(dir.path(), "dev", opts(1 << 20), quiet()).unwrap();
+    assert_eq!(
+        r.append(rec("dev", 9)).await.unwrap(),
+        3,
+        "numbering goes on"
+    );
+    drop(r);
+    let sealed = scan_segment(&seg).unwrap();
+    assert_eq!(sealed.bytes, sealed.end, "sealed: nothing reserved is left");
+    assert_eq!(sealed.records.len(), 3);
+}
+
+#[test]
+fn the_scattered_frame_is_the_postcard_encoding_of_the_record() {
+    let m = measurement();
+    let ctx = Context::default();
+    let rec = crate::encode::RecordRef::of(&m, 2, &ctx, 7);
+    let framed = crate::frame::encode(&rec);
+    let whole = postcard::to_allocvec(&rec).unwrap();
+    assert_eq!(&framed[12..], &whole[..]);
+    assert_eq!(framed[4..8], (whole.len() as u32).to_le_bytes());
+    assert_eq!(framed[8..12], crc32c::crc32c(&whole).to_le_bytes());
 }

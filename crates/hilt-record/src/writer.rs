@@ -1,23 +1,29 @@
-//! The writing side: one thread per device owns its open segment. A
-//! record is handed over, written with one `write(2)` (so it is in the
-//! kernel, and survives `kill -9` of hiltd, before [`Recorder::append`]
-//! returns), and made durable by `fsync` according to [`Fsync`]. A write
-//! that fails is cut back off the file, the recorder reports itself failed
-//! and probes the disk once a second until writing works again.
+//! The writing side. A measurement is encoded straight from the device's
+//! answer (shared, not copied) and written with one `pwrite(2)` into space
+//! reserved ahead (`segment.rs`), so it is in the kernel, and survives
+//! `kill -9` of hiltd, once its [`Kept`] resolves; it is made durable by
+//! `fsync` according to [`Fsync`]. Under `never` and `interval` the
+//! caller writes (a copy into the page cache costs less than waking a
+//! thread); one thread per device reserves space, makes group commits,
+//! probes a failed disk once a second until writing works again, and
+//! under `always` writes and syncs each record itself, so no runtime
+//! thread waits for the disk. A write that fails is cut back off the
+//! file and the recorder reports itself failed.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use hilt_core::Measurement;
+
 use crate::Error;
-use crate::frame::{SEGMENT_HEADER, encode, segment_header};
-use crate::reader::{scan_segment, segments};
-use crate::record::Record;
+use crate::encode::RecordRef;
+use crate::frame::frame;
+use crate::record::{Context, Record};
+use crate::segment::{Reservation, Segments};
 
 /// What survives a power cut, beyond what survives a crash of hiltd
 /// (every acknowledged record, whatever this says).
@@ -56,8 +62,41 @@ pub struct WriterOptions {
     pub retain_age: Option<Duration>,
 }
 
+/// What is appended: a measurement as the device answered it, or a
+/// record as read back (tests, copies).
+enum Entry {
+    Measured(Arc<Measurement>, u32, Box<Context>),
+    Record(Box<Record>),
+}
+
+impl Entry {
+    fn record(&self, seq: u64) -> RecordRef<'_> {
+        match self {
+            Entry::Measured(m, repeats, ctx) => RecordRef::of(m, *repeats, ctx, seq),
+            Entry::Record(r) => RecordRef::of_record(r, seq),
+        }
+    }
+}
+
 enum Cmd {
-    Append(Box<Record>, oneshot::Sender<Result<u64, Error>>),
+    /// Write (and sync) this, under `Fsync::Always`.
+    Append(Entry, oneshot::Sender<Result<u64, Error>>),
+    /// Reserve space ahead of the writes.
+    Reserve,
+    /// Seal the open segment and end.
+    Stop,
+}
+
+/// A record on its way to the disk: resolves to its sequence number once
+/// it is written (and synced, under `Fsync::Always`).
+#[derive(Debug)]
+pub struct Kept(oneshot::Receiver<Result<u64, Error>>);
+
+impl Kept {
+    /// Wait until the record is written.
+    pub async fn written(self) -> Result<u64, Error> {
+        self.0.await.map_err(|_| Error::Stopped)?
+    }
 }
 
 /// Told when writing starts failing (`Some(why)`) and when it works
@@ -67,13 +106,35 @@ pub type FailureObserver = Arc<dyn Fn(Option<&str>) + Send + Sync>;
 /// One device's recording, open for appending.
 #[derive(Debug)]
 pub struct Recorder {
+    /// The open segment. Appends that need not wait for the disk write
+    /// it on the caller's thread (a copy into the page cache, tens of µs:
+    /// cheaper than waking another thread); the writer thread takes the
+    /// lock for fsyncs, probes and `Fsync::Always` appends.
+    segments: Arc<Mutex<Segments>>,
+    always: bool,
     tx: mpsc::Sender<Cmd>,
     failed: Arc<Mutex<Option<String>>>,
+    /// Joined on drop: the open segment is sealed (reserved space cut,
+    /// synced) before the recorder is gone.
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Cmd::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Cmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Append")
+        f.write_str(match self {
+            Cmd::Append(..) => "Append",
+            Cmd::Reserve => "Reserve",
+            Cmd::Stop => "Stop",
+        })
     }
 }
 
@@ -87,24 +148,61 @@ impl Recorder {
         on_change: FailureObserver,
     ) -> Result<Recorder, Error> {
         let failed = Arc::new(Mutex::new(None));
+        let always = opts.fsync == Fsync::Always;
         let mut w = Segments::open(dir.join(device), opts, Arc::clone(&failed))?;
         w.on_change = Some(on_change);
+        let segments = Arc::new(Mutex::new(w));
+        // The first records find their space ready.
+        reserve(&segments);
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
+        let shared = Arc::clone(&segments);
+        let thread = std::thread::Builder::new()
             .name(format!("record-{device}"))
-            .spawn(move || w.run(rx))
+            .spawn(move || run(&shared, rx))
             .map_err(|e| Error::io(dir, e))?;
-        Ok(Recorder { tx, failed })
+        Ok(Recorder {
+            segments,
+            always,
+            tx,
+            failed,
+            thread: Some(thread),
+        })
+    }
+
+    /// Append `m` (measured with `repeats`, asked for as `ctx` says),
+    /// encoded straight from the measurement. `waiter` gets the record's
+    /// [`Kept`] before the write starts, so whoever waits for it (the
+    /// answer) can do its own work meanwhile. Unless `Fsync::Always` is
+    /// set the record is written on this thread before `keep` returns;
+    /// under `Always` the writer thread writes and syncs it.
+    pub fn keep(&self, m: Arc<Measurement>, repeats: u32, ctx: Context, waiter: impl FnOnce(Kept)) {
+        self.append_entry(Entry::Measured(m, repeats, Box::new(ctx)), waiter);
     }
 
     /// Append `rec` (its `seq` is set here); returns the sequence number
     /// once the record is written (and synced, under `Fsync::Always`).
     pub async fn append(&self, rec: Record) -> Result<u64, Error> {
+        let mut kept = None;
+        self.append_entry(Entry::Record(Box::new(rec)), |k| kept = Some(k));
+        match kept {
+            Some(k) => k.written().await,
+            None => Err(Error::Stopped),
+        }
+    }
+
+    fn append_entry(&self, entry: Entry, waiter: impl FnOnce(Kept)) {
         let (ack, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Append(Box::new(rec), ack))
-            .map_err(|_| Error::Stopped)?;
-        rx.await.map_err(|_| Error::Stopped)?
+        waiter(Kept(rx));
+        if self.always {
+            // A stopped writer drops the ack, and `written` says so.
+            let _ = self.tx.send(Cmd::Append(entry, ack));
+        } else {
+            let mut segs = lock(&self.segments);
+            let _ = ack.send(append(&mut segs, &entry));
+            if segs.reservation_due() {
+                let _ = self.tx.send(Cmd::Reserve);
+            }
+        }
     }
 
     /// Why the last write failed, while writing still fails.
@@ -116,332 +214,73 @@ impl Recorder {
     }
 }
 
-struct Segments {
-    dir: PathBuf,
-    opts: WriterOptions,
-    file: File,
-    path: PathBuf,
-    size: u64,
-    next_seq: u64,
-    dirty: bool,
-    last_sync: Instant,
-    failed: Arc<Mutex<Option<String>>>,
-    on_change: Option<FailureObserver>,
-    /// Group commit's fsync runs here, so appends never wait for the disk
-    /// under `Fsync::Interval`; its last error comes back through `synced`.
-    syncer: Option<mpsc::SyncSender<(File, PathBuf)>>,
-    synced: Arc<Mutex<Option<String>>>,
+fn lock(segments: &Mutex<Segments>) -> std::sync::MutexGuard<'_, Segments> {
+    segments.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A thread that fsyncs the files it is handed, one at a time.
-fn spawn_syncer(errors: Arc<Mutex<Option<String>>>) -> Option<mpsc::SyncSender<(File, PathBuf)>> {
-    let (tx, rx) = mpsc::sync_channel::<(File, PathBuf)>(1);
-    std::thread::Builder::new()
-        .name("record-fsync".into())
-        .spawn(move || {
-            for (f, path) in rx {
-                let r = f
-                    .sync_data()
-                    .map_err(|e| format!("{}: fsync: {e}", path.display()));
-                *errors.lock().unwrap_or_else(|p| p.into_inner()) = r.err();
-            }
-        })
-        .ok()?;
-    Some(tx)
+fn append(segs: &mut Segments, entry: &Entry) -> Result<u64, Error> {
+    let mut small = std::mem::take(&mut segs.buf);
+    let r = frame(&entry.record(segs.next_seq()), &mut small).and_then(|f| segs.append(&f));
+    segs.buf = small;
+    r
 }
 
-fn segment_name(dir: &Path, first_seq: u64) -> PathBuf {
-    dir.join(format!("{first_seq:020}.hrec"))
+/// Reserve space ahead of the writes, without holding the lock while the
+/// disk allocates and the pages are read in.
+fn reserve(segments: &Mutex<Segments>) {
+    let Some(r) = lock(segments).reservation() else {
+        return;
+    };
+    let made: std::io::Result<()> = Reservation::make(&r);
+    if let Err(e) = &made {
+        tracing::debug!("recording: no space reserved ahead ({e}); records extend the file");
+    }
+    lock(segments).reserved(&r, made.is_ok());
 }
 
-impl Segments {
-    fn open(
-        dir: PathBuf,
-        opts: WriterOptions,
-        failed: Arc<Mutex<Option<String>>>,
-    ) -> Result<Self, Error> {
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let existing = segments(&dir)?;
-        let mut next_seq = 1;
-        for path in existing.iter().rev() {
-            let scan = scan_segment(path)?;
-            if let Some((off, len)) = scan.torn_tail.filter(|_| Some(path) == existing.last()) {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| Error::io(path, e))?;
-                f.set_len(off).map_err(|e| Error::io(path, e))?;
-                f.sync_all().map_err(|e| Error::io(path, e))?;
-                tracing::warn!(segment = %path.display(), offset = off, bytes = len,
-                    "recording recovered: cut a torn record off the end of the segment");
-            }
-            if let Some((_, last)) = scan.records.last() {
-                next_seq = last.seq + 1;
-                break;
-            }
-        }
-        let (file, path, size) = match existing.last() {
-            Some(p)
-                if std::fs::metadata(p).map(|m| m.len()).unwrap_or(u64::MAX)
-                    < opts.segment_bytes =>
-            {
-                let f = OpenOptions::new()
-                    .append(true)
-                    .open(p)
-                    .map_err(|e| Error::io(p, e))?;
-                let size = f.metadata().map_err(|e| Error::io(p, e))?.len();
-                (f, p.clone(), size)
-            }
-            _ => new_segment(&dir, next_seq)?,
-        };
-        Ok(Segments {
-            dir,
-            opts,
-            file,
-            path,
-            size,
-            next_seq,
-            dirty: false,
-            last_sync: Instant::now(),
-            failed,
-            on_change: None,
-            syncer: None,
-            synced: Arc::default(),
-        })
-    }
-
-    fn run(mut self, rx: mpsc::Receiver<Cmd>) {
-        loop {
-            let wait = if self.is_failed() {
-                Duration::from_secs(1)
-            } else {
-                match self.opts.fsync {
-                    Fsync::Interval(d) if self.dirty => d.saturating_sub(self.last_sync.elapsed()),
-                    _ => Duration::from_secs(3600),
-                }
-            };
-            match rx.recv_timeout(wait) {
-                Ok(Cmd::Append(rec, ack)) => {
-                    let r = self.append(*rec);
-                    let _ = ack.send(r);
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    if self.is_failed() {
-                        self.probe();
-                    } else if self.dirty {
-                        self.sync_in_background();
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let _ = self.sync();
-                    return;
-                }
-            }
-        }
-    }
-
-    fn is_failed(&self) -> bool {
-        self.failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
-    }
-
-    fn set_failed(&self, why: Option<String>) {
-        let mut f = self.failed.lock().unwrap_or_else(|p| p.into_inner());
-        let changed = match (&*f, &why) {
-            (None, Some(w)) => {
-                tracing::error!(dir = %self.dir.display(), "recording failed: {w}");
-                true
-            }
-            (Some(_), None) => {
-                tracing::warn!(dir = %self.dir.display(), "recording works again");
-                true
-            }
-            _ => false,
-        };
-        *f = why.clone();
-        drop(f);
-        if changed && let Some(tell) = &self.on_change {
-            tell(why.as_deref());
-        }
-    }
-
-    fn append(&mut self, mut rec: Record) -> Result<u64, Error> {
-        rec.seq = self.next_seq;
-        let bytes = encode(&rec)?;
-        let len = bytes.len() as u64;
-        if self.size > SEGMENT_HEADER as u64 && self.size + len > self.opts.segment_bytes {
-            self.rotate()
-                .inspect_err(|e| self.set_failed(Some(e.to_string())))?;
-        }
-        if let Err(e) = self.file.write_all(&bytes) {
-            // A part of the record may be on disk: cut it, so the next
-            // record starts where this one did.
-            let _ = self.file.set_len(self.size);
-            let e = Error::io(&self.path, e);
-            self.set_failed(Some(e.to_string()));
-            return Err(e);
-        }
-        self.size += len;
-        self.next_seq += 1;
-        self.dirty = true;
-        match self.opts.fsync {
-            Fsync::Always => self
-                .sync()
-                .inspect_err(|e| self.set_failed(Some(e.to_string())))?,
-            Fsync::Interval(d) if self.last_sync.elapsed() >= d => self.sync_in_background(),
-            _ => {}
-        }
-        let sync_error = self.synced.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(e) = sync_error {
-            // The record is written; the disk failed to make earlier ones
-            // durable. Say so, and keep trying.
-            self.set_failed(Some(e));
-            return Ok(rec.seq);
-        }
-        self.set_failed(None);
-        Ok(rec.seq)
-    }
-
-    fn sync(&mut self) -> Result<(), Error> {
-        if self.dirty {
-            self.file
-                .sync_data()
-                .map_err(|e| Error::io(&self.path, e))?;
-            self.dirty = false;
-        }
-        self.last_sync = Instant::now();
-        Ok(())
-    }
-
-    /// Hand the open segment to the fsync thread; if it is still busy
-    /// with the previous one, the next window syncs both.
-    fn sync_in_background(&mut self) {
-        if !self.dirty {
-            return;
-        }
-        let syncer = match &self.syncer {
-            Some(s) => s.clone(),
-            None => match spawn_syncer(Arc::clone(&self.synced)) {
-                Some(s) => {
-                    self.syncer = Some(s.clone());
-                    s
-                }
-                None => {
-                    let _ = self.sync();
-                    return;
-                }
-            },
-        };
-        match self.file.try_clone() {
-            Ok(f) => {
-                if syncer.try_send((f, self.path.clone())).is_ok() {
-                    self.dirty = false;
-                }
-                // Sent or not (the last fsync still runs), the next try is
-                // a window from now: never a busy loop.
-                self.last_sync = Instant::now();
-            }
-            Err(_) => {
-                let _ = self.sync();
-            }
-        }
-    }
-
-    fn rotate(&mut self) -> Result<(), Error> {
-        self.sync()?;
-        let (file, path, size) = new_segment(&self.dir, self.next_seq)?;
-        self.file = file;
-        self.path = path;
-        self.size = size;
-        self.retain();
-        Ok(())
-    }
-
-    /// Delete the oldest segments (never the one open) past the limits.
-    fn retain(&self) {
-        let Ok(all) = segments(&self.dir) else { return };
-        let sized: Vec<(PathBuf, u64, Option<SystemTime>)> = all
-            .into_iter()
-            .filter(|p| *p != self.path)
-            .map(|p| {
-                let m = std::fs::metadata(&p).ok();
-                let len = m.as_ref().map_or(0, |m| m.len());
-                let mtime = m.and_then(|m| m.modified().ok());
-                (p, len, mtime)
-            })
-            .collect();
-        let mut total: u64 = sized.iter().map(|s| s.1).sum::<u64>() + self.size;
-        for (p, len, mtime) in sized {
-            let too_big = self.opts.retain_bytes.is_some_and(|max| total > max);
-            let too_old = self.opts.retain_age.is_some_and(|age| {
-                mtime
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|e| e > age)
-            });
-            if !(too_big || too_old) {
-                continue;
-            }
-            match std::fs::remove_file(&p) {
-                Ok(()) => {
-                    total = total.saturating_sub(len);
-                    tracing::info!(segment = %p.display(), bytes = len,
-                        reason = if too_big { "retain_bytes" } else { "retain_age" },
-                        "recording: oldest segment deleted");
-                }
-                Err(e) => tracing::warn!(segment = %p.display(), "cannot delete: {e}"),
-            }
-        }
-    }
-
-    /// While failed: can the disk take a write again?
-    fn probe(&mut self) {
-        let probe = self.dir.join(".probe");
-        let ok = (|| -> std::io::Result<()> {
-            let mut f = File::create(&probe)?;
-            f.write_all(&[0u8; 4096])?;
-            f.sync_data()?;
-            std::fs::remove_file(&probe)
-        })();
-        if ok.is_ok() {
-            // The open segment may have been removed with its directory.
-            if !self.path.exists() {
-                match new_segment(&self.dir, self.next_seq) {
-                    Ok((file, path, size)) => {
-                        self.file = file;
-                        self.path = path;
-                        self.size = size;
-                    }
-                    Err(_) => return,
-                }
-            }
-            self.set_failed(None);
-        } else {
-            let _ = std::fs::remove_file(&probe);
-        }
+/// A group commit's fsync, without holding the lock.
+fn group_commit(segments: &Mutex<Segments>) {
+    let Some((file, path)) = lock(segments).due_sync() else {
+        return;
+    };
+    if let Err(e) = file.sync_data() {
+        // The records are written; the disk failed to make them durable.
+        // Say so, and keep trying.
+        lock(segments).set_failed(Some(format!("{}: fsync: {e}", path.display())));
     }
 }
 
-fn new_segment(dir: &Path, first_seq: u64) -> Result<(File, PathBuf, u64), Error> {
-    let path = segment_name(dir, first_seq);
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
-    let size = f.metadata().map_err(|e| Error::io(&path, e))?.len();
-    if size == 0 {
-        f.write_all(&segment_header())
-            .map_err(|e| Error::io(&path, e))?;
-        f.sync_all().map_err(|e| Error::io(&path, e))?;
-        // The new name must survive a power cut too.
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
+/// The writer thread: reservations, `Fsync::Always` appends, group
+/// commits, probes, and the last sync when the recorder is dropped.
+fn run(segments: &Mutex<Segments>, rx: mpsc::Receiver<Cmd>) {
+    loop {
+        let wait = lock(segments).next_duty();
+        match rx.recv_timeout(wait) {
+            Ok(Cmd::Append(entry, ack)) => {
+                let r = append(&mut lock(segments), &entry);
+                let _ = ack.send(r);
+                reserve(segments);
+            }
+            Ok(Cmd::Reserve) => reserve(segments),
+            Err(RecvTimeoutError::Timeout) => {
+                let mut segs = lock(segments);
+                if segs.is_failed() {
+                    segs.probe();
+                    drop(segs);
+                    reserve(segments);
+                } else {
+                    drop(segs);
+                    group_commit(segments);
+                }
+            }
+            Ok(Cmd::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                if let Err(e) = lock(segments).seal() {
+                    tracing::warn!("recording: last sync failed: {e}");
+                }
+                return;
+            }
         }
-        return Ok((f, path, SEGMENT_HEADER as u64));
     }
-    Ok((f, path, size))
 }
 
 /// Keep `spec_json` (the device's spec as served) beside its recording as
