@@ -201,6 +201,9 @@ mod tests {
     }
 
     #[tokio::test]
+    // The guard is held across the await on purpose: it is what keeps the
+    // sweep from finishing before the caller gives up.
+    #[allow(clippy::await_holding_lock)]
     async fn an_abandoned_batch_stops_and_the_next_one_waits_for_it() {
         let model = ShgModel::new(ShgConfig::default(), Variant::True, 3).unwrap();
         let mut dev = SimDevice::new(model, settings(), SIM).unwrap();
@@ -215,13 +218,18 @@ mod tests {
             validate(&spec, b).unwrap()
         };
         let big = batch(64);
+        // The model is held here, so the sweep cannot finish before the
+        // caller gives up, however the threads are scheduled.
+        let model = Arc::clone(&dev.model);
+        let held = model.lock().unwrap();
         // The caller gives up at once: the future is dropped mid-sweep.
         let gone = tokio::time::timeout(Duration::ZERO, dev.execute(&big)).await;
-        assert!(gone.is_err(), "a 512-shot batch cannot finish in no time");
+        assert!(gone.is_err(), "a sweep blocked on the model cannot finish");
         assert!(
             dev.abandoned.is_some(),
             "the sweep is kept to be waited for"
         );
+        drop(held);
         let small = batch(1);
         let m = dev.execute(&small).await.unwrap();
         assert!(dev.abandoned.is_none());
