@@ -5,7 +5,7 @@
 //! the Prometheus endpoint.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::time::Duration;

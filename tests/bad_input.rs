@@ -2,7 +2,7 @@
 //! message naming the field (and index), and the device never sees it.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

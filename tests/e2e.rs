@@ -2,7 +2,7 @@
 //! health, reflection, graceful shutdown.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! device after its TTL.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -154,7 +154,7 @@ async fn holder_killed_frees_the_device_after_its_ttl() {
         .args([
             "--ignored",
             "--exact",
-            "helper_lease_holder_process",
+            "leases::helper_lease_holder_process",
             "--nocapture",
         ])
         .env("HILT_TEST_HOLDER_URL", d.url())

@@ -5,7 +5,7 @@
 //! takes them again by itself once it can.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! refused naming the record and the first element that differs.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

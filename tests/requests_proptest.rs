@@ -5,7 +5,7 @@
 //! bytes, and answers OK or one of the codes the proto documents.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
