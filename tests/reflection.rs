@@ -3,7 +3,7 @@
 //! with JSON-built dynamic messages, as grpcurl would.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-mod common;
+use crate::common;
 
 use common::Hiltd;
 use prost::Message;
@@ -163,9 +163,14 @@ async fn a_client_that_knows_only_reflection_can_list_describe_and_execute() {
         .iter()
         .map(|d| d["id"].as_str().unwrap())
         .collect();
-    assert!(ids.contains(&"shg0"), "{devices}");
+    assert!(ids.contains(&"shg-readout"), "{devices}");
 
-    let desc = call(&ch, &method("DescribeDevice"), r#"{"deviceId":"shg0"}"#).await;
+    let desc = call(
+        &ch,
+        &method("DescribeDevice"),
+        r#"{"deviceId":"shg-readout"}"#,
+    )
+    .await;
     let spec = &desc["spec"];
     let (n_in, n_par, n_out) = (
         spec["nIn"].as_u64().unwrap() as usize,
@@ -176,13 +181,13 @@ async fn a_client_that_knows_only_reflection_can_list_describe_and_execute() {
     let lease = call(
         &ch,
         &method("AcquireLease"),
-        r#"{"deviceId":"shg0","ttlSeconds":30}"#,
+        r#"{"deviceId":"shg-readout","ttlSeconds":30}"#,
     )
     .await;
     let lease_id = lease["leaseId"].as_str().unwrap();
 
     let req = serde_json::json!({
-        "deviceId": "shg0",
+        "deviceId": "shg-readout",
         "leaseId": lease_id,
         "batch": {
             "x": {"shape": [2, n_in], "data": f32_base64(&vec![0.5; 2 * n_in])},
@@ -198,5 +203,5 @@ async fn a_client_that_knows_only_reflection_can_list_describe_and_execute() {
         .map(|v| v.as_u64().unwrap())
         .collect();
     assert_eq!(shape, [2, n_out]);
-    assert_eq!(m["deviceId"], "shg0");
+    assert_eq!(m["deviceId"], "shg-readout");
 }

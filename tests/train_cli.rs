@@ -152,7 +152,7 @@ fn eval_checkpoint(url: &str, run: &Path) -> f64 {
 
 #[test]
 fn reduced_vowel_experiment_pat_beats_insilico() {
-    let d = Daemon::start(&workspace().join("crates/hilt-train/demo.toml"));
+    let d = Daemon::start(&workspace().join("crates/hilt-daemon/default.toml"));
     let runs = tempfile::tempdir().unwrap();
     let chance = 1.0 / 7.0;
     let mut margins = Vec::new();
@@ -196,9 +196,15 @@ fn reduced_vowel_experiment_pat_beats_insilico() {
         "wall_seconds",
         "device_busy_fraction",
         "twin_heldout_rel_error",
+        "device_samples_train",
+        "device_samples_eval",
+        "twin_samples",
+        "twin_test_accuracy",
     ] {
         assert!(!pat[key].is_null(), "metrics.json lacks {key}");
     }
+    // The twins' recording: two devices, 4 000 probes × 2 repeats each.
+    assert_eq!(pat["twin_samples"].as_u64(), Some(16_000));
     assert_eq!(pat["epochs"].as_u64().unwrap(), 80);
     assert_eq!(
         pat["twin_heldout_rel_error"], sil["twin_heldout_rel_error"],
@@ -209,6 +215,131 @@ fn reduced_vowel_experiment_pat_beats_insilico() {
     let png = std::fs::read(out.join("pat/curve.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG"));
     assert!(out.join("twins/shg-hidden.npz").is_file());
+}
+
+/// The methods without a twin, reduced and seeded, on the vowels with
+/// the devices `hilt train` picks itself: each learns well above chance,
+/// records no twin, and counts the rig samples it spent.
+#[test]
+fn methods_without_a_twin_learn_the_vowels_and_use_none() {
+    let d = Daemon::start(&workspace().join("crates/hilt-daemon/default.toml"));
+    let runs = tempfile::tempdir().unwrap();
+    let chance = 1.0 / 7.0;
+    // (method, epochs, margin over chance): full runs reach 92-96 %
+    // (PhyLL, 200 epochs) and 92-94 % (SPSA, 1000 epochs); these reduced
+    // ones 90-94 % and 63-82 % (2 seeds each).
+    for (method, epochs, margin) in [
+        ("phyll", "20", 0.5),
+        ("spsa", "150", 0.3),
+        ("digital", "100", 0.5),
+    ] {
+        let out = runs.path().join(method);
+        let o = hilt(&[
+            "--server",
+            &d.url,
+            "--quiet",
+            "train",
+            "--task",
+            "vowels",
+            "--method",
+            method,
+            "--epochs",
+            epochs,
+            "--seed",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            o.status.success(),
+            "{method}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let m = metrics(&out.join("metrics.json"));
+        let acc = m["test_accuracy"].as_f64().unwrap();
+        eprintln!("{method}: test accuracy {acc:.3}");
+        assert!(
+            acc > chance + margin,
+            "{method}: {acc} is not clearly above chance"
+        );
+        assert_eq!(m["twins"], serde_json::json!({}), "{method} used a twin");
+        assert_eq!(m["twin_samples"].as_u64(), Some(0));
+        assert!(m["twin_test_accuracy"].is_null());
+        assert!(!out.join("twins").exists());
+        let spent = m["device_samples_train"].as_u64().unwrap();
+        if method == "digital" {
+            assert_eq!(spent, 0, "the baseline measures nothing while learning");
+            assert_eq!(m["device"], "none (digital)");
+        } else {
+            assert!(spent > 0);
+        }
+        // The cumulative rig samples end where metrics.json says learning
+        // spent them (twin recording and training alike).
+        let csv = std::fs::read_to_string(out.join("epochs.csv")).unwrap();
+        let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+        let col = header.iter().position(|h| *h == "rig_samples").unwrap();
+        let last: u64 = csv
+            .lines()
+            .last()
+            .unwrap()
+            .split(',')
+            .nth(col)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(last, spent);
+    }
+    // PhyLL ran on the device with room for the label slots.
+    let m = metrics(&runs.path().join("phyll/metrics.json"));
+    assert_eq!(m["device"], "shg-phyll");
+}
+
+/// A device that does not fit the network is refused before anything is
+/// leased, naming the devices that would.
+#[test]
+fn a_device_that_does_not_fit_is_refused_with_those_that_do() {
+    let d = Daemon::start(&workspace().join("crates/hilt-daemon/default.toml"));
+    let out = tempfile::tempdir().unwrap();
+    let o = hilt(&[
+        "--server",
+        &d.url,
+        "train",
+        "--task",
+        "vowels",
+        "--method",
+        "pat",
+        "--device",
+        "shg-phyll",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--device shg-phyll")
+            && err.contains("devices that fit")
+            && err.contains("shg-readout (hidden layers on shg-hidden)"),
+        "{err}"
+    );
+    let o = hilt(&[
+        "--server",
+        &d.url,
+        "train",
+        "--task",
+        "vowels",
+        "--method",
+        "pat",
+        "--device",
+        "nonesuch",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("does not serve it") && err.contains("shg-readout"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -417,7 +548,7 @@ fn a_recorded_training_run_replays_to_the_same_results() {
     let runs = tempfile::tempdir().unwrap();
     let rec = runs.path().join("recording");
     let live = Daemon::start_with(
-        &workspace().join("crates/hilt-train/demo.toml"),
+        &workspace().join("crates/hilt-daemon/default.toml"),
         &["--record-dir", rec.to_str().unwrap()],
     );
     let first = runs.path().join("live");

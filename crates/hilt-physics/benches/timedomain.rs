@@ -42,7 +42,7 @@ fn plate(c: &mut Criterion) {
     run(c, "plate_196_batch32", &BOTH, |v| {
         PlateModel::new(PlateConfig::default(), v, 1).expect("default config")
     });
-    // The class readout of the MNIST setups (demo.toml): a 1960-element
+    // The class readout of the MNIST setups (hiltd's embedded default): a 1960-element
     // drive (the image once per class), 10 bins. The real plate plays it
     // in 10 × 16.3 ms + 20 ms.
     run(c, "plate_1960_batch32", &[Variant::True], |v| {
@@ -60,7 +60,7 @@ fn circuit(c: &mut Criterion) {
         m.set_threads(1);
         m
     });
-    // The class readout (capacitor probe, as demo.toml serves it): the
+    // The class readout (capacitor probe, as hiltd's embedded default serves it): the
     // real board plays 10 × 0.98 ms + 0.2 ms.
     // Its transients on one thread, then on all of the machine's (the
     // sweep's default), in the same run.

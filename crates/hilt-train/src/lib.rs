@@ -1,5 +1,6 @@
-//! The hilt trainer: data sets, digital twins, Physics-Aware Training and
-//! in-silico training of networks whose layers run on hiltd's devices.
+//! The hilt trainer: data sets, digital twins, and the training methods
+//! (Physics-Aware Training, in-silico, physical local learning, SPSA and a
+//! digital baseline) of networks whose layers run on hiltd's devices.
 //!
 //! Boundaries: this crate talks to devices only through `hilt-client`
 //! (gRPC). The daemon `hilt demo` may embed is linked only with the
@@ -14,6 +15,7 @@ pub mod error;
 pub mod fsio;
 pub mod net;
 pub mod optim;
+pub mod pick;
 pub mod presets;
 pub mod report;
 pub mod rig;

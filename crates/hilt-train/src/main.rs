@@ -43,8 +43,12 @@ enum Cmd {
     Train(Box<cmd::train::Args>),
     /// Measure a trained network's accuracy on the device.
     Eval(cmd::eval::Args),
-    /// PAT vs in-silico on the simulated SHG rig, side by side.
+    /// The paper's experiment: PAT vs in-silico on the all-physical SHG
+    /// vowel network, and a digital baseline of the same size.
     Demo(Box<cmd::demo::Args>),
+    /// Every method (PAT, in-silico, PhyLL, SPSA, digital) on one task:
+    /// a table and a plot of accuracy against rig samples.
+    Compare(Box<cmd::compare::Args>),
     /// Tokens for a hiltd on the lab network.
     #[command(subcommand)]
     Token(cmd::token::Cmd),
@@ -66,6 +70,7 @@ impl Cmd {
             Cmd::Train(a) => cmd::train::run(g, *a).await,
             Cmd::Eval(a) => cmd::eval::run(g, a).await,
             Cmd::Demo(a) => cmd::demo::run(g, *a).await,
+            Cmd::Compare(a) => cmd::compare::run(g, *a).await,
             Cmd::Token(c) => cmd::token::run(c),
             Cmd::Admin(c) => cmd::admin::run(g, c).await,
             Cmd::Recording(c) => cmd::recording::run(c),

@@ -21,6 +21,9 @@ pub struct TwinSummary {
     pub noise_floor_rel: f32,
     /// Rows recorded.
     pub samples: usize,
+    /// Rig samples the recording cost (rows × repeats).
+    #[serde(default)]
+    pub rig_samples: u64,
 }
 
 /// A run's `metrics.json`: enough to compare runs without their logs.
@@ -38,8 +41,9 @@ pub struct Metrics {
     pub test_accuracy: f64,
     /// Train accuracy measured on the devices after training.
     pub train_accuracy: f64,
-    /// What the twins predicted for the final network's test accuracy.
-    pub twin_test_accuracy: f64,
+    /// What the twins predicted for the final network's test accuracy
+    /// (`null` for methods without twins).
+    pub twin_test_accuracy: Option<f64>,
     /// Epochs trained.
     pub epochs: usize,
     /// The whole run, including twin collection and fitting when this run
@@ -49,8 +53,15 @@ pub struct Metrics {
     pub train_wall_seconds: f64,
     /// Share of the training phase's wall time the rigs spent measuring.
     pub device_busy_fraction: f64,
-    /// Samples measured on the devices while training.
-    pub device_samples: u64,
+    /// Rig samples spent learning: the initialisation and the training
+    /// steps (PAT's and in-silico's twins are `twin_samples`).
+    pub device_samples_train: u64,
+    /// Rig samples spent scoring: the test split after every epoch and
+    /// both splits at the end.
+    pub device_samples_eval: u64,
+    /// Rig samples recorded to fit the twins the run used (0 for methods
+    /// without twins).
+    pub twin_samples: u64,
     /// Worst held-out relative error of the twins used.
     pub twin_heldout_rel_error: f32,
     /// The twins used, by device.
@@ -123,11 +134,11 @@ fn register_font() -> bool {
     })
 }
 
-/// A curve of the plot: label, colour, value per epoch.
+/// A curve of the plot: label, colour, value per epoch (none: not drawn).
 type Series = (
     &'static str,
     plotters::style::RGBColor,
-    fn(&EpochRow) -> f64,
+    fn(&EpochRow) -> Option<f64>,
 );
 
 /// Training curve: train and test accuracy (and the twins' view of the
@@ -154,8 +165,8 @@ pub fn plot_curve(path: &Path, title: &str, rows: &[EpochRow]) -> Result<()> {
         }
         mesh.draw()?;
         let series: [Series; 3] = [
-            ("train", BLUE, |r| r.train_accuracy),
-            ("test (device)", RED, |r| r.test_accuracy),
+            ("train", BLUE, |r| Some(r.train_accuracy)),
+            ("test (device)", RED, |r| Some(r.test_accuracy)),
             ("test (twin)", RGBColor(120, 120, 120), |r| {
                 r.twin_test_accuracy
             }),
@@ -163,11 +174,101 @@ pub fn plot_curve(path: &Path, title: &str, rows: &[EpochRow]) -> Result<()> {
         for (name, color, f) in series {
             let pts: Vec<(f64, f64)> = rows
                 .iter()
-                .map(|r| (r.epoch as f64, 100.0 * f(r)))
+                .filter_map(|r| f(r).map(|v| (r.epoch as f64, 100.0 * v)))
                 .collect();
+            if pts.is_empty() {
+                continue;
+            }
             let s = chart.draw_series(LineSeries::new(pts, color.stroke_width(2)))?;
             if labelled {
                 s.label(name)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            }
+        }
+        if labelled {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
+        }
+        root.present()?;
+        Ok(())
+    };
+    fsio::write_atomic(path, |tmp| {
+        draw(tmp).map_err(|e| Error::data(tmp, format!("plot: {e}")))
+    })
+}
+
+/// One run's curve for [`plot_against_samples`].
+#[derive(Debug, Clone)]
+pub struct SampleCurve {
+    /// The method, as the legend names it.
+    pub label: String,
+    /// (rig samples spent learning, test accuracy) after each epoch.
+    pub points: Vec<(u64, f64)>,
+}
+
+/// Test accuracy against the rig samples each method spent to get there
+/// (log scale), one line per method; a method that spent none (the digital
+/// baseline) is drawn as a dashed level across the plot.
+pub fn plot_against_samples(path: &Path, title: &str, curves: &[SampleCurve]) -> Result<()> {
+    use plotters::prelude::*;
+    let labelled = register_font();
+    let spent = curves
+        .iter()
+        .flat_map(|c| c.points.iter().map(|p| p.0))
+        .filter(|&s| s > 0);
+    let lo = spent.clone().min().unwrap_or(1).max(1) as f64 / 2.0;
+    let hi = (spent.max().unwrap_or(10) as f64 * 2.0).max(lo * 10.0);
+    let palette = [
+        RGBColor(200, 30, 30),
+        RGBColor(30, 90, 200),
+        RGBColor(20, 150, 60),
+        RGBColor(200, 120, 0),
+        RGBColor(110, 110, 110),
+        RGBColor(140, 40, 160),
+    ];
+    let draw = |tmp: &Path| -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(tmp, (960, 600)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut builder = ChartBuilder::on(&root);
+        builder.margin(20);
+        if labelled {
+            builder
+                .caption(title, ("sans-serif", 22))
+                .x_label_area_size(45)
+                .y_label_area_size(50);
+        }
+        let mut chart = builder.build_cartesian_2d((lo..hi).log_scale(), 0f64..100f64)?;
+        let mut mesh = chart.configure_mesh();
+        if labelled {
+            mesh.x_desc("rig samples spent learning (twin recording included)")
+                .y_desc("test accuracy on the device (%)");
+        }
+        mesh.draw()?;
+        for (k, c) in curves.iter().enumerate() {
+            let color = palette[k % palette.len()];
+            let flat = c.points.iter().all(|p| p.0 == 0);
+            let pts: Vec<(f64, f64)> = if flat {
+                let acc = c.points.last().map_or(0.0, |p| 100.0 * p.1);
+                vec![(lo, acc), (hi, acc)]
+            } else {
+                c.points
+                    .iter()
+                    .filter(|p| p.0 > 0)
+                    .map(|p| (p.0 as f64, 100.0 * p.1))
+                    .collect()
+            };
+            let style = color.stroke_width(2);
+            let s = if flat {
+                chart.draw_series(DashedLineSeries::new(pts, 8, 6, style))?
+            } else {
+                chart.draw_series(LineSeries::new(pts, style))?
+            };
+            if labelled {
+                s.label(c.label.clone())
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
             }
         }

@@ -13,11 +13,11 @@ use hilt_core::DeviceSpec;
 use crate::array::tensor2;
 use crate::data::{Dataset, Task};
 use crate::error::{Error, Result};
-use crate::net::{Checkpoint, Network, NetworkSpec, Physics};
+use crate::net::{Checkpoint, Network, NetworkSpec, Overlay, Physics};
 use crate::presets::Architecture;
 use crate::report::{self, Metrics, TwinSummary};
 use crate::rig::Rig;
-use crate::train::{self, TrainOptions, Trained};
+use crate::train::{self, EpochRow, InitBudget, Method, TrainOptions, Trained};
 use crate::twin::{self, CollectOptions, FitOptions, Twin};
 
 /// Everything a session needs.
@@ -51,8 +51,9 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
-    /// The network's structure, before the devices resolve its widths.
-    pub fn network(&self) -> NetworkSpec {
+    /// The physical network of the architecture asked for (what PAT,
+    /// in-silico and SPSA train), before the devices resolve its widths.
+    pub fn physical_network(&self) -> NetworkSpec {
         let d = &self.dataset;
         match self.architecture {
             Architecture::Physical => NetworkSpec::all_physical(
@@ -66,6 +67,37 @@ impl SessionConfig {
                 NetworkSpec::hybrid(d.n_features(), d.n_classes(), &self.device, self.layers)
             }
         }
+    }
+
+    /// The network the method trains: PhyLL's blocks on `device` (the
+    /// label slots before the vowel features, in place of the images'
+    /// blank first pixels), the digital baseline with as many trainable
+    /// values as the physical network on `devices`, else the physical
+    /// network itself.
+    pub fn network(&self, devices: &HashMap<String, DeviceSpec>) -> Result<NetworkSpec> {
+        let d = &self.dataset;
+        Ok(match self.train.method {
+            Method::Phyll => {
+                let vowels = self.task == Task::Vowels;
+                let overlay = Overlay {
+                    prepend: vowels,
+                    squash: vowels,
+                };
+                NetworkSpec::phyll(
+                    d.n_features(),
+                    d.n_classes(),
+                    &self.device,
+                    self.layers,
+                    overlay,
+                )
+            }
+            Method::Digital => {
+                let reference = Network::init(self.physical_network(), devices.clone(), 0)?;
+                let (p, q) = reference.n_trainable();
+                NetworkSpec::digital(d.n_features(), d.n_classes(), p + q)
+            }
+            Method::Pat | Method::Insilico | Method::Spsa => self.physical_network(),
+        })
     }
 
     fn checkpoint(
@@ -153,13 +185,16 @@ pub async fn twins_for(
             }
         };
         check_twin(&t, spec, &file)?;
+        // Counts from a file someone chose: saturate rather than wrap.
+        let rows = t.meta.train_rows.saturating_add(t.meta.heldout_rows);
         summary.insert(
             id.clone(),
             TwinSummary {
                 file: file.display().to_string(),
                 heldout_rel_error: t.meta.heldout_rel_error,
                 noise_floor_rel: t.meta.noise_floor_rel,
-                samples: t.meta.train_rows + t.meta.heldout_rows,
+                samples: rows,
+                rig_samples: (rows as u64).saturating_mul(t.meta.repeats as u64),
             },
         );
         twins.insert(id.clone(), Arc::new(t));
@@ -185,47 +220,84 @@ struct Prepared {
     twins: HashMap<String, Arc<Twin>>,
     twin_summary: BTreeMap<String, TwinSummary>,
     rigs: HashMap<String, Rig>,
+    /// Rig samples the twins' recording cost.
+    twin_samples: u64,
+    /// Rig samples the initialisation cost.
+    init_samples: u64,
 }
 
 /// What the trained network scores, measured after training.
 struct Evaluation {
     test_accuracy: f64,
     train_accuracy: f64,
-    twin_test_accuracy: f64,
+    twin_test_accuracy: Option<f64>,
     /// Training plus evaluation.
     wall: Duration,
     busy: Duration,
+    /// Rig samples the final scoring cost.
+    samples: u64,
 }
 
-/// Devices described, twins loaded or fitted, the network initialised
-/// through them, and the devices leased.
+fn rig_samples(rigs: &HashMap<String, Rig>) -> u64 {
+    rigs.values().map(Rig::samples).sum()
+}
+
+/// Devices described, twins loaded or fitted (methods that use them),
+/// the network initialised, and the devices leased.
 async fn prepare(client: &Client, cfg: &SessionConfig) -> Result<Prepared> {
     let t0 = Instant::now();
     crate::fsio::create_dir(&cfg.out)?;
-    let spec = cfg.network();
-    let devices = describe_all(client, &spec.devices()).await?;
+    let method = cfg.train.method;
+    // The physical network's devices: PhyLL's and the baseline's network
+    // are drawn from them.
+    let reference = match method {
+        Method::Phyll => vec![cfg.device.clone()],
+        _ => cfg.physical_network().devices(),
+    };
+    let described = describe_all(client, &reference).await?;
+    let spec = cfg.network(&described)?;
+    let devices: HashMap<String, DeviceSpec> = spec
+        .devices()
+        .into_iter()
+        .filter_map(|id| described.get(&id).map(|d| (id, d.clone())))
+        .collect();
     let net = Network::init(spec, devices.clone(), cfg.train.seed)?;
-    let (twins, twin_summary) = twins_for(
-        client,
-        &devices,
-        &cfg.twin_files,
-        &cfg.out.join("twins"),
-        &cfg.collect,
-        &cfg.fit,
-    )
-    .await?;
-    train::initialise(
-        &net,
-        &tensor2(&cfg.dataset.train.x)?,
-        &twins,
-        cfg.train.seed,
-        cfg.train.theta_init,
-    )
-    .await?;
+    let (twins, twin_summary) = if method.needs_twin() {
+        twins_for(
+            client,
+            &devices,
+            &cfg.twin_files,
+            &cfg.out.join("twins"),
+            &cfg.collect,
+            &cfg.fit,
+        )
+        .await?
+    } else {
+        (HashMap::new(), BTreeMap::new())
+    };
+    let twin_samples = twin_summary.values().map(|t| t.rig_samples).sum();
     let mut rigs = HashMap::new();
     for id in devices.keys() {
         rigs.insert(id.clone(), Rig::open(client, id).await?);
     }
+    let x = tensor2(&cfg.dataset.train.x)?;
+    let xy = (&x, cfg.dataset.train.y.as_slice());
+    let (seed, theta_init) = (cfg.train.seed, cfg.train.theta_init);
+    let before = rig_samples(&rigs);
+    match method {
+        Method::Pat | Method::Insilico => {
+            let physics = Physics::Twins(&twins);
+            train::initialise(&net, xy, physics, InitBudget::TWINS, seed, theta_init).await?;
+        }
+        Method::Spsa => {
+            let physics = Physics::Rigs(&mut rigs, cfg.train.repeats);
+            train::initialise(&net, xy, physics, InitBudget::RIGS, seed, theta_init).await?;
+        }
+        // Nothing to place: PhyLL's blocks normalise themselves, the
+        // baseline has no rescale.
+        Method::Phyll | Method::Digital => {}
+    }
+    let init_samples = rig_samples(&rigs) - before;
     Ok(Prepared {
         t0,
         net,
@@ -233,6 +305,8 @@ async fn prepare(client: &Client, cfg: &SessionConfig) -> Result<Prepared> {
         twins,
         twin_summary,
         rigs,
+        twin_samples,
+        init_samples,
     })
 }
 
@@ -247,20 +321,19 @@ async fn train_network(p: &mut Prepared, cfg: &SessionConfig) -> Result<Trained>
     let ckpt_path = checkpoint_path(cfg);
     let meta0 = cfg.checkpoint(&p.net, &p.devices, 0);
     let ds = &cfg.dataset;
-    train::train(
-        &p.net,
-        &ds.train,
-        &ds.test,
-        &p.twins,
-        &mut p.rigs,
-        &cfg.train,
-        |rows, n| {
-            let mut m = meta0.clone();
-            m.epoch = rows.len();
-            n.save(&ckpt_path, &m)?;
-            report::write_epochs(&cfg.out, rows)
-        },
-    )
+    let setting = train::Setting {
+        train: &ds.train,
+        test: &ds.test,
+        twins: &p.twins,
+        rigs: &mut p.rigs,
+        spent_before: p.twin_samples + p.init_samples,
+    };
+    train::train(&p.net, setting, &cfg.train, |rows, n| {
+        let mut m = meta0.clone();
+        m.epoch = rows.len();
+        n.save(&ckpt_path, &m)?;
+        report::write_epochs(&cfg.out, rows)
+    })
     .await
 }
 
@@ -270,11 +343,16 @@ async fn evaluate(p: &mut Prepared, cfg: &SessionConfig, trained: &Trained) -> R
     let (ds, repeats) = (&cfg.dataset, cfg.train.repeats);
     let t_eval = Instant::now();
     let busy_eval0: Duration = p.rigs.values().map(Rig::busy).sum();
+    let samples0 = rig_samples(&p.rigs);
     let test_accuracy =
         train::accuracy(&p.net, &ds.test, Physics::Rigs(&mut p.rigs, repeats)).await?;
     let train_accuracy =
         train::accuracy(&p.net, &ds.train, Physics::Rigs(&mut p.rigs, repeats)).await?;
-    let twin_test_accuracy = train::accuracy(&p.net, &ds.test, Physics::Twins(&p.twins)).await?;
+    let twin_test_accuracy = if cfg.train.method.needs_twin() {
+        Some(train::accuracy(&p.net, &ds.test, Physics::Twins(&p.twins)).await?)
+    } else {
+        None
+    };
     let busy_eval = p.rigs.values().map(Rig::busy).sum::<Duration>() - busy_eval0;
     Ok(Evaluation {
         test_accuracy,
@@ -282,6 +360,7 @@ async fn evaluate(p: &mut Prepared, cfg: &SessionConfig, trained: &Trained) -> R
         twin_test_accuracy,
         wall: trained.wall + t_eval.elapsed(),
         busy: trained.busy + busy_eval,
+        samples: rig_samples(&p.rigs) - samples0,
     })
 }
 
@@ -301,7 +380,11 @@ fn report(
     let metrics = Metrics {
         method: cfg.train.method.as_str().into(),
         task: cfg.task.as_str().into(),
-        device: net.device_ids().join("+"),
+        device: if net.n_physical() == 0 {
+            "none (digital)".into()
+        } else {
+            net.device_ids().join("+")
+        },
         seed: cfg.train.seed,
         test_accuracy: ev.test_accuracy,
         train_accuracy: ev.train_accuracy,
@@ -310,7 +393,9 @@ fn report(
         wall_seconds: p.t0.elapsed().as_secs_f64(),
         train_wall_seconds: ev.wall.as_secs_f64(),
         device_busy_fraction: ev.busy.as_secs_f64() / ev.wall.as_secs_f64().max(1e-9),
-        device_samples: trained.samples,
+        device_samples_train: p.init_samples + trained.samples_train,
+        device_samples_eval: trained.samples_eval + ev.samples,
+        twin_samples: p.twin_samples,
         twin_heldout_rel_error: p
             .twin_summary
             .values()
@@ -335,8 +420,17 @@ fn report(
     Ok(metrics)
 }
 
+/// A finished run: what `metrics.json` and `epochs.csv` hold.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The run's metrics.
+    pub metrics: Metrics,
+    /// One row per epoch.
+    pub epochs: Vec<EpochRow>,
+}
+
 /// Prepare, train, evaluate on the devices, and write the run directory.
-pub async fn run(client: &Client, cfg: &SessionConfig) -> Result<Metrics> {
+pub async fn run(client: &Client, cfg: &SessionConfig) -> Result<Run> {
     let mut p = prepare(client, cfg).await?;
     let trained = train_network(&mut p, cfg).await?;
     let ev = evaluate(&mut p, cfg, &trained).await?;
@@ -344,5 +438,8 @@ pub async fn run(client: &Client, cfg: &SessionConfig) -> Result<Metrics> {
     for rig in p.rigs.into_values() {
         rig.release().await?;
     }
-    Ok(metrics)
+    Ok(Run {
+        metrics,
+        epochs: trained.epochs,
+    })
 }

@@ -1,10 +1,22 @@
 use super::*;
 
 #[test]
-fn embedded_default_serves_the_three_rigs() {
+fn embedded_default_serves_the_training_setups_of_the_three_rigs() {
     let c = Config::embedded_default().unwrap();
     let ids: Vec<&str> = c.devices.iter().map(|d| d.id.as_str()).collect();
-    assert_eq!(ids, ["shg0", "plate0", "circuit0", "loopback0"]);
+    assert_eq!(
+        ids,
+        [
+            "shg-hidden",
+            "shg-readout",
+            "shg-phyll",
+            "plate-hidden",
+            "plate-readout",
+            "circuit-hidden",
+            "circuit-readout",
+            "loopback0"
+        ]
+    );
     assert_eq!(c.server.listen, SocketAddr::from(([127, 0, 0, 1], 50051)));
 }
 

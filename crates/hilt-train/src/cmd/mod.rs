@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod collect;
+pub mod compare;
 pub mod demo;
 pub mod describe;
 pub mod devices;

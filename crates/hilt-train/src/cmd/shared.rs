@@ -133,7 +133,8 @@ impl FitArgs {
 /// Which data set, and how much of it.
 #[derive(Debug, clap::Args, Clone)]
 pub struct DataArgs {
-    /// Directory of the data set [default: per task].
+    /// Directory of the data set [default: per task; the vowels are built
+    /// into hilt].
     #[arg(long, env = "HILT_DATA")]
     pub data: Option<PathBuf>,
     /// Use at most this many training examples (seeded subsample).
@@ -149,13 +150,8 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
-    /// The directory the data set of `task` is read from.
-    pub fn dir(&self, task: Task) -> PathBuf {
-        self.data.clone().unwrap_or_else(|| task.default_dir())
-    }
-
     pub fn load(&self, task: Task) -> Result<data::Dataset> {
-        let mut d = data::load(task, &self.dir(task))?;
+        let mut d = data::load_from(task, self.data.as_deref())?;
         if let Some(side) = self.image_side {
             d.pool_images(side)?;
         }

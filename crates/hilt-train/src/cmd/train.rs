@@ -4,9 +4,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use hilt_train::data::Task;
+use hilt_train::pick;
 use hilt_train::presets::{self, Architecture};
 use hilt_train::session::{self, SessionConfig};
-use hilt_train::train::{Method, TrainOptions};
+use hilt_train::train::{LocalOptions, Method, SpsaOptions, TrainOptions};
 use hilt_train::twin::CollectOptions;
 use hilt_train::{Error, Result};
 
@@ -14,12 +15,18 @@ use super::shared::{DataArgs, FitArgs, Global};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Device of the (last) physical layer.
+    /// Device of the (last) physical layer [default: the first the
+    /// daemon serves that fits the network].
     #[arg(long)]
-    device: String,
-    /// Device of the other physical layers [default: --device].
-    #[arg(long)]
+    device: Option<String>,
+    /// Device of the other physical layers [default: --device, or with
+    /// --device unset, chosen with it].
+    #[arg(long, requires = "device")]
     hidden_device: Option<String>,
+    /// Choose only among devices of this rig (shg, plate, circuit) when
+    /// --device is not given.
+    #[arg(long, conflicts_with = "device")]
+    rig: Option<String>,
     #[arg(long, value_enum)]
     task: Task,
     #[arg(long, value_enum)]
@@ -27,14 +34,16 @@ pub struct Args {
     /// Network shape [default: physical for vowels, hybrid for images].
     #[arg(long, value_enum)]
     arch: Option<Architecture>,
-    /// Number of physical layers [default: 4 for vowels, 3 for physical
-    /// image networks, 1 for hybrid ones].
+    /// Number of physical layers (PhyLL: blocks) [default: 4 for vowels,
+    /// 3 for physical image networks, 1 for hybrid ones; PhyLL 2, SPSA on
+    /// the vowels 2].
     #[arg(long)]
     layers: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// [default: 300 for vowels, 20 for physical image networks, 3 for
-    /// hybrid ones]
+    /// hybrid ones; PhyLL 200 for vowels, 20 for images; SPSA on the
+    /// vowels 1000]
     #[arg(long)]
     epochs: Option<usize>,
     #[arg(long)]
@@ -48,7 +57,7 @@ pub struct Args {
     #[arg(long)]
     lr_digital: Option<f64>,
     /// Measurements averaged per sample on the device [default: 2 for
-    /// vowels, 1 for images].
+    /// vowels, 1 for images; 1 for PhyLL and SPSA].
     #[arg(long)]
     repeats: Option<u32>,
     /// Use a fitted twin for a device: DEVICE=FILE (repeatable); devices
@@ -59,12 +68,68 @@ pub struct Args {
     #[arg(long, default_value_t = 10_000)]
     twin_samples: usize,
     #[command(flatten)]
+    method_args: MethodArgs,
+    #[command(flatten)]
     fit: FitArgs,
     #[command(flatten)]
     data: DataArgs,
     /// Run directory (metrics.json, epochs.csv, curve.png, checkpoint).
     #[arg(long)]
     out: PathBuf,
+}
+
+/// The settings of the methods without a twin.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MethodArgs {
+    /// PhyLL: sharpness α of softplus(−α (G⁺ − G⁻)).
+    #[arg(long, default_value_t = LocalOptions::default().alpha)]
+    pub phyll_alpha: f64,
+    /// PhyLL: Adam steps on a block's digital layer per physical pass.
+    #[arg(long, default_value_t = LocalOptions::default().inner_steps)]
+    pub phyll_inner_steps: usize,
+    /// SPSA: perturbation size at the first epoch, in parameter units.
+    #[arg(long, default_value_t = SpsaOptions::default().step)]
+    pub spsa_step: f64,
+    /// SPSA: the step's decay per epoch.
+    #[arg(long, default_value_t = SpsaOptions::default().decay)]
+    pub spsa_decay: f64,
+    /// SPSA: antithetic pairs per update.
+    #[arg(long, default_value_t = SpsaOptions::default().pairs)]
+    pub spsa_pairs: usize,
+}
+
+impl MethodArgs {
+    /// Into `opt`, checked.
+    pub fn apply(&self, opt: &mut TrainOptions) -> Result<()> {
+        if !(self.phyll_alpha > 0.0 && self.phyll_alpha.is_finite()) {
+            return Err(Error::invalid(format!(
+                "--phyll-alpha {}: must be positive",
+                self.phyll_alpha
+            )));
+        }
+        if !(self.spsa_decay > 0.0 && self.spsa_decay <= 1.0) {
+            return Err(Error::invalid(format!(
+                "--spsa-decay {}: must be in (0, 1]",
+                self.spsa_decay
+            )));
+        }
+        if !(self.spsa_step > 0.0 && self.spsa_step.is_finite()) || self.spsa_pairs == 0 {
+            return Err(Error::invalid(format!(
+                "--spsa-step {} and --spsa-pairs {}: must be positive",
+                self.spsa_step, self.spsa_pairs
+            )));
+        }
+        opt.local = LocalOptions {
+            alpha: self.phyll_alpha,
+            inner_steps: self.phyll_inner_steps.max(1),
+        };
+        opt.spsa = SpsaOptions {
+            step: self.spsa_step,
+            decay: self.spsa_decay,
+            pairs: self.spsa_pairs,
+        };
+        Ok(())
+    }
 }
 
 fn parse_twin(s: &str) -> std::result::Result<(String, PathBuf), String> {
@@ -79,8 +144,8 @@ impl Args {
     /// overrides the task's default, and the result is checked here, so a
     /// bad value is refused before any data is read or device leased.
     pub fn plan(&self, quiet: bool) -> Result<(Architecture, usize, TrainOptions)> {
-        let (arch, layers, d) = presets::task_defaults(self.task, self.arch);
-        let opt = TrainOptions {
+        let (arch, layers, d) = presets::method_defaults(self.task, self.arch, self.method);
+        let mut opt = TrainOptions {
             method: self.method,
             seed: self.seed,
             quiet,
@@ -98,6 +163,7 @@ impl Args {
                 opt.theta_init
             )));
         }
+        self.method_args.apply(&mut opt)?;
         Ok((arch, self.layers.unwrap_or(layers), opt))
     }
 }
@@ -111,11 +177,11 @@ pub async fn run(g: &Global, a: Args) -> Result<()> {
     if !quiet {
         eprintln!("data: {}", dataset.split);
     }
-    let cfg = SessionConfig {
+    let mut cfg = SessionConfig {
         task: a.task,
         dataset,
         architecture,
-        device: a.device,
+        device: a.device.unwrap_or_default(),
         hidden_device: a.hidden_device,
         layers,
         train,
@@ -130,10 +196,21 @@ pub async fn run(g: &Global, a: Args) -> Result<()> {
         out: a.out.clone(),
         server: g.server().to_string(),
     };
-    let m = session::run(&client, &cfg).await?;
+    pick::pick(&mut cfg, &client.list_devices().await?, a.rig.as_deref())?;
+    if !quiet {
+        eprintln!(
+            "devices: {}{}",
+            cfg.device,
+            cfg.hidden_device
+                .as_ref()
+                .map(|h| format!(" (hidden layers: {h})"))
+                .unwrap_or_default()
+        );
+    }
+    let run = session::run(&client, &cfg).await?;
     println!(
         "{}",
-        hilt_train::demo::summary_table(std::slice::from_ref(&m))
+        hilt_train::demo::summary_table(std::slice::from_ref(&run.metrics))
     );
     println!("run directory: {}", a.out.display());
     Ok(())
@@ -152,9 +229,7 @@ mod tests {
     fn plan(
         extra: &[&str],
     ) -> hilt_train::Result<(super::Architecture, usize, super::TrainOptions)> {
-        let mut args = vec![
-            "t", "--device", "d", "--task", "vowels", "--method", "pat", "--out", "o",
-        ];
+        let mut args = vec!["t", "--task", "vowels", "--method", "pat", "--out", "o"];
         args.extend_from_slice(extra);
         Cli::try_parse_from(args)
             .map_err(|e| hilt_train::Error::invalid(e.to_string()))?

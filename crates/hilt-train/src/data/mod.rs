@@ -12,6 +12,16 @@ pub use set::{Dataset, SPLIT_SEED, Split, Task};
 
 use crate::error::{Error, Result};
 
+/// Load `task` from `dir`, or where it lives by default (`None`; see
+/// [`Task::default_dir`]).
+pub fn load_from(task: Task, dir: Option<&Path>) -> Result<Dataset> {
+    match (dir, task.default_dir()) {
+        (Some(d), _) => load(task, d),
+        (None, Some(d)) => load(task, &d),
+        (None, None) => vowels::load_embedded(),
+    }
+}
+
 /// Load `task` from `dir`.
 pub fn load(task: Task, dir: &Path) -> Result<Dataset> {
     if !dir.is_dir() {

@@ -17,22 +17,36 @@ pub const FEATURES: [&str; 12] = [
 ];
 const TEST_SHARE: f64 = 0.2;
 
+/// The data set as it ships with hilt (`data/` of this crate): the same
+/// 258 rows as `../shared/data`.
+const EMBEDDED: &str = include_str!("../../data/hillenbrand_vowels_female.csv");
+
 pub(super) fn load(dir: &Path) -> Result<Dataset> {
     let path = dir.join(FILE);
-    let mut rdr = csv::Reader::from_path(&path).map_err(|e| {
+    let file = std::fs::File::open(&path).map_err(|e| {
         Error::data(
             &path,
             format!("cannot open ({e}); expected the Hillenbrand vowel CSV"),
         )
     })?;
+    parse(csv::Reader::from_reader(file), &path)
+}
+
+/// The copy built into `hilt`.
+pub(super) fn load_embedded() -> Result<Dataset> {
+    let path = Path::new("<built-in hillenbrand_vowels_female.csv>");
+    parse(csv::Reader::from_reader(EMBEDDED.as_bytes()), path)
+}
+
+fn parse<R: std::io::Read>(mut rdr: csv::Reader<R>, path: &Path) -> Result<Dataset> {
     let header = rdr
         .headers()
-        .map_err(|e| Error::data(&path, format!("no header row: {e}")))?
+        .map_err(|e| Error::data(path, format!("no header row: {e}")))?
         .clone();
     let col = |name: &str| {
         header.iter().position(|h| h == name).ok_or_else(|| {
             Error::data(
-                &path,
+                path,
                 format!("missing column '{name}' (expected vowel + {FEATURES:?})"),
             )
         })
@@ -46,22 +60,22 @@ pub(super) fn load(dir: &Path) -> Result<Dataset> {
     let (mut feats, mut labels) = (Vec::new(), Vec::new());
     for (i, rec) in rdr.records().enumerate() {
         let line = i + 2;
-        let rec = rec.map_err(|e| Error::data(&path, format!("line {line}: {e}")))?;
+        let rec = rec.map_err(|e| Error::data(path, format!("line {line}: {e}")))?;
         let vowel = rec.get(vowel_col).unwrap_or_default();
         let class = CLASSES.iter().position(|c| *c == vowel).ok_or_else(|| {
             Error::data(
-                &path,
+                path,
                 format!("line {line}: unknown vowel '{vowel}' (expected one of {CLASSES:?})"),
             )
         })?;
         for (&c, name) in feature_cols.iter().zip(FEATURES) {
             let v: f32 =
                 rec.get(c).unwrap_or_default().trim().parse().map_err(|_| {
-                    Error::data(&path, format!("line {line}: {name} is not a number"))
+                    Error::data(path, format!("line {line}: {name} is not a number"))
                 })?;
             if !(v.is_finite() && v > 0.0) {
                 return Err(Error::data(
-                    &path,
+                    path,
                     format!("line {line}: {name} = {v} is not a positive frequency"),
                 ));
             }
@@ -70,16 +84,16 @@ pub(super) fn load(dir: &Path) -> Result<Dataset> {
         labels.push(class as u32);
     }
     if labels.is_empty() {
-        return Err(Error::data(&path, "no data rows"));
+        return Err(Error::data(path, "no data rows"));
     }
     for (c, name) in CLASSES.iter().enumerate() {
         if !labels.contains(&(c as u32)) {
-            return Err(Error::data(&path, format!("no examples of vowel '{name}'")));
+            return Err(Error::data(path, format!("no examples of vowel '{name}'")));
         }
     }
     let n = labels.len();
     let x = Array2::from_shape_vec((n, FEATURES.len()), feats)
-        .map_err(|e| Error::data(&path, e.to_string()))?;
+        .map_err(|e| Error::data(path, e.to_string()))?;
     let (train_rows, test_rows) = stratified_split(&labels, CLASSES.len(), TEST_SHARE);
     let all = Split { x, y: labels };
     let mut train = all.select(&train_rows);
@@ -117,6 +131,15 @@ mod tests {
     fn write(dir: &Path, body: &str) {
         let mut f = std::fs::File::create(dir.join(FILE)).unwrap();
         f.write_all(body.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn the_built_in_copy_is_the_shared_file() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+        let shared = std::fs::read_to_string(dir.join(FILE)).unwrap();
+        assert_eq!(shared, EMBEDDED);
+        let d = load_embedded().unwrap();
+        assert_eq!(d.train.len() + d.test.len(), 258);
     }
 
     #[test]

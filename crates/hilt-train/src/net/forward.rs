@@ -62,7 +62,7 @@ fn twin_of<'t>(twins: &'t HashMap<String, Arc<Twin>>, device: &str) -> Result<&'
 impl Network {
     /// A digital layer; `graph` keeps the trainable parameters in the
     /// autograd graph.
-    fn digital(layer: &Layer, h: &Tensor, graph: bool) -> Result<Tensor> {
+    pub(crate) fn digital(layer: &Layer, h: &Tensor, graph: bool) -> Result<Tensor> {
         let t = |v: &Var| {
             if graph {
                 v.as_tensor().clone()
@@ -83,31 +83,30 @@ impl Network {
                 .broadcast_add(&t(b))?,
             Layer::Linear { w, b } => h.matmul(&t(w).t()?)?.broadcast_add(&t(b))?,
             Layer::Sigmoid => candle_nn::ops::sigmoid(h)?,
+            Layer::Normalize => {
+                let a = h.abs()?;
+                a.broadcast_div(&(a.max_keepdim(1)? + 1e-12)?)?
+            }
             Layer::Tile { copies } if *copies > 1 => h.repeat((1, *copies))?,
-            Layer::Tile { .. } | Layer::Physical { .. } => h.clone(),
+            Layer::Tile { .. } | Layer::Physical { .. } | Layer::Goodness { .. } => h.clone(),
         })
     }
 
-    /// Layer `i` alone, values only: a digital layer without a graph, a
-    /// physical one executed by `physics` (its record returned with it).
-    pub async fn forward_layer(
+    /// Physical layer `i` executed by `physics` on inputs `x` with
+    /// parameters `theta` (one row shared, or one per row), both clamped
+    /// into the device's published ranges first.
+    pub async fn measure(
         &self,
         i: usize,
-        h: &Tensor,
+        x: &Tensor,
+        theta: &Tensor,
         physics: &mut Physics<'_>,
-    ) -> Result<(Tensor, Option<Measured>)> {
-        let layer = self
-            .layers
-            .get(i)
-            .ok_or_else(|| Error::invalid(format!("the network has no layer {i}")))?;
-        let Layer::Physical { theta, .. } = layer else {
-            return Ok((Self::digital(layer, h, false)?, None));
-        };
+    ) -> Result<Measured> {
         let d = self.device_of(i)?;
         let (xr, pr) = (d.input_range, d.param_range);
-        let xs = h.clamp(xr.min, xr.max)?;
-        let ts = theta.as_tensor().detach().clamp(pr.min, pr.max)?;
-        let rec = match physics {
+        let xs = x.clamp(xr.min, xr.max)?;
+        let ts = theta.clamp(pr.min, pr.max)?;
+        Ok(match physics {
             Physics::Rigs(rigs, repeats) => {
                 let rig = rigs
                     .get_mut(&d.id)
@@ -126,8 +125,33 @@ impl Network {
                 applied_x: xs,
                 applied_theta: ts,
             },
+        })
+    }
+
+    /// Layer `i` alone, values only: a digital layer without a graph, a
+    /// physical one executed by `physics` (its record returned with it).
+    pub async fn forward_layer(
+        &self,
+        i: usize,
+        h: &Tensor,
+        physics: &mut Physics<'_>,
+    ) -> Result<(Tensor, Option<Measured>)> {
+        let layer = self
+            .layers
+            .get(i)
+            .ok_or_else(|| Error::invalid(format!("the network has no layer {i}")))?;
+        let Layer::Physical { theta, skip, .. } = layer else {
+            return Ok((Self::digital(layer, h, false)?, None));
         };
-        Ok((rec.y.clone(), Some(rec)))
+        let rec = self
+            .measure(i, h, &theta.as_tensor().detach(), physics)
+            .await?;
+        let out = if *skip {
+            Tensor::cat(&[&rec.y, h], 1)?
+        } else {
+            rec.y.clone()
+        };
+        Ok((out, Some(rec)))
     }
 
     /// Values only, every layer in turn (see [`Network::forward_layer`]).
@@ -162,16 +186,17 @@ impl Network {
         let mut penalty = Tensor::zeros((), candle_core::DType::F32, x.device())?;
         let mut k = 0;
         for (i, layer) in self.layers.iter().enumerate() {
-            let Layer::Physical { theta, .. } = layer else {
+            let Layer::Physical { theta, skip, .. } = layer else {
                 h = Self::digital(layer, &h, true)?;
                 continue;
             };
+            let input = h.clone();
             let d = self.device_of(i)?;
             let twin = twin_of(twins, &d.id)?;
             let th = theta.as_tensor();
             penalty = ((penalty + range_penalty(&h, d.input_range)?)?
                 + range_penalty(th, d.param_range)?)?;
-            h = match measured {
+            let y = match measured {
                 Some(m) => {
                     let m = m
                         .get(k)
@@ -187,6 +212,11 @@ impl Network {
                     let (xr, pr) = (d.input_range, d.param_range);
                     twin.forward(&h.clamp(xr.min, xr.max)?, &th.clamp(pr.min, pr.max)?)?
                 }
+            };
+            h = if *skip {
+                Tensor::cat(&[&y, &input], 1)?
+            } else {
+                y
             };
             k += 1;
         }

@@ -21,6 +21,8 @@ pub enum Layer {
         device: String,
         /// The device's parameters, trained.
         theta: Var,
+        /// Output `[P(h); h]` (see [`LayerSpec::Physical`]).
+        skip: bool,
     },
     /// `a ⊙ (x − mean) ⊙ inv_std + b`. `mean` and `inv_std` are fixed
     /// at initialisation from the data reaching the layer, so `a` and `b`
@@ -45,6 +47,14 @@ pub enum Layer {
     },
     /// Logistic squashing into (0, 1).
     Sigmoid,
+    /// The values unchanged; PhyLL's goodness is read off here.
+    Goodness {
+        /// The fixed random unit vector `[1, dim]` the goodness compares
+        /// the values' magnitudes with.
+        p: Var,
+    },
+    /// `|h| / max|h|` per row.
+    Normalize,
     /// The values repeated `copies` times end to end.
     Tile {
         /// Number of copies (resolved, at least 1).
@@ -71,7 +81,7 @@ impl Layer {
         rng: &mut ChaCha8Rng,
     ) -> Result<Self> {
         Ok(match spec {
-            LayerSpec::Physical { device } => {
+            LayerSpec::Physical { device, skip } => {
                 // `resolve` has checked every physical layer's device.
                 let d = devices
                     .get(device)
@@ -83,6 +93,7 @@ impl Layer {
                 Layer::Physical {
                     device: device.clone(),
                     theta: var(th, (1, d.n_par))?,
+                    skip: *skip,
                 }
             }
             LayerSpec::Rescale { dim } => Layer::Rescale {
@@ -102,6 +113,18 @@ impl Layer {
                 }
             }
             LayerSpec::Sigmoid => Layer::Sigmoid,
+            LayerSpec::Goodness { dim } => {
+                // N(0, 1) per value, then unit length.
+                let mut p: Vec<f32> = (0..*dim)
+                    .map(|_| rng.sample(rand_distr::StandardNormal))
+                    .collect();
+                let norm = p.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                p.iter_mut().for_each(|v| *v /= norm);
+                Layer::Goodness {
+                    p: var(p, (1, *dim))?,
+                }
+            }
+            LayerSpec::Normalize => Layer::Normalize,
             LayerSpec::Tile { copies } => Layer::Tile { copies: *copies },
         })
     }
@@ -109,8 +132,9 @@ impl Layer {
     /// The layer's structure without its values, as checkpoints record it.
     pub fn spec(&self) -> LayerSpec {
         match self {
-            Layer::Physical { device, .. } => LayerSpec::Physical {
+            Layer::Physical { device, skip, .. } => LayerSpec::Physical {
                 device: device.clone(),
+                skip: *skip,
             },
             Layer::Rescale { a, .. } => LayerSpec::Rescale {
                 dim: a.as_tensor().dims().last().copied().unwrap_or(0),
@@ -120,6 +144,10 @@ impl Layer {
                 LayerSpec::Linear { n_in, n_out }
             }
             Layer::Sigmoid => LayerSpec::Sigmoid,
+            Layer::Goodness { p } => LayerSpec::Goodness {
+                dim: p.as_tensor().dims().last().copied().unwrap_or(0),
+            },
+            Layer::Normalize => LayerSpec::Normalize,
             Layer::Tile { copies } => LayerSpec::Tile { copies: *copies },
         }
     }
@@ -152,7 +180,8 @@ impl Layer {
                 (format!("layer{i}.weight"), w.clone()),
                 (format!("layer{i}.bias"), b.clone()),
             ],
-            Layer::Sigmoid | Layer::Tile { .. } => vec![],
+            Layer::Goodness { p } => vec![(format!("layer{i}.p"), p.clone())],
+            Layer::Sigmoid | Layer::Normalize | Layer::Tile { .. } => vec![],
         }
     }
 }

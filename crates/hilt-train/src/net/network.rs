@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::layer::Layer;
-use super::spec::NetworkSpec;
+use super::spec::{NetworkSpec, Readout};
 use crate::error::{Error, Result};
 
 /// A network of physical and digital layers.
@@ -23,6 +23,8 @@ pub struct Network {
     pub layers: Vec<Layer>,
     /// Published limits of each device the network uses.
     pub devices: HashMap<String, DeviceSpec>,
+    /// How the output becomes a class.
+    pub readout: Readout,
 }
 
 impl Network {
@@ -46,6 +48,7 @@ impl Network {
             n_classes: spec.n_classes,
             layers,
             devices,
+            readout: spec.readout,
         })
     }
 
@@ -55,6 +58,7 @@ impl Network {
             n_in: self.n_in,
             n_classes: self.n_classes,
             layers: self.layers.iter().map(Layer::spec).collect(),
+            readout: self.readout,
         }
     }
 

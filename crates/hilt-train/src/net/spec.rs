@@ -16,6 +16,10 @@ pub enum LayerSpec {
     Physical {
         /// The device's id on the daemon.
         device: String,
+        /// Output `[P(h); h]`: the measurement followed by the layer's own
+        /// input (PhyLL's skip path).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        skip: bool,
     },
     /// Element-wise `a ⊙ x + b` (the paper's "Manifold").
     Rescale {
@@ -32,6 +36,16 @@ pub enum LayerSpec {
     /// Logistic squashing into (0, 1): a digital layer's way into a device's
     /// input range without clipping.
     Sigmoid,
+    /// PhyLL's per-block goodness `cos_sim(|h|, p)` against a fixed random
+    /// unit vector `p`: the values pass unchanged, the goodness is read
+    /// off here.
+    Goodness {
+        /// Values scored (0: filled in).
+        dim: usize,
+    },
+    /// `|h| / max|h|` per row: only the direction passes on (PhyLL's
+    /// layer normalisation), inside [0, 1] for the next device.
+    Normalize,
     /// The values repeated `copies` times end to end (0: as many as the
     /// next physical layer takes). A class readout plays one copy of its
     /// input per class bin; with a rescale after the tile every copy has
@@ -45,6 +59,36 @@ pub enum LayerSpec {
     },
 }
 
+/// How a network's output becomes a class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Readout {
+    /// The largest of the `n_classes` outputs.
+    #[default]
+    Argmax,
+    /// Physical local learning: the input is shown once per label with
+    /// that label overlaid, and the label whose overlay the blocks score
+    /// best (the sum of every `Goodness` layer) is the class.
+    Goodness {
+        /// How a label is written into the input.
+        overlay: Overlay,
+    },
+}
+
+/// PhyLL's label overlay (Momeni et al. 2023): `n_classes` label slots,
+/// all zero but the label's, which holds the row's largest magnitude.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overlay {
+    /// The slots come before the features (the vowels: 7 + 12 inputs);
+    /// otherwise they replace the first features (images: their blank
+    /// top-left pixels).
+    pub prepend: bool,
+    /// The features go through a logistic first (z-scored vowels), so
+    /// every input lies in [0, 1] as the label slots do.
+    pub squash: bool,
+}
+
 /// A network's structure: widths left as 0 are filled in from the devices
 /// by [`NetworkSpec::resolve`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +100,9 @@ pub struct NetworkSpec {
     pub n_classes: usize,
     /// The layers in order.
     pub layers: Vec<LayerSpec>,
+    /// How the output becomes a class.
+    #[serde(default)]
+    pub readout: Readout,
 }
 
 impl NetworkSpec {
@@ -78,6 +125,7 @@ impl NetworkSpec {
             layers.push(LayerSpec::Rescale { dim: 0 });
             layers.push(LayerSpec::Physical {
                 device: if last { readout } else { hidden }.to_string(),
+                skip: false,
             });
         }
         layers.push(LayerSpec::Rescale { dim: n_classes });
@@ -85,6 +133,75 @@ impl NetworkSpec {
             n_in,
             n_classes,
             layers,
+            readout: Readout::Argmax,
+        }
+    }
+
+    /// Physical local learning's network (Momeni et al. 2023, the
+    /// acoustic form): `blocks` times a pass through `device` whose output
+    /// is concatenated with its input, a trained linear layer back to the
+    /// device's width and the block's goodness; between blocks only the
+    /// direction passes on. Every physical pass runs on the same device.
+    pub fn phyll(
+        n_in: usize,
+        n_classes: usize,
+        device: &str,
+        blocks: usize,
+        overlay: Overlay,
+    ) -> Self {
+        let mut layers = Vec::new();
+        for b in 0..blocks {
+            if b > 0 {
+                layers.push(LayerSpec::Normalize);
+            }
+            layers.push(LayerSpec::Physical {
+                device: device.to_string(),
+                skip: true,
+            });
+            layers.push(LayerSpec::Linear { n_in: 0, n_out: 0 });
+            layers.push(LayerSpec::Goodness { dim: 0 });
+        }
+        NetworkSpec {
+            n_in,
+            n_classes,
+            layers,
+            readout: Readout::Goodness { overlay },
+        }
+    }
+
+    /// A digital network as a baseline: `n_in → hidden → n_classes`
+    /// through a logistic, with `hidden` chosen so it has about
+    /// `trainable` parameters (at least one hidden unit).
+    pub fn digital(n_in: usize, n_classes: usize, trainable: usize) -> Self {
+        // (n_in + 1)·h + (h + 1)·n_classes = trainable
+        let per_unit = n_in + 1 + n_classes;
+        let hidden = (trainable.saturating_sub(n_classes) as f64 / per_unit as f64)
+            .round()
+            .max(1.0) as usize;
+        NetworkSpec {
+            n_in,
+            n_classes,
+            layers: vec![
+                LayerSpec::Linear {
+                    n_in,
+                    n_out: hidden,
+                },
+                LayerSpec::Sigmoid,
+                LayerSpec::Linear {
+                    n_in: hidden,
+                    n_out: n_classes,
+                },
+            ],
+            readout: Readout::Argmax,
+        }
+    }
+
+    /// The width the first layer receives: the data's, plus the label
+    /// slots a prepended overlay adds.
+    pub fn input_width(&self) -> usize {
+        match self.readout {
+            Readout::Goodness { overlay } if overlay.prepend => self.n_in + self.n_classes,
+            _ => self.n_in,
         }
     }
 
@@ -94,6 +211,7 @@ impl NetworkSpec {
         for l in 0..depth {
             layers.push(LayerSpec::Physical {
                 device: device.to_string(),
+                skip: false,
             });
             if l + 1 < depth {
                 layers.push(LayerSpec::Rescale { dim: 0 });
@@ -108,6 +226,7 @@ impl NetworkSpec {
             n_in,
             n_classes,
             layers,
+            readout: Readout::Argmax,
         }
     }
 
@@ -118,7 +237,7 @@ impl NetworkSpec {
             .layers
             .iter()
             .filter_map(|l| match l {
-                LayerSpec::Physical { device } => Some(device.clone()),
+                LayerSpec::Physical { device, .. } => Some(device.clone()),
                 _ => None,
             })
             .collect();
@@ -140,19 +259,23 @@ impl NetworkSpec {
     /// Fill in widths left as 0 from the devices' published shapes, and
     /// check every width agrees with its neighbours.
     pub fn resolve(&mut self, devices: &HashMap<String, DeviceSpec>) -> Result<()> {
-        let mut width = self.n_in;
+        let mut width = self.input_width();
         let n = self.layers.len();
+        let goodness = matches!(self.readout, Readout::Goodness { .. });
+        // The input width of the physical layer last seen, for a PhyLL
+        // block's linear layer back to it when no physical layer follows.
+        let mut last_phys_in = None;
         for i in 0..n {
             // The width the next physical layer wants, for `Linear` outputs.
             let next_phys_in = self.layers[i + 1..].iter().find_map(|l| match l {
-                LayerSpec::Physical { device } => devices.get(device).map(|d| d.n_in),
+                LayerSpec::Physical { device, .. } => devices.get(device).map(|d| d.n_in),
                 _ => None,
             });
             let is_last_linear = !self.layers[i + 1..]
                 .iter()
                 .any(|l| matches!(l, LayerSpec::Linear { .. } | LayerSpec::Physical { .. }));
             match &mut self.layers[i] {
-                LayerSpec::Physical { device } => {
+                LayerSpec::Physical { device, skip } => {
                     let d = devices.get(device.as_str()).ok_or_else(|| Error::Device {
                         device: device.clone(),
                         reason: "not served by this daemon".into(),
@@ -166,7 +289,8 @@ impl NetworkSpec {
                             ),
                         });
                     }
-                    width = d.n_out;
+                    last_phys_in = Some(d.n_in);
+                    width = d.n_out + if *skip { width } else { 0 };
                 }
                 LayerSpec::Rescale { dim } => {
                     if *dim == 0 {
@@ -182,10 +306,10 @@ impl NetworkSpec {
                         *n_in = width;
                     }
                     if *n_out == 0 {
-                        *n_out = if is_last_linear {
-                            self.n_classes
-                        } else {
-                            next_phys_in.unwrap_or(width)
+                        *n_out = match (goodness, is_last_linear) {
+                            (false, true) => self.n_classes,
+                            (true, _) => next_phys_in.or(last_phys_in).unwrap_or(width),
+                            (false, false) => next_phys_in.unwrap_or(width),
                         };
                     }
                     if *n_in != width {
@@ -195,7 +319,16 @@ impl NetworkSpec {
                     }
                     width = *n_out;
                 }
-                LayerSpec::Sigmoid => {}
+                LayerSpec::Goodness { dim } => {
+                    if *dim == 0 {
+                        *dim = width;
+                    } else if *dim != width {
+                        return Err(Error::invalid(format!(
+                            "layer {i}: goodness of {dim} values receives {width}"
+                        )));
+                    }
+                }
+                LayerSpec::Sigmoid | LayerSpec::Normalize => {}
                 LayerSpec::Tile { copies } => {
                     if *copies == 0 {
                         // A width that no number of copies makes is left
@@ -211,7 +344,7 @@ impl NetworkSpec {
                 }
             }
         }
-        if width != self.n_classes {
+        if !goodness && width != self.n_classes {
             return Err(Error::invalid(format!(
                 "the network ends with {width} values but the task has {} classes",
                 self.n_classes

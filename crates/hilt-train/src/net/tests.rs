@@ -208,3 +208,205 @@ async fn tiled_copies_reach_the_device_and_train_separately() {
     assert_eq!(ga.len(), 6);
     assert_ne!(&ga[..3], &ga[3..], "the two copies share one gradient");
 }
+
+fn close(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-5)
+}
+
+#[test]
+fn the_label_overlay_writes_the_row_peak_into_the_label_slot() {
+    let x = Tensor::new(
+        &[[0.5f32, -2.0, 1.0, 0.25], [0.1, 0.2, 0.3, 0.4]],
+        &Device::Cpu,
+    )
+    .unwrap();
+    // Prepended: three slots, then the features; the slot holds max |x|.
+    let o = Overlay {
+        prepend: true,
+        squash: false,
+    };
+    let got: Vec<Vec<f32>> = overlay(&x, &[2, 0], 3, o).unwrap().to_vec2().unwrap();
+    assert_eq!(got[0], [0.0, 0.0, 2.0, 0.5, -2.0, 1.0, 0.25]);
+    assert_eq!(got[1], [0.4, 0.0, 0.0, 0.1, 0.2, 0.3, 0.4]);
+    // In place: the first three features become the slots.
+    let o = Overlay {
+        prepend: false,
+        squash: false,
+    };
+    let got: Vec<Vec<f32>> = overlay(&x, &[1, 2], 3, o).unwrap().to_vec2().unwrap();
+    assert_eq!(got[0], [0.0, 2.0, 0.0, 0.25]);
+    assert_eq!(got[1], [0.0, 0.0, 0.4, 0.4]);
+    // Squashed first: the logistic of the features, the peak of those.
+    let o = Overlay {
+        prepend: true,
+        squash: true,
+    };
+    let got: Vec<Vec<f32>> = overlay(&x, &[0, 1], 2, o).unwrap().to_vec2().unwrap();
+    let s = |v: f32| 1.0 / (1.0 + (-v).exp());
+    assert!(
+        close(&got[0], &[s(1.0), 0.0, s(0.5), s(-2.0), s(1.0), s(0.25)]),
+        "{got:?}"
+    );
+    // Bad labels and too few features are refused, not a panic.
+    assert!(overlay(&x, &[3, 0], 3, o).is_err());
+    assert!(overlay(&x, &[0], 3, o).is_err());
+    let o = Overlay {
+        prepend: false,
+        squash: false,
+    };
+    assert!(overlay(&x, &[0, 0], 5, o).is_err());
+}
+
+#[test]
+fn goodness_is_the_cosine_of_the_magnitudes_with_p() {
+    let h = Tensor::new(&[[3.0f32, -4.0], [1.0, 0.0]], &Device::Cpu).unwrap();
+    let p = Tensor::new(&[[0.6f32, 0.8]], &Device::Cpu).unwrap();
+    let g: Vec<f32> = goodness(&h, &p).unwrap().to_vec1().unwrap();
+    // |h| = (3, 4): (1.8 + 3.2) / 5 = 1; (1, 0): 0.6.
+    assert!(close(&g, &[1.0, 0.6]), "{g:?}");
+}
+
+/// A one-block goodness network without a device: a linear layer picks
+/// one label slot per output, so the label that lights a bigger feature
+/// scores higher, and the scores are what the goodness says they are.
+#[tokio::test]
+async fn label_scoring_picks_the_label_whose_overlay_scores_best() {
+    let spec = NetworkSpec {
+        n_in: 2,
+        n_classes: 2,
+        layers: vec![
+            LayerSpec::Linear { n_in: 4, n_out: 2 },
+            LayerSpec::Goodness { dim: 2 },
+        ],
+        readout: Readout::Goodness {
+            overlay: Overlay {
+                prepend: true,
+                squash: false,
+            },
+        },
+    };
+    let net = Network::init(spec, HashMap::new(), 0).unwrap();
+    let (Layer::Linear { w, b }, Layer::Goodness { p }) = (&net.layers[0], &net.layers[1]) else {
+        panic!("layers");
+    };
+    // out = (slot0 + f0, slot1); p = (1, 0): goodness = |o0| / ‖o‖.
+    w.set(&Tensor::new(&[[1f32, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0]], &Device::Cpu).unwrap())
+        .unwrap();
+    b.set(&Tensor::zeros((1, 2), candle_core::DType::F32, &Device::Cpu).unwrap())
+        .unwrap();
+    p.set(&Tensor::new(&[[1f32, 0.0]], &Device::Cpu).unwrap())
+        .unwrap();
+    let x = Tensor::new(&[[1.0f32, 3.0], [2.0, 0.5]], &Device::Cpu).unwrap();
+    let none = HashMap::new();
+    let Readout::Goodness { overlay: ov } = net.readout else {
+        panic!("readout");
+    };
+    let s: Vec<Vec<f32>> = net
+        .label_scores(&x, ov, &mut Physics::Twins(&none))
+        .await
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    // Row 0 (peak 3): label 0 → out (3 + 1, 0) → 1; label 1 → (1, 3) → 1/√10.
+    // Row 1 (peak 2): label 0 → (2 + 2, 0) → 1; label 1 → (2, 2) → 1/√2.
+    assert!(close(&s[0], &[1.0, 1.0 / 10f32.sqrt()]), "{s:?}");
+    assert!(close(&s[1], &[1.0, 1.0 / 2f32.sqrt()]), "{s:?}");
+    assert_eq!(
+        best_label(&Tensor::new(s, &Device::Cpu).unwrap()).unwrap(),
+        [0, 0]
+    );
+}
+
+#[test]
+fn phyll_blocks_concatenate_their_input_and_return_to_the_device_width() {
+    let data = synthetic(10, 3);
+    let mut devices = HashMap::from([("synthetic".to_string(), data.spec.clone())]);
+    let d = devices.get_mut("synthetic").unwrap();
+    let (n_in, n_out) = (d.n_in, d.n_out);
+    let overlay = Overlay {
+        prepend: false,
+        squash: false,
+    };
+    let mut spec = NetworkSpec::phyll(n_in, 2, "synthetic", 2, overlay);
+    spec.resolve(&devices).unwrap();
+    assert_eq!(
+        spec.layers,
+        [
+            LayerSpec::Physical {
+                device: "synthetic".into(),
+                skip: true
+            },
+            LayerSpec::Linear {
+                n_in: n_out + n_in,
+                n_out: n_in
+            },
+            LayerSpec::Goodness { dim: n_in },
+            LayerSpec::Normalize,
+            LayerSpec::Physical {
+                device: "synthetic".into(),
+                skip: true
+            },
+            LayerSpec::Linear {
+                n_in: n_out + n_in,
+                n_out: n_in
+            },
+            LayerSpec::Goodness { dim: n_in },
+        ]
+    );
+    // The digital baseline has about as many values as asked for.
+    let net = Network::init(NetworkSpec::digital(12, 7, 350), HashMap::new(), 0).unwrap();
+    let (p, q) = net.n_trainable();
+    assert_eq!(p, 0);
+    assert!((330..=370).contains(&q), "{q}");
+}
+
+/// Following the statistics: momentum 0 leaves a rescale as it was,
+/// momentum 1 puts a rescale that feeds a device at the batch's mean and
+/// floored spread of what reaches it (for the first, the inputs
+/// themselves), a shift of the inputs moves it by momentum × the shift,
+/// and the readout's standardisation never moves.
+#[tokio::test]
+async fn rescales_that_feed_a_device_follow_the_batch_by_the_momentum() {
+    let (net, twins, x) = setup();
+    let (_, measured) = net
+        .forward_values(&x, Physics::Twins(&twins))
+        .await
+        .unwrap();
+    let ys: Vec<Tensor> = measured.iter().map(|m| m.y.clone()).collect();
+    let stats = |i: usize| match &net.layers[i] {
+        Layer::Rescale { mean, inv_std, .. } => (
+            mean.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            inv_std.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        ),
+        _ => panic!("layer {i} is not a rescale"),
+    };
+    let rescales: Vec<usize> = (0..net.layers.len())
+        .filter(|&i| matches!(net.layers[i], Layer::Rescale { .. }))
+        .collect();
+    let (first, readout) = (rescales[0], *rescales.last().unwrap());
+    assert!(first < readout);
+    let before = (stats(first), stats(readout));
+    net.follow_statistics(&x, &ys, 0.0).unwrap();
+    assert_eq!((stats(first), stats(readout)), before);
+
+    net.follow_statistics(&x, &ys, 1.0).unwrap();
+    let (bm, bs) = batch_stats(&x).unwrap();
+    let (m, inv) = stats(first);
+    let bm = bm.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let bs = bs.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for k in 0..m.len() {
+        assert!((m[k] - bm[k]).abs() < 1e-6, "mean {k}: {} vs {}", m[k], bm[k]);
+        assert!((inv[k] * bs[k] - 1.0).abs() < 1e-5, "spread {k}");
+    }
+    // Inputs brighter by 0.5 everywhere, at momentum 0.25: the mean moves
+    // by 0.125, the spread not at all.
+    let shifted = (&x + 0.5).unwrap();
+    let ys_shifted: Vec<Tensor> = ys.iter().map(|y| (y + 0.5).unwrap()).collect();
+    net.follow_statistics(&shifted, &ys_shifted, 0.25).unwrap();
+    let (m1, inv1) = stats(first);
+    for k in 0..m.len() {
+        assert!((m1[k] - m[k] - 0.125).abs() < 1e-5, "mean {k}: {} → {}", m[k], m1[k]);
+        assert!((inv1[k] - inv[k]).abs() < 1e-4 * inv[k].abs(), "spread {k} moved");
+    }
+    assert_eq!(stats(readout), before.1, "the readout followed");
+}

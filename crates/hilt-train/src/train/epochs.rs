@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
-use super::method::{InSilico, Pat, StepEnv, TrainingMethod};
+use super::method::{Digital, InSilico, Pat, Phyll, Spsa, StepEnv, TrainingMethod};
 use super::options::{LR_FLOOR, Method, TrainOptions};
 use super::score::accuracy;
 use crate::data::Split;
@@ -32,8 +32,14 @@ pub struct EpochRow {
     pub train_accuracy: f64,
     /// Measured on the device after the epoch.
     pub test_accuracy: f64,
-    /// The twins' prediction of the same test accuracy.
-    pub twin_test_accuracy: f64,
+    /// The twins' prediction of the same test accuracy (empty for methods
+    /// without twins).
+    pub twin_test_accuracy: Option<f64>,
+    /// Rig samples spent on learning so far: the twins' recording, the
+    /// initialisation and the training steps (not the evaluations).
+    pub rig_samples: u64,
+    /// Rig samples spent measuring test accuracy so far.
+    pub rig_samples_eval: u64,
     /// The physical parameters' learning rate at the epoch's last step.
     pub lr_physical: f64,
     /// Since training began.
@@ -49,49 +55,73 @@ pub struct Trained {
     pub wall: Duration,
     /// Rig time spent measuring while training and evaluating.
     pub busy: Duration,
-    /// Samples measured on the devices.
-    pub samples: u64,
+    /// Samples measured on the devices by the training steps.
+    pub samples_train: u64,
+    /// Samples measured on the devices scoring each epoch.
+    pub samples_eval: u64,
+}
+
+/// What the loop needs besides the network and the method: the data, the
+/// twins and devices, and the rig samples learning had cost before it
+/// (twins' recording, initialisation) for the cumulative column.
+#[derive(Debug)]
+pub struct Setting<'a> {
+    /// The training split.
+    pub train: &'a Split,
+    /// The test split, scored after every epoch.
+    pub test: &'a Split,
+    /// A twin per device (empty for methods without).
+    pub twins: &'a HashMap<String, Arc<Twin>>,
+    /// A lease per device.
+    pub rigs: &'a mut HashMap<String, Rig>,
+    /// Rig samples spent before the first step.
+    pub spent_before: u64,
+}
+
+fn total_samples(rigs: &HashMap<String, Rig>) -> u64 {
+    rigs.values().map(Rig::samples).sum()
 }
 
 /// Train `net` with `opt.method`, calling `on_epoch` with the rows so far
 /// after every epoch (to checkpoint).
 pub async fn train(
     net: &Network,
-    train: &Split,
-    test: &Split,
-    twins: &HashMap<String, Arc<Twin>>,
-    rigs: &mut HashMap<String, Rig>,
+    s: Setting<'_>,
     opt: &TrainOptions,
     on_epoch: impl FnMut(&[EpochRow], &Network) -> Result<()>,
 ) -> Result<Trained> {
     if opt.epochs == 0 || opt.batch == 0 {
         return Err(Error::invalid("--epochs and --batch must be at least 1"));
     }
-    let data = (train, test);
     match opt.method {
-        Method::Pat => {
-            let mut m = Pat::new(net, opt)?;
-            run_epochs(&mut m, net, data, twins, rigs, opt, on_epoch).await
+        Method::Pat => run_epochs(&mut Pat::new(net, opt)?, net, s, opt, on_epoch).await,
+        Method::Insilico => run_epochs(&mut InSilico::new(net, opt)?, net, s, opt, on_epoch).await,
+        Method::Phyll => run_epochs(&mut Phyll::new(net, opt)?, net, s, opt, on_epoch).await,
+        Method::Spsa => {
+            let m = &mut Spsa::new(net, opt, s.train.len())?;
+            run_epochs(m, net, s, opt, on_epoch).await
         }
-        Method::Insilico => {
-            let mut m = InSilico::new(net, opt)?;
-            run_epochs(&mut m, net, data, twins, rigs, opt, on_epoch).await
-        }
+        Method::Digital => run_epochs(&mut Digital::new(net, opt)?, net, s, opt, on_epoch).await,
     }
 }
 
 async fn run_epochs<M: TrainingMethod>(
     method: &mut M,
     net: &Network,
-    (train, test): (&Split, &Split),
-    twins: &HashMap<String, Arc<Twin>>,
-    rigs: &mut HashMap<String, Rig>,
+    s: Setting<'_>,
     opt: &TrainOptions,
     mut on_epoch: impl FnMut(&[EpochRow], &Network) -> Result<()>,
 ) -> Result<Trained> {
+    let Setting {
+        train,
+        test,
+        twins,
+        rigs,
+        spent_before,
+    } = s;
     let start = Instant::now();
     let busy0: Duration = rigs.values().map(Rig::busy).sum();
-    let samples0: u64 = rigs.values().map(Rig::samples).sum();
+    let (mut samples_train, mut samples_eval) = (0u64, 0u64);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opt.seed);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let steps_per_epoch = train.len().div_ceil(opt.batch);
@@ -103,6 +133,7 @@ async fn run_epochs<M: TrainingMethod>(
         order.shuffle(&mut rng);
         let (mut loss_sum, mut hits) = (0.0f64, 0usize);
         let mut lr_p = opt.lr_physical;
+        let before = total_samples(rigs);
         for chunk in order.chunks(opt.batch) {
             let factor = schedule.factor(step);
             lr_p = opt.lr_physical * factor;
@@ -117,23 +148,34 @@ async fn run_epochs<M: TrainingMethod>(
             hits += out.correct;
             step += 1;
         }
+        let scored = total_samples(rigs);
+        samples_train += scored - before;
         let test_accuracy = accuracy(net, test, Physics::Rigs(rigs, opt.repeats)).await?;
-        let twin_test_accuracy = accuracy(net, test, Physics::Twins(twins)).await?;
+        samples_eval += total_samples(rigs) - scored;
+        let twin_test_accuracy = if opt.method.needs_twin() {
+            Some(accuracy(net, test, Physics::Twins(twins)).await?)
+        } else {
+            None
+        };
         let row = EpochRow {
             epoch,
             train_loss: loss_sum / train.len() as f64,
             train_accuracy: hits as f64 / train.len() as f64,
             test_accuracy,
             twin_test_accuracy,
+            rig_samples: spent_before + samples_train,
+            rig_samples_eval: samples_eval,
             lr_physical: lr_p,
             wall_seconds: start.elapsed().as_secs_f64(),
         };
         pb.set_prefix(format!(
-            "loss {:.3} train {:.1} % test {:.1} % (twin {:.1} %)",
+            "loss {:.3} train {:.1} % test {:.1} %{}",
             row.train_loss,
             100.0 * row.train_accuracy,
             100.0 * row.test_accuracy,
-            100.0 * row.twin_test_accuracy
+            row.twin_test_accuracy
+                .map(|t| format!(" (twin {:.1} %)", 100.0 * t))
+                .unwrap_or_default()
         ));
         pb.inc(1);
         rows.push(row);
@@ -144,6 +186,7 @@ async fn run_epochs<M: TrainingMethod>(
         epochs: rows,
         wall: start.elapsed(),
         busy: rigs.values().map(Rig::busy).sum::<Duration>() - busy0,
-        samples: rigs.values().map(Rig::samples).sum::<u64>() - samples0,
+        samples_train,
+        samples_eval,
     })
 }

@@ -8,8 +8,11 @@ mod method;
 mod options;
 mod score;
 
-pub use epochs::{EpochRow, Trained, train};
-pub use init::initialise;
-pub use method::{Backprop, InSilico, Pat, StepEnv, StepOutcome, TrainingMethod};
-pub use options::{Method, TrainOptions};
+pub use epochs::{EpochRow, Setting, Trained, train};
+pub use init::{InitBudget, initialise};
+pub use method::{
+    Backprop, Digital, InSilico, Pat, Phyll, Spsa, StepEnv, StepOutcome, TrainingMethod, estimate,
+    local_loss,
+};
+pub use options::{LocalOptions, Method, SpsaOptions, TrainOptions};
 pub use score::{accuracy, labels};

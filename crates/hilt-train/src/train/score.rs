@@ -6,7 +6,7 @@ use candle_core::{D, Device, Tensor};
 use crate::array::tensor2;
 use crate::data::Split;
 use crate::error::Result;
-use crate::net::{Network, Physics};
+use crate::net::{Network, Physics, Readout};
 
 /// Class labels `[B]` for the cross-entropy.
 pub fn labels(y: &[u32]) -> Result<Tensor> {
@@ -20,11 +20,15 @@ pub(crate) fn correct(logits: &Tensor, y: &[u32]) -> Result<usize> {
 }
 
 /// Accuracy of the network on `split`, executed by `physics` (0 on an
-/// empty split).
-pub async fn accuracy(net: &Network, split: &Split, physics: Physics<'_>) -> Result<f64> {
+/// empty split). A goodness readout shows every row once per label.
+pub async fn accuracy(net: &Network, split: &Split, mut physics: Physics<'_>) -> Result<f64> {
     if split.is_empty() {
         return Ok(0.0);
     }
-    let (logits, _) = net.forward_values(&tensor2(&split.x)?, physics).await?;
-    Ok(correct(&logits, &split.y)? as f64 / split.len() as f64)
+    let x = tensor2(&split.x)?;
+    let scores = match net.readout {
+        Readout::Argmax => net.forward_values(&x, physics).await?.0,
+        Readout::Goodness { overlay } => net.label_scores(&x, overlay, &mut physics).await?,
+    };
+    Ok(correct(&scores, &split.y)? as f64 / split.len() as f64)
 }

@@ -212,6 +212,7 @@ pub fn fit(data: &TwinData, opt: &FitOptions) -> Result<Twin> {
         noise_floor_rel: 0.0,
         train_rows: rows.n_train(),
         heldout_rows: rows.f_ho.nrows(),
+        repeats: data.y.dim().0,
         epochs,
         kind,
     };

@@ -37,11 +37,19 @@ pub struct TwinMeta {
     pub train_rows: usize,
     /// Rows scored on (the last ones recorded).
     pub heldout_rows: usize,
+    /// Measurements per row recorded (1 for twin files made before this
+    /// was kept): rows × repeats is what the twin cost the rig.
+    #[serde(default = "one")]
+    pub repeats: usize,
     /// Epochs fitted.
     pub epochs: usize,
     /// The body's form.
     #[serde(default)]
     pub kind: TwinKind,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// A fitted twin, ready to stand in for its device.

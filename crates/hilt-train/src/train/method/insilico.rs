@@ -1,12 +1,14 @@
 //! In-silico training: the twins are the physical layers, forward and
 //! backward; the devices only see the trained network when it is scored.
 
-use super::gradient::Backprop;
+use candle_core::Tensor;
+
+use super::gradient::{Backprop, FOLLOW_MOMENTUM};
 use super::step::{StepEnv, StepOutcome, TrainingMethod};
 use crate::array::tensor2;
 use crate::data::Split;
 use crate::error::Result;
-use crate::net::Network;
+use crate::net::{Network, Physics};
 use crate::train::options::TrainOptions;
 
 /// In-silico training's state: the optimisers.
@@ -35,6 +37,11 @@ impl TrainingMethod for InSilico {
         self.grad.set_rates(lr_factor);
         let x = tensor2(&batch.x)?;
         let (logits, penalty) = net.forward_graph(&x, env.twins, None)?;
-        self.grad.step(&logits, &penalty, &batch.y)
+        let out = self.grad.step(&logits, &penalty, &batch.y)?;
+        // The same standardisation as PAT's, following the twins.
+        let (_, predicted) = net.forward_values(&x, Physics::Twins(env.twins)).await?;
+        let ys: Vec<Tensor> = predicted.into_iter().map(|m| m.y).collect();
+        net.follow_statistics(&x, &ys, FOLLOW_MOMENTUM)?;
+        Ok(out)
     }
 }

@@ -2,7 +2,9 @@
 //! the graph replays the measurements with each twin's Jacobian at the
 //! applied values (`Network::forward_graph` with the records).
 
-use super::gradient::Backprop;
+use candle_core::Tensor;
+
+use super::gradient::{Backprop, FOLLOW_MOMENTUM};
 use super::step::{StepEnv, StepOutcome, TrainingMethod};
 use crate::array::tensor2;
 use crate::data::Split;
@@ -39,6 +41,9 @@ impl TrainingMethod for Pat {
             .forward_values(&x, Physics::Rigs(env.rigs, env.repeats))
             .await?;
         let (logits, penalty) = net.forward_graph(&x, env.twins, Some(&measured))?;
-        self.grad.step(&logits, &penalty, &batch.y)
+        let out = self.grad.step(&logits, &penalty, &batch.y)?;
+        let ys: Vec<Tensor> = measured.into_iter().map(|m| m.y).collect();
+        net.follow_statistics(&x, &ys, FOLLOW_MOMENTUM)?;
+        Ok(out)
     }
 }
