@@ -30,9 +30,10 @@ pub fn batch_stats(h: &Tensor) -> Result<(Tensor, Tensor)> {
 
 impl Network {
     /// Move the mean and spread of every rescale that feeds a device
-    /// `momentum` of the way towards those of this batch: `x` through the network, each physical layer's
-    /// output taken from `outputs` (in order: what the rigs measured for
-    /// PAT, what the twins predicted in silico).
+    /// `momentum` of the way towards those of this batch: `x` through the
+    /// network, each physical layer's output taken from `outputs` (in
+    /// order: what the rigs measured for PAT, what the twins predicted in
+    /// silico).
     pub fn follow_statistics(&self, x: &Tensor, outputs: &[Tensor], momentum: f64) -> Result<()> {
         let mut h = x.clone();
         let mut k = 0;
