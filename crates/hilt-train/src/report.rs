@@ -210,6 +210,21 @@ pub struct SampleCurve {
     pub points: Vec<(u64, f64)>,
 }
 
+/// A sample count for an axis label: 20k, 1.5M.
+fn short_count(v: f64) -> String {
+    let (x, unit) = match v.abs() {
+        a if a >= 1e6 => (v / 1e6, "M"),
+        a if a >= 1e3 => (v / 1e3, "k"),
+        _ => (v, ""),
+    };
+    let digits = if x.fract().abs() < 1e-9 || x.abs() >= 10.0 {
+        0
+    } else {
+        1
+    };
+    format!("{x:.digits$}{unit}")
+}
+
 /// Test accuracy against the rig samples each method spent to get there
 /// (log scale), one line per method; a method that spent none (the digital
 /// baseline) is drawn as a dashed level across the plot.
@@ -243,6 +258,9 @@ pub fn plot_against_samples(path: &Path, title: &str, curves: &[SampleCurve]) ->
         }
         let mut chart = builder.build_cartesian_2d((lo..hi).log_scale(), 0f64..100f64)?;
         let mut mesh = chart.configure_mesh();
+        // A log axis over less than two decades gets a label at every
+        // 1–9 × 10^k: few of them, in a short form, stay readable.
+        mesh.x_labels(6).x_label_formatter(&|v| short_count(*v));
         if labelled {
             mesh.x_desc("rig samples spent learning (twin recording included)")
                 .y_desc("test accuracy on the device (%)");
@@ -286,4 +304,18 @@ pub fn plot_against_samples(path: &Path, title: &str, curves: &[SampleCurve]) ->
     fsio::write_atomic(path, |tmp| {
         draw(tmp).map_err(|e| Error::data(tmp, format!("plot: {e}")))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_count;
+
+    #[test]
+    fn sample_counts_are_labelled_short() {
+        assert_eq!(short_count(500.0), "500");
+        assert_eq!(short_count(2_500.0), "2.5k");
+        assert_eq!(short_count(20_000.0), "20k");
+        assert_eq!(short_count(1_500_000.0), "1.5M");
+        assert_eq!(short_count(3_000_000.0), "3M");
+    }
 }

@@ -375,8 +375,17 @@ async fn rescales_that_feed_a_device_follow_the_batch_by_the_momentum() {
     let ys: Vec<Tensor> = measured.iter().map(|m| m.y.clone()).collect();
     let stats = |i: usize| match &net.layers[i] {
         Layer::Rescale { mean, inv_std, .. } => (
-            mean.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            inv_std.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            mean.as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+            inv_std
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
         ),
         _ => panic!("layer {i} is not a rescale"),
     };
@@ -395,7 +404,12 @@ async fn rescales_that_feed_a_device_follow_the_batch_by_the_momentum() {
     let bm = bm.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let bs = bs.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     for k in 0..m.len() {
-        assert!((m[k] - bm[k]).abs() < 1e-6, "mean {k}: {} vs {}", m[k], bm[k]);
+        assert!(
+            (m[k] - bm[k]).abs() < 1e-6,
+            "mean {k}: {} vs {}",
+            m[k],
+            bm[k]
+        );
         assert!((inv[k] * bs[k] - 1.0).abs() < 1e-5, "spread {k}");
     }
     // Inputs brighter by 0.5 everywhere, at momentum 0.25: the mean moves
@@ -405,8 +419,16 @@ async fn rescales_that_feed_a_device_follow_the_batch_by_the_momentum() {
     net.follow_statistics(&shifted, &ys_shifted, 0.25).unwrap();
     let (m1, inv1) = stats(first);
     for k in 0..m.len() {
-        assert!((m1[k] - m[k] - 0.125).abs() < 1e-5, "mean {k}: {} → {}", m[k], m1[k]);
-        assert!((inv1[k] - inv[k]).abs() < 1e-4 * inv[k].abs(), "spread {k} moved");
+        assert!(
+            (m1[k] - m[k] - 0.125).abs() < 1e-5,
+            "mean {k}: {} → {}",
+            m[k],
+            m1[k]
+        );
+        assert!(
+            (inv1[k] - inv[k]).abs() < 1e-4 * inv[k].abs(),
+            "spread {k} moved"
+        );
     }
     assert_eq!(stats(readout), before.1, "the readout followed");
 }
