@@ -7,20 +7,34 @@ use crate::v1::Tensor;
 
 /// Shape `[rows, cols]`, values in row-major order.
 pub fn tensor_from_array2(a: &Array2<f32>) -> Tensor {
-    pack(&[a.nrows(), a.ncols()], a.iter())
+    pack(&[a.nrows(), a.ncols()], a.as_slice(), a.iter())
 }
 
 /// Shape `[d0, d1, d2]`, values in row-major order.
 pub fn tensor_from_array3(a: &Array3<f32>) -> Tensor {
     let (r, b, c) = a.dim();
-    pack(&[r, b, c], a.iter())
+    pack(&[r, b, c], a.as_slice(), a.iter())
 }
 
-fn pack<'a>(shape: &[usize], values: impl Iterator<Item = &'a f32>) -> Tensor {
-    let mut data = Vec::with_capacity(shape.iter().product::<usize>() * 4);
-    for v in values {
-        data.extend_from_slice(&v.to_le_bytes());
-    }
+/// `contiguous` (the values in row-major order, when they lie so in
+/// memory) is copied as it is on a little-endian machine, where an f32's
+/// bytes are already the wire's: the large tensors of every batch and
+/// answer cost one `memcpy`, not a loop over the values.
+fn pack<'a>(
+    shape: &[usize],
+    contiguous: Option<&[f32]>,
+    values: impl Iterator<Item = &'a f32>,
+) -> Tensor {
+    let data = match contiguous {
+        Some(v) if cfg!(target_endian = "little") => bytemuck::cast_slice::<f32, u8>(v).to_vec(),
+        _ => {
+            let mut data = Vec::with_capacity(shape.iter().product::<usize>() * 4);
+            for v in values {
+                data.extend_from_slice(&v.to_le_bytes());
+            }
+            data
+        }
+    };
     Tensor {
         shape: shape
             .iter()
@@ -78,17 +92,22 @@ fn unpack(field: &str, t: &Tensor, rank: usize) -> Result<(Vec<usize>, Vec<f32>)
             ),
         ));
     }
-    let values = t
-        .data
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    // One copy into aligned memory on a little-endian machine (the
+    // received bytes need not be 4-byte aligned).
+    let values = if cfg!(target_endian = "little") {
+        bytemuck::pod_collect_to_vec::<u8, f32>(&t.data)
+    } else {
+        t.data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
     Ok((shape, values))
 }
 
 #[cfg(test)]
 mod tests {
-    use ndarray::array;
+    use ndarray::{ShapeBuilder, array};
 
     use super::*;
 
@@ -99,6 +118,28 @@ mod tests {
         assert_eq!(t.shape, vec![2, 3]);
         assert_eq!(&t.data[4..8], &(-0.5f32).to_le_bytes());
         assert_eq!(array2_from_tensor("x", &t).unwrap(), a);
+    }
+
+    #[test]
+    fn any_memory_layout_and_any_alignment_give_the_same_bits() {
+        let nan = f32::from_bits(0x7fc0_1234);
+        let a = array![[1.0f32, nan, -0.0], [3.25, f32::INFINITY, 1e-40]];
+        // Column-major in memory: packed value by value, in row-major order.
+        let mut f = Array2::zeros(a.dim().f());
+        f.assign(&a);
+        assert!(f.as_slice().is_none());
+        let (ta, tf) = (tensor_from_array2(&a), tensor_from_array2(&f));
+        assert_eq!(ta, tf);
+        // Bytes that start one past an aligned address decode alike.
+        let mut shifted = vec![0u8];
+        shifted.extend_from_slice(&ta.data);
+        let t = Tensor {
+            shape: ta.shape.clone(),
+            data: shifted[1..].to_vec(),
+        };
+        let back = array2_from_tensor("x", &t).unwrap();
+        let bits = |m: &Array2<f32>| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back), bits(&a));
     }
 
     #[test]
