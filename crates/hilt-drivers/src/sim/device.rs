@@ -34,21 +34,36 @@ fn sample_count(rows: usize, repeats: u32) -> u32 {
     u32::try_from(rows as u64 * u64::from(repeats)).unwrap_or(u32::MAX)
 }
 
-/// A physics model driven like a rig. The model runs on the blocking pool
-/// (it is CPU work), so one busy simulator never stalls the daemon's I/O.
+/// A sweep expected to take less than this runs on the caller's task:
+/// handing it to the blocking pool costs two thread wake-ups, more than
+/// the whole sweep of the loopback device or of a one-row batch, and
+/// blocking a runtime thread this briefly delays no one's I/O.
+const INLINE_BELOW: Duration = Duration::from_micros(50);
+
+/// A physics model driven like a rig. A sweep longer than
+/// [`INLINE_BELOW`] (as the previous sweep's time per shot predicts) runs
+/// on the blocking pool, so one busy simulator never stalls the daemon's
+/// I/O; a shorter one runs in place.
 #[derive(Debug)]
 pub struct SimDevice<M> {
     spec: DeviceSpec,
     /// Shared with the blocking pool, so a batch given up part-way (its
     /// caller gone) leaves the model here for the next one; poisoned only
-    /// if a batch panicked, after which the device reports itself faulted.
+    /// if a batch panicked (on the pool or in place), after which the
+    /// device reports itself faulted.
     model: Arc<Mutex<M>>,
     pace: Option<Duration>,
     /// The sweep of a batch whose caller left: told to stop at its next
     /// repeat, and waited for before the next batch, so abandoned sweeps
     /// never pile up and batches still run in order.
-    abandoned: Option<tokio::task::JoinHandle<Result<Measurement, CoreError>>>,
+    abandoned: Option<tokio::task::JoinHandle<Result<Swept, CoreError>>>,
+    /// The last sweep's time per shot (rows × repeats), the sweep alone;
+    /// unknown until the first batch, which goes to the pool.
+    per_shot: Option<Duration>,
 }
+
+/// A sweep's measurement and how long the sweep alone took.
+type Swept = (Measurement, Duration);
 
 /// Tells an abandoned sweep to stop, when the future measuring is dropped.
 struct StopOnDrop(Option<Arc<AtomicBool>>);
@@ -107,6 +122,7 @@ impl<M: PhysicalModel> SimDevice<M> {
             model: Arc::new(Mutex::new(model)),
             pace: sim.pace,
             abandoned: None,
+            per_shot: None,
         })
     }
 }
@@ -134,27 +150,43 @@ impl<M: PhysicalModel> Device for SimDevice<M> {
         if let Some(previous) = self.abandoned.take() {
             let _ = previous.await;
         }
-        let model = Arc::clone(&self.model);
         let started = Instant::now();
         let wall_start = SystemTime::now();
-        let owned = batch.clone();
         let grid = Grid::of(&self.spec);
+        let shots = sample_count(batch.rows(), batch.repeats());
         let stop = Arc::new(AtomicBool::new(false));
         let stop_on_drop = StopOnDrop(Some(Arc::clone(&stop)));
-        let sweep = self.abandoned.insert(tokio::task::spawn_blocking(move || {
-            let mut model = model.lock().map_err(|_| CoreError::Unavailable(faulted))?;
-            Ok(sweep_batch(&mut *model, grid, &owned, &stop))
-        }));
-        let joined = sweep.await;
-        // Finished: nothing left to wait for (had this future been
-        // dropped above, the handle would have stayed for the next batch).
-        self.abandoned = None;
-        let mut m =
-            joined.map_err(|e| CoreError::Internal(format!("simulator task failed: {e}")))??;
+        let short = self
+            .per_shot
+            .is_some_and(|p| p.saturating_mul(shots) < INLINE_BELOW);
+        let (mut m, took) = if short {
+            // A panic here poisons the model as one on the pool would.
+            let model = &self.model;
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut model = model.lock().map_err(|_| CoreError::Unavailable(faulted))?;
+                let t = std::time::Instant::now();
+                Ok((sweep_batch(&mut *model, grid, batch, &stop), t.elapsed()))
+            }))
+            .map_err(|_| CoreError::Internal("simulator task failed: panicked".into()))??
+        } else {
+            let model = Arc::clone(&self.model);
+            let owned = batch.clone();
+            let sweep = self.abandoned.insert(tokio::task::spawn_blocking(move || {
+                let mut model = model.lock().map_err(|_| CoreError::Unavailable(faulted))?;
+                let t = std::time::Instant::now();
+                Ok((sweep_batch(&mut *model, grid, &owned, &stop), t.elapsed()))
+            }));
+            let joined = sweep.await;
+            // Finished: nothing left to wait for (had this future been
+            // dropped above, the handle would have stayed for the next
+            // batch).
+            self.abandoned = None;
+            joined.map_err(|e| CoreError::Internal(format!("simulator task failed: {e}")))??
+        };
+        self.per_shot = Some(took / shots.max(1));
         if let Some(pace) = self.pace {
-            let samples = sample_count(batch.rows(), batch.repeats());
             // Bounded by `new`: a full batch is held at most a day.
-            let hold = pace.checked_mul(samples).unwrap_or(MAX_HOLD).min(MAX_HOLD);
+            let hold = pace.checked_mul(shots).unwrap_or(MAX_HOLD).min(MAX_HOLD);
             tokio::time::sleep_until(started + hold).await;
         }
         m.wall_start = wall_start;
@@ -235,6 +267,39 @@ mod tests {
         assert!(dev.abandoned.is_none());
         assert_eq!(m.y.nrows(), 1);
         assert!(dev.fault().is_none());
+    }
+
+    #[tokio::test]
+    async fn short_sweeps_run_in_place_and_measure_what_the_pool_measures() {
+        // Two devices of one seed (noise and drift included): one always
+        // on the pool, one always in place.
+        let dev = || {
+            let model = ShgModel::new(ShgConfig::default(), Variant::True, 3).unwrap();
+            SimDevice::new(model, settings(), SIM).unwrap()
+        };
+        let (mut pool, mut here) = (dev(), dev());
+        let spec = pool.spec().clone();
+        let mut last = None;
+        for rows in [1, 5, 2] {
+            let b = Batch {
+                x: Array2::from_shape_fn((rows, 12), |(i, j)| (i * 12 + j) as f32 / 60.0),
+                theta: Array2::from_elem((1, 40), 0.25),
+                repeats: 2,
+                return_repeats: true,
+            };
+            let v = validate(&spec, b).unwrap();
+            pool.per_shot = None;
+            here.per_shot = Some(Duration::ZERO);
+            let (a, b) = (
+                pool.execute(&v).await.unwrap(),
+                here.execute(&v).await.unwrap(),
+            );
+            assert_eq!(a.y_repeats, b.y_repeats);
+            assert_eq!((a.t_start, a.t_end), (b.t_start, b.t_end));
+            last = here.per_shot;
+        }
+        // What it learnt decides the next batch: a nanosecond-scale shot.
+        assert!(last.is_some_and(|p| p < INLINE_BELOW));
     }
 
     #[test]
