@@ -1,6 +1,7 @@
 //! Compiles `proto/hilt/v1/*.proto` with protox (pure Rust), so building hilt
 //! never needs a system `protoc`. The descriptor set is also written out for
-//! server reflection.
+//! server reflection. `proto/hilt/echo/v1` is the benchmarks' bare echo
+//! service, kept out of that descriptor set (hiltd does not serve it).
 use std::path::PathBuf;
 
 use prost::Message;
@@ -22,5 +23,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;
+    let echo = "hilt/echo/v1/echo.proto";
+    println!("cargo:rerun-if-changed={}", root.join(echo).display());
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(protox::compile([echo], [&root])?)?;
     Ok(())
 }
