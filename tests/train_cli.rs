@@ -603,3 +603,102 @@ fn a_recorded_training_run_replays_to_the_same_results() {
         );
     }
 }
+
+/// hiltd's default configuration with only the devices named.
+fn config_with(devices: &[&str]) -> String {
+    let text =
+        std::fs::read_to_string(workspace().join("crates/hilt-daemon/default.toml")).unwrap();
+    let mut blocks = text.split("[[device]]");
+    let mut out = blocks.next().unwrap().to_string();
+    for b in blocks {
+        if devices.iter().any(|d| b.contains(&format!("id = \"{d}\""))) {
+            out += "[[device]]";
+            out += b;
+        }
+    }
+    out
+}
+
+/// A network across two daemons (hidden layers on one, readout on the
+/// other, neither serving the other's device): the run names both
+/// servers, and losing one mid-run stops it with an error naming that
+/// server, the last finished epoch's checkpoint kept.
+#[test]
+fn a_network_spans_two_daemons_and_a_lost_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cb) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+    std::fs::write(&ca, config_with(&["shg-hidden"])).unwrap();
+    std::fs::write(&cb, config_with(&["shg-readout"])).unwrap();
+    let a = Daemon::start(&ca);
+    let b = Daemon::start(&cb);
+    let readout = format!("shg-readout@{}", b.url);
+    let args = |out: &Path, epochs: &str| {
+        [
+            "--server",
+            &a.url,
+            "--quiet",
+            "train",
+            "--task",
+            "vowels",
+            "--method",
+            "spsa",
+            "--layers",
+            "3",
+            "--hidden-device",
+            "shg-hidden",
+            "--device",
+            &readout,
+            "--epochs",
+            epochs,
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(str::to_string)
+    };
+    let out = dir.path().join("run");
+    let o = hilt(&args(&out, "3").each_ref().map(String::as_str));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = metrics(&out.join("metrics.json"));
+    assert_eq!(m["servers"], serde_json::json!([a.url, b.url]));
+    assert_eq!(m["device"], format!("shg-hidden+{readout}"));
+    assert!(m["device_samples_train"].as_u64().unwrap() > 0);
+    // The checkpoint knows where its devices are.
+    let ckpt = out.join("checkpoint.safetensors");
+    let o = hilt(&[
+        "--server",
+        &a.url,
+        "eval",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("test accuracy"));
+
+    // The readout's daemon is lost after the first epoch.
+    let lost = dir.path().join("lost");
+    let mut child = Command::new(HILT)
+        .args(args(&lost, "100000"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let csv = lost.join("epochs.csv");
+    let epochs_done = || {
+        std::fs::read_to_string(&csv)
+            .map(|t| t.lines().count().saturating_sub(1))
+            .unwrap_or(0)
+    };
+    while epochs_done() == 0 {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        // Polling a file for a condition, not timing anything.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let b_url = b.url.clone();
+    drop(b);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains(&format!("server {b_url}")), "{err}");
+    assert!(lost.join("checkpoint.safetensors").exists());
+    assert!(epochs_done() >= 1);
+}

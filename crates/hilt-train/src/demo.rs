@@ -12,6 +12,7 @@ use hilt_client::Client;
 
 use crate::data::{self, Task};
 use crate::error::Result;
+use crate::fleet::Fleet;
 use crate::pick;
 use crate::presets::{Architecture, method_defaults, task_defaults};
 use crate::report::{self, Metrics, SampleCurve};
@@ -112,6 +113,7 @@ mod embedded {
 
 async fn compare(cfg: &DemoConfig, dataset: data::Dataset, server: &str) -> Result<Vec<Run>> {
     let client = Client::connect_with(server, &cfg.connect).await?;
+    let fleet = Fleet::single(client.clone(), server);
     let (architecture, default_layers, train) = task_defaults(cfg.task, cfg.arch);
     if !cfg.quiet {
         eprintln!("data: {}", dataset.split);
@@ -164,9 +166,9 @@ async fn compare(cfg: &DemoConfig, dataset: data::Dataset, server: &str) -> Resu
         .filter(|c| c.train.method.needs_twin())
         .collect();
     if let Some(first) = twinned.first() {
-        let devices = session::describe_all(&client, &first.physical_network().devices()).await?;
+        let devices = session::describe_all(&fleet, &first.physical_network().devices()).await?;
         let (_, summary) = session::twins_for(
-            &client,
+            &fleet,
             &devices,
             &HashMap::new(),
             &cfg.out.join("twins"),
@@ -187,7 +189,7 @@ async fn compare(cfg: &DemoConfig, dataset: data::Dataset, server: &str) -> Resu
         if !cfg.quiet {
             eprintln!("{}: {}", rc.train.method.as_str(), rc.out.display());
         }
-        runs.push(session::run(&client, rc).await?);
+        runs.push(session::run(&fleet, rc).await?);
     }
     let curves: Vec<SampleCurve> = runs
         .iter()

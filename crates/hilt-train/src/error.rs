@@ -38,6 +38,16 @@ pub enum Error {
     /// The daemon refused or could not be reached.
     #[error(transparent)]
     Client(#[from] hilt_client::ClientError),
+    /// A daemon of the run refused, or was lost (a run across daemons
+    /// names which).
+    #[error("server {server}: {source}")]
+    Server {
+        /// The daemon's URL.
+        server: String,
+        /// What its client said.
+        #[source]
+        source: hilt_client::ClientError,
+    },
     /// A tensor operation failed (a shape mismatch: a bug, or a foreign file).
     #[error("numerics: {0}")]
     Candle(#[from] candle_core::Error),

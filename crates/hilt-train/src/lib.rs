@@ -12,6 +12,7 @@ pub mod array;
 pub mod data;
 pub mod demo;
 pub mod error;
+pub mod fleet;
 pub mod fsio;
 pub mod net;
 pub mod optim;

@@ -78,8 +78,12 @@ pub struct Metrics {
     pub n_train: usize,
     /// Test examples.
     pub n_test: usize,
-    /// The daemon trained on.
+    /// The daemon of `--server`.
     pub server: String,
+    /// Every daemon the run's devices sit on (`--server` first, then
+    /// those named by `ID@URL`).
+    #[serde(default)]
+    pub servers: Vec<String>,
     /// The trainer's version.
     pub hilt_version: String,
 }

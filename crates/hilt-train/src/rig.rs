@@ -12,8 +12,11 @@ use crate::error::{Error, Result};
 /// A leased device with its rig-time accounting.
 #[derive(Debug)]
 pub struct Rig {
-    /// The device as it described itself when leased.
+    /// The device as it described itself when leased (its id the run's
+    /// key for it, `ID@URL` for a device on another daemon).
     pub spec: DeviceSpec,
+    /// The daemon's URL, for errors; empty when opened without a fleet.
+    pub server: String,
     lease: Lease,
     busy: Duration,
     samples: u64,
@@ -26,6 +29,7 @@ impl Rig {
         let lease = client.acquire(device, Duration::from_secs(30)).await?;
         Ok(Rig {
             spec,
+            server: String::new(),
             lease,
             busy: Duration::ZERO,
             samples: 0,
@@ -73,7 +77,17 @@ impl Rig {
             repeats,
             return_repeats: repeats > 1,
         };
-        let m = self.lease.execute(&batch).await?;
+        // A daemon lost mid-run is named (a run may span several).
+        let m = self.lease.execute(&batch).await.map_err(|e| {
+            if self.server.is_empty() {
+                Error::Client(e)
+            } else {
+                Error::Server {
+                    server: self.server.clone(),
+                    source: e,
+                }
+            }
+        })?;
         self.account(&m, rows * u64::from(repeats));
         Ok(m)
     }

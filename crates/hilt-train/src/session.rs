@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hilt_client::Client;
+use crate::fleet::{self, Fleet};
 use hilt_core::DeviceSpec;
 
 use crate::array::tensor2;
@@ -154,7 +154,7 @@ pub fn check_twin(twin: &Twin, spec: &DeviceSpec, file: &Path) -> Result<()> {
 /// Twins for `devices`: loaded from `files` where given, otherwise
 /// collected on the device and fitted, saved under `dir`.
 pub async fn twins_for(
-    client: &Client,
+    fleet: &Fleet,
     devices: &HashMap<String, DeviceSpec>,
     files: &HashMap<String, PathBuf>,
     dir: &Path,
@@ -172,9 +172,10 @@ pub async fn twins_for(
             Some(f) => (f.clone(), Twin::load(f)?),
             None => {
                 crate::fsio::create_dir(dir)?;
-                let npz = dir.join(format!("{id}.npz"));
-                let st = dir.join(format!("{id}.safetensors"));
-                let mut rig = Rig::open(client, id).await?;
+                let stem = fleet::file_stem(id);
+                let npz = dir.join(format!("{stem}.npz"));
+                let st = dir.join(format!("{stem}.safetensors"));
+                let mut rig = fleet.rig(id).await?;
                 tracing::info!(device = %id, samples = collect.samples, repeats = collect.repeats, "collecting twin data");
                 let data = twin::collect(&mut rig, collect).await?;
                 rig.release().await?;
@@ -202,11 +203,11 @@ pub async fn twins_for(
     Ok((twins, summary))
 }
 
-/// Each device's spec as it describes itself now.
-pub async fn describe_all(client: &Client, ids: &[String]) -> Result<HashMap<String, DeviceSpec>> {
+/// Each device's spec as it describes itself now, under its key.
+pub async fn describe_all(fleet: &Fleet, ids: &[String]) -> Result<HashMap<String, DeviceSpec>> {
     let mut out = HashMap::new();
     for id in ids {
-        out.insert(id.clone(), client.describe(id).await?.0);
+        out.insert(id.clone(), fleet.describe(id).await?);
     }
     Ok(out)
 }
@@ -244,7 +245,7 @@ fn rig_samples(rigs: &HashMap<String, Rig>) -> u64 {
 
 /// Devices described, twins loaded or fitted (methods that use them),
 /// the network initialised, and the devices leased.
-async fn prepare(client: &Client, cfg: &SessionConfig) -> Result<Prepared> {
+async fn prepare(fleet: &Fleet, cfg: &SessionConfig) -> Result<Prepared> {
     let t0 = Instant::now();
     crate::fsio::create_dir(&cfg.out)?;
     let method = cfg.train.method;
@@ -254,7 +255,7 @@ async fn prepare(client: &Client, cfg: &SessionConfig) -> Result<Prepared> {
         Method::Phyll => vec![cfg.device.clone()],
         _ => cfg.physical_network().devices(),
     };
-    let described = describe_all(client, &reference).await?;
+    let described = describe_all(fleet, &reference).await?;
     let spec = cfg.network(&described)?;
     let devices: HashMap<String, DeviceSpec> = spec
         .devices()
@@ -264,7 +265,7 @@ async fn prepare(client: &Client, cfg: &SessionConfig) -> Result<Prepared> {
     let net = Network::init(spec, devices.clone(), cfg.train.seed)?;
     let (twins, twin_summary) = if method.needs_twin() {
         twins_for(
-            client,
+            fleet,
             &devices,
             &cfg.twin_files,
             &cfg.out.join("twins"),
@@ -278,7 +279,7 @@ async fn prepare(client: &Client, cfg: &SessionConfig) -> Result<Prepared> {
     let twin_samples = twin_summary.values().map(|t| t.rig_samples).sum();
     let mut rigs = HashMap::new();
     for id in devices.keys() {
-        rigs.insert(id.clone(), Rig::open(client, id).await?);
+        rigs.insert(id.clone(), fleet.rig(id).await?);
     }
     let x = tensor2(&cfg.dataset.train.x)?;
     let xy = (&x, cfg.dataset.train.y.as_slice());
@@ -366,6 +367,7 @@ async fn evaluate(p: &mut Prepared, cfg: &SessionConfig, trained: &Trained) -> R
 
 /// The final checkpoint, `curve.png` and `metrics.json`.
 fn report(
+    fleet: &Fleet,
     p: &Prepared,
     cfg: &SessionConfig,
     trained: &Trained,
@@ -409,6 +411,7 @@ fn report(
         n_train: ds.train.len(),
         n_test: ds.test.len(),
         server: cfg.server.clone(),
+        servers: fleet.servers(),
         hilt_version: env!("CARGO_PKG_VERSION").into(),
     };
     report::plot_curve(
@@ -430,11 +433,11 @@ pub struct Run {
 }
 
 /// Prepare, train, evaluate on the devices, and write the run directory.
-pub async fn run(client: &Client, cfg: &SessionConfig) -> Result<Run> {
-    let mut p = prepare(client, cfg).await?;
+pub async fn run(fleet: &Fleet, cfg: &SessionConfig) -> Result<Run> {
+    let mut p = prepare(fleet, cfg).await?;
     let trained = train_network(&mut p, cfg).await?;
     let ev = evaluate(&mut p, cfg, &trained).await?;
-    let metrics = report(&p, cfg, &trained, &ev)?;
+    let metrics = report(fleet, &p, cfg, &trained, &ev)?;
     for rig in p.rigs.into_values() {
         rig.release().await?;
     }

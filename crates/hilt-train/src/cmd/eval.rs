@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use hilt_train::Result;
+use hilt_train::fleet::Fleet;
 use hilt_train::net::{Network, Physics};
-use hilt_train::rig::Rig;
 use hilt_train::train;
 
 use super::shared::{DataArgs, Global};
@@ -27,15 +27,19 @@ pub async fn run(g: &Global, a: Args) -> Result<()> {
     let (net, meta) = Network::load(&a.checkpoint)?;
     let dataset = a.data.load(meta.task)?;
     let ids = net.device_ids();
+    // A network trained across daemons names its other daemons in its
+    // devices' keys (ID@URL).
+    let keys: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let fleet = Fleet::connect(client, g.server(), &keys, &g.connect_options()?).await?;
     for id in &ids {
-        let (spec, _) = client.describe(id).await?;
+        let spec = fleet.describe(id).await?;
         if Some(&spec) != net.devices.get(id) {
             tracing::warn!(device = %id, "device description changed since training (calibration or settings)");
         }
     }
     let mut rigs = HashMap::new();
     for id in &ids {
-        rigs.insert(id.clone(), Rig::open(&client, id).await?);
+        rigs.insert(id.clone(), fleet.rig(id).await?);
     }
     let r = a.repeats.unwrap_or(meta.repeats);
     let test = train::accuracy(&net, &dataset.test, Physics::Rigs(&mut rigs, r)).await?;

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use hilt_train::data::Task;
+use hilt_train::fleet::{self, Fleet};
 use hilt_train::pick;
 use hilt_train::presets::{self, Architecture};
 use hilt_train::session::{self, SessionConfig};
@@ -15,12 +16,13 @@ use super::shared::{DataArgs, FitArgs, Global};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Device of the (last) physical layer [default: the first the
-    /// daemon serves that fits the network].
+    /// Device of the (last) physical layer: ID on --server, or ID@URL on
+    /// the hiltd at URL [default: the first --server serves that fits the
+    /// network].
     #[arg(long)]
     device: Option<String>,
-    /// Device of the other physical layers [default: --device, or with
-    /// --device unset, chosen with it].
+    /// Device of the other physical layers, ID or ID@URL [default:
+    /// --device, or with --device unset, chosen with it].
     #[arg(long, requires = "device")]
     hidden_device: Option<String>,
     /// Choose only among devices of this rig (shg, plate, circuit) when
@@ -196,7 +198,24 @@ pub async fn run(g: &Global, a: Args) -> Result<()> {
         out: a.out.clone(),
         server: g.server().to_string(),
     };
-    pick::pick(&mut cfg, &client.list_devices().await?, a.rig.as_deref())?;
+    // Devices named on other daemons join the choice under their keys.
+    let named: Vec<&str> = [Some(cfg.device.as_str()), cfg.hidden_device.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter(|k| fleet::split(k).1.is_some())
+        .collect();
+    let named: Vec<&str> = named
+        .iter()
+        .enumerate()
+        .filter(|(i, k)| !named[..*i].contains(k))
+        .map(|(_, k)| *k)
+        .collect();
+    let fleet = Fleet::connect(client.clone(), g.server(), &named, &g.connect_options()?).await?;
+    let mut served = client.list_devices().await?;
+    for key in &named {
+        served.push(fleet.describe(key).await?);
+    }
+    pick::pick(&mut cfg, &served, a.rig.as_deref())?;
     if !quiet {
         eprintln!(
             "devices: {}{}",
@@ -207,7 +226,7 @@ pub async fn run(g: &Global, a: Args) -> Result<()> {
                 .unwrap_or_default()
         );
     }
-    let run = session::run(&client, &cfg).await?;
+    let run = session::run(&fleet, &cfg).await?;
     println!(
         "{}",
         hilt_train::demo::summary_table(std::slice::from_ref(&run.metrics))
