@@ -44,7 +44,9 @@ fn with_batch(lease: &str, f: impl FnOnce(&mut v1::Batch)) -> v1::ExecuteRequest
 
 fn set(t: &mut Option<v1::Tensor>, idx: usize, v: f32) {
     let t = t.as_mut().expect("tensor present");
-    t.data[idx * 4..idx * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    let mut data = t.data.to_vec();
+    data[idx * 4..idx * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    t.data = data.into();
 }
 
 #[tokio::test]
@@ -207,7 +209,8 @@ async fn every_bad_request_is_refused_with_a_specific_error_before_the_device() 
         (
             "bytes not whole f32s",
             with_batch(&l, |b| {
-                b.x.as_mut().unwrap().data.pop();
+                let x = b.x.as_mut().unwrap();
+                x.data.truncate(x.data.len() - 1);
             }),
             Code::InvalidArgument,
             "batch.x: 143 data bytes are not a whole number of 4-byte f32",
@@ -521,7 +524,7 @@ async fn every_rpc_refuses_bad_input_with_its_code_and_field() {
     let oversize = with_batch(&l, |b| {
         b.x = Some(v1::Tensor {
             shape: vec![1_398_123, 12],
-            data: vec![0; 1_398_123 * 12 * 4],
+            data: vec![0; 1_398_123 * 12 * 4].into(),
         })
     });
     let seq_twice = vec![

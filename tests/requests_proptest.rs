@@ -49,7 +49,10 @@ fn tensor() -> impl Strategy<Value = Option<v1::Tensor>> {
         proptest::collection::vec(dim(), 0..4),
         proptest::collection::vec(any::<u8>(), 0..96),
     )
-        .prop_map(|(shape, data)| v1::Tensor { shape, data });
+        .prop_map(|(shape, data)| v1::Tensor {
+            shape,
+            data: data.into(),
+        });
     // Mostly well-formed loopback rows (4 inputs), so the checks past the
     // shape are reached too.
     let rows =
@@ -57,7 +60,8 @@ fn tensor() -> impl Strategy<Value = Option<v1::Tensor>> {
             shape: vec![b, 4],
             data: (0..b)
                 .flat_map(|_| row.iter().flat_map(|v| v.to_le_bytes()))
-                .collect(),
+                .collect::<Vec<u8>>()
+                .into(),
         });
     prop_oneof![Just(None), t.prop_map(Some), rows.prop_map(Some)]
 }
@@ -71,7 +75,7 @@ fn theta() -> impl Strategy<Value = Option<v1::Tensor>> {
     let one = (-1.0f32..1.0).prop_map(|v| {
         Some(v1::Tensor {
             shape: vec![1, 1],
-            data: v.to_le_bytes().to_vec(),
+            data: v.to_le_bytes().to_vec().into(),
         })
     });
     prop_oneof![tensor(), one]
@@ -179,11 +183,11 @@ fn random_numbers_in_every_request_get_documented_answers() {
                         batch: Some(v1::Batch {
                             x: Some(v1::Tensor {
                                 shape: vec![1, 4],
-                                data: vec![0; 16],
+                                data: vec![0; 16].into(),
                             }),
                             theta: Some(v1::Tensor {
                                 shape: vec![1, 1],
-                                data: vec![0; 4],
+                                data: vec![0; 4].into(),
                             }),
                             repeats,
                             return_repeats: false,

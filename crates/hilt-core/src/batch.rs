@@ -100,8 +100,12 @@ impl Measurement {
 /// give bit-identical summaries.
 pub fn reduce_repeats(all: &Array3<f32>) -> (Array2<f32>, Option<Array2<f32>>) {
     let (r, b, n_out) = all.dim();
-    let mean = all
-        .mean_axis(Axis(0))
-        .unwrap_or_else(|| Array2::zeros((b, n_out)));
+    // One repeat is its own mean (one copy, not a sum and a division).
+    let mean = if r == 1 {
+        all.index_axis(Axis(0), 0).to_owned()
+    } else {
+        all.mean_axis(Axis(0))
+            .unwrap_or_else(|| Array2::zeros((b, n_out)))
+    };
     (mean, (r > 1).then(|| all.std_axis(Axis(0), 0.0)))
 }

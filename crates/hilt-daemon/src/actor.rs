@@ -53,7 +53,7 @@ impl Pending {
             // The actor ended with the job queued: only at shutdown.
             Err(_) => return Err(Error::ShuttingDown),
         };
-        let answer = v1::Measurement::from(&*m);
+        let answer = v1::Measurement::from(&m);
         if let Some(k) = keeping {
             k.done().await?;
         }

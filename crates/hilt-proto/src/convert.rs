@@ -1,6 +1,7 @@
 //! `hilt_core` ⇄ `hilt.v1` messages. Decoding validates the wire format
 //! only (bytes, ranks, enums); what a device accepts is `hilt_core::validate`.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use hilt_core::{
@@ -10,7 +11,7 @@ use hilt_core::{
 
 use crate::error::ConvertError;
 use crate::tensor::{
-    array2_from_tensor, array3_from_tensor, tensor_from_array2, tensor_from_array3,
+    array2_from_tensor, array3_from_tensor, tensor_from_array2, tensor_from_array3, tensor_lent,
 };
 use crate::v1;
 
@@ -45,27 +46,48 @@ impl TryFrom<&v1::Batch> for Batch {
 
 impl From<&Measurement> for v1::Measurement {
     fn from(m: &Measurement) -> Self {
-        v1::Measurement {
-            y: Some(tensor_from_array2(&m.y)),
-            y_repeats: m.y_repeats.as_ref().map(tensor_from_array3),
-            y_std: m.y_std.as_ref().map(tensor_from_array2),
-            applied_x: Some(tensor_from_array2(&m.applied_x)),
-            applied_theta: Some(tensor_from_array2(&m.applied_theta)),
-            flags: m
-                .flags
-                .iter()
-                .map(|f| v1::SampleFlags {
-                    saturated: f.saturated,
-                    clamped: f.clamped,
-                })
-                .collect(),
-            t_start: m.t_start.clone(),
-            t_end: m.t_end.clone(),
-            wall_start: Some(m.wall_start.into()),
-            wall_end: Some(m.wall_end.into()),
-            calibration_id: m.calibration_id.clone(),
-            device_id: m.device_id.clone(),
-        }
+        answer(
+            m,
+            tensor_from_array2(&m.y),
+            tensor_from_array2(&m.applied_x),
+        )
+    }
+}
+
+/// A measurement the daemon shares (with its recording) as its answer:
+/// y and the applied x, its two large arrays, reach the encoder without
+/// a copy of their own.
+impl From<&Arc<Measurement>> for v1::Measurement {
+    fn from(m: &Arc<Measurement>) -> Self {
+        answer(
+            m,
+            tensor_lent(m, |m| &m.y),
+            tensor_lent(m, |m| &m.applied_x),
+        )
+    }
+}
+
+fn answer(m: &Measurement, y: v1::Tensor, applied_x: v1::Tensor) -> v1::Measurement {
+    v1::Measurement {
+        y: Some(y),
+        y_repeats: m.y_repeats.as_ref().map(tensor_from_array3),
+        y_std: m.y_std.as_ref().map(tensor_from_array2),
+        applied_x: Some(applied_x),
+        applied_theta: Some(tensor_from_array2(&m.applied_theta)),
+        flags: m
+            .flags
+            .iter()
+            .map(|f| v1::SampleFlags {
+                saturated: f.saturated,
+                clamped: f.clamped,
+            })
+            .collect(),
+        t_start: m.t_start.clone(),
+        t_end: m.t_end.clone(),
+        wall_start: Some(m.wall_start.into()),
+        wall_end: Some(m.wall_end.into()),
+        calibration_id: m.calibration_id.clone(),
+        device_id: m.device_id.clone(),
     }
 }
 

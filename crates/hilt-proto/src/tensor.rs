@@ -1,5 +1,9 @@
 //! Tensors on the wire: shape + packed little-endian f32.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hilt_core::Measurement;
 use ndarray::{Array2, Array3};
 
 use crate::error::ConvertError;
@@ -26,13 +30,15 @@ fn pack<'a>(
     values: impl Iterator<Item = &'a f32>,
 ) -> Tensor {
     let data = match contiguous {
-        Some(v) if cfg!(target_endian = "little") => bytemuck::cast_slice::<f32, u8>(v).to_vec(),
+        Some(v) if cfg!(target_endian = "little") => {
+            Bytes::from(bytemuck::cast_slice::<f32, u8>(v).to_vec())
+        }
         _ => {
             let mut data = Vec::with_capacity(shape.iter().product::<usize>() * 4);
             for v in values {
                 data.extend_from_slice(&v.to_le_bytes());
             }
-            data
+            Bytes::from(data)
         }
     };
     Tensor {
@@ -41,6 +47,45 @@ fn pack<'a>(
             .map(|&d| u32::try_from(d).unwrap_or(u32::MAX))
             .collect(),
         data,
+    }
+}
+
+/// An array of a shared measurement, lent to the wire: its bytes are the
+/// array's own memory.
+struct Lent {
+    m: Arc<Measurement>,
+    pick: fn(&Measurement) -> &Array2<f32>,
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        // Made only for a contiguous array (see `tensor_lent`), which a
+        // shared measurement keeps.
+        (self.pick)(&self.m)
+            .as_slice()
+            .map(bytemuck::cast_slice)
+            .unwrap_or_default()
+    }
+}
+
+/// The array `pick` chooses of `m`, as a tensor that shares its memory on
+/// a little-endian machine (the answer's large arrays reach the encoder
+/// without a copy of their own); a copy otherwise.
+pub fn tensor_lent(m: &Arc<Measurement>, pick: fn(&Measurement) -> &Array2<f32>) -> Tensor {
+    let a = pick(m);
+    if !cfg!(target_endian = "little") || a.as_slice().is_none() {
+        return tensor_from_array2(a);
+    }
+    let shape = [a.nrows(), a.ncols()]
+        .iter()
+        .map(|&d| u32::try_from(d).unwrap_or(u32::MAX))
+        .collect();
+    Tensor {
+        shape,
+        data: Bytes::from_owner(Lent {
+            m: Arc::clone(m),
+            pick,
+        }),
     }
 }
 
@@ -135,7 +180,7 @@ mod tests {
         shifted.extend_from_slice(&ta.data);
         let t = Tensor {
             shape: ta.shape.clone(),
-            data: shifted[1..].to_vec(),
+            data: Bytes::copy_from_slice(&shifted[1..]),
         };
         let back = array2_from_tensor("x", &t).unwrap();
         let bits = |m: &Array2<f32>| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
@@ -143,9 +188,42 @@ mod tests {
     }
 
     #[test]
+    fn a_lent_array_is_the_copied_one_and_outlives_its_measurement() {
+        let y = array![[0.5f32, -2.0], [f32::NAN, 7.0]];
+        let mut m = Measurement {
+            y: y.clone(),
+            y_repeats: None,
+            y_std: None,
+            applied_x: array![[1.0f32], [2.0]],
+            applied_theta: array![[0.0f32]],
+            flags: Vec::new(),
+            t_start: Vec::new(),
+            t_end: Vec::new(),
+            wall_start: std::time::SystemTime::UNIX_EPOCH,
+            wall_end: std::time::SystemTime::UNIX_EPOCH,
+            calibration_id: String::new(),
+            device_id: String::new(),
+        };
+        // Column-major applied x: not lent, copied in row-major order.
+        let mut fx = Array2::zeros((2, 1).f());
+        fx.assign(&m.applied_x);
+        m.applied_x = fx;
+        let shared = Arc::new(m);
+        let (ty, tx) = (
+            tensor_lent(&shared, |m| &m.y),
+            tensor_lent(&shared, |m| &m.applied_x),
+        );
+        assert_eq!(ty, tensor_from_array2(&y));
+        assert_eq!(tx, tensor_from_array2(&array![[1.0f32], [2.0]]));
+        drop(shared);
+        let back = array2_from_tensor("y", &ty).unwrap();
+        assert_eq!(back.mapv(f32::to_bits), y.mapv(f32::to_bits));
+    }
+
+    #[test]
     fn malformed_bytes_name_the_field() {
         let mut t = tensor_from_array2(&array![[1.0f32, 2.0]]);
-        t.data.pop();
+        t.data.truncate(7);
         let e = array2_from_tensor("batch.x", &t).unwrap_err();
         assert!(e.to_string().starts_with("batch.x: 7 data bytes"), "{e}");
         t.data.truncate(4);
@@ -153,7 +231,7 @@ mod tests {
         assert!(e.to_string().contains("needs 8 bytes"), "{e}");
         let t = Tensor {
             shape: vec![u32::MAX, u32::MAX],
-            data: vec![],
+            data: Bytes::new(),
         };
         assert!(
             array2_from_tensor("batch.x", &t)
@@ -163,7 +241,7 @@ mod tests {
         );
         let t = Tensor {
             shape: vec![4],
-            data: vec![0; 16],
+            data: vec![0; 16].into(),
         };
         assert!(
             array2_from_tensor("batch.x", &t)
