@@ -182,44 +182,122 @@ impl Network {
         twins: &HashMap<String, Arc<Twin>>,
         measured: Option<&[Measured]>,
     ) -> Result<(Tensor, Tensor)> {
-        let mut h = x.clone();
-        let mut penalty = Tensor::zeros((), candle_core::DType::F32, x.device())?;
-        let mut k = 0;
-        for (i, layer) in self.layers.iter().enumerate() {
-            let Layer::Physical { theta, skip, .. } = layer else {
-                h = Self::digital(layer, &h, true)?;
-                continue;
-            };
-            let input = h.clone();
-            let d = self.device_of(i)?;
-            let twin = twin_of(twins, &d.id)?;
-            let th = theta.as_tensor();
-            penalty = ((penalty + range_penalty(&h, d.input_range)?)?
-                + range_penalty(th, d.param_range)?)?;
-            let y = match measured {
-                Some(m) => {
-                    let m = m
-                        .get(k)
-                        .ok_or_else(|| Error::invalid("fewer measurements than physical layers"))?;
-                    // Straight-through: value = applied, gradient = identity.
-                    let x_app = (&h + (&m.applied_x - &h)?.detach())?;
-                    let t_app = th.broadcast_add(&m.applied_theta.broadcast_sub(th)?.detach())?;
-                    let f = twin.forward(&x_app, &t_app)?;
-                    // Value = measured, gradient = twin's Jacobian.
-                    (&f + (&m.y - &f)?.detach())?
-                }
-                None => {
-                    let (xr, pr) = (d.input_range, d.param_range);
-                    twin.forward(&h.clamp(xr.min, xr.max)?, &th.clamp(pr.min, pr.max)?)?
-                }
-            };
-            h = if *skip {
-                Tensor::cat(&[&y, &input], 1)?
-            } else {
-                y
-            };
-            k += 1;
+        let mut g = Graph::new(self, twins, x)?;
+        for i in 0..self.layers.len() {
+            g.layer(i, measured)?;
         }
-        Ok((h, penalty))
+        Ok((g.h, g.penalty))
+    }
+
+    /// PAT's forward pass: every physical layer measured on its rig, and
+    /// the graph of [`Network::forward_graph`] built as it goes, each
+    /// layer's part while the next physical layer is being measured (the
+    /// twins' work overlaps the rig's, which would otherwise wait for it).
+    /// Returns the output, the range penalty and the measurements; the
+    /// same values as `forward_values` then `forward_graph`.
+    pub async fn forward_pat(
+        &self,
+        x: &Tensor,
+        rigs: &mut HashMap<String, Rig>,
+        repeats: u32,
+        twins: &HashMap<String, Arc<Twin>>,
+    ) -> Result<(Tensor, Tensor, Vec<Measured>)> {
+        let mut physics = Physics::Rigs(rigs, repeats);
+        let mut g = Graph::new(self, twins, x)?;
+        let mut h = x.clone();
+        let mut records: Vec<Measured> = Vec::new();
+        // Layers before this one are in the graph.
+        let mut built = 0;
+        for i in 0..self.layers.len() {
+            if !matches!(self.layers[i], Layer::Physical { .. }) {
+                h = self.forward_layer(i, &h, &mut physics).await?.0;
+                continue;
+            }
+            // The request goes out at the first poll; the graph of the
+            // layers measured so far is built while the rig measures, once
+            // the tasks that put the request on the wire (woken on this
+            // thread, where only it runs them) have had their turn.
+            let measuring = self.forward_layer(i, &h, &mut physics);
+            let building = async {
+                if built < i {
+                    tokio::task::yield_now().await;
+                }
+                for j in built..i {
+                    g.layer(j, Some(&records))?;
+                }
+                Ok::<(), Error>(())
+            };
+            let (measured, graph) = tokio::join!(measuring, building);
+            graph?;
+            built = i;
+            let (next, rec) = measured?;
+            h = next;
+            records.extend(rec);
+        }
+        for j in built..self.layers.len() {
+            g.layer(j, Some(&records))?;
+        }
+        Ok((g.h, g.penalty, records))
+    }
+}
+
+/// The differentiable pass, one layer at a time.
+struct Graph<'a> {
+    net: &'a Network,
+    twins: &'a HashMap<String, Arc<Twin>>,
+    h: Tensor,
+    penalty: Tensor,
+    /// Physical layers built so far: the next one's measurement index.
+    k: usize,
+}
+
+impl<'a> Graph<'a> {
+    fn new(net: &'a Network, twins: &'a HashMap<String, Arc<Twin>>, x: &Tensor) -> Result<Self> {
+        Ok(Graph {
+            net,
+            twins,
+            h: x.clone(),
+            penalty: Tensor::zeros((), candle_core::DType::F32, x.device())?,
+            k: 0,
+        })
+    }
+
+    /// Layer `i` onto the graph (see [`Network::forward_graph`]).
+    fn layer(&mut self, i: usize, measured: Option<&[Measured]>) -> Result<()> {
+        let layer = self
+            .net
+            .layers
+            .get(i)
+            .ok_or_else(|| Error::invalid(format!("the network has no layer {i}")))?;
+        let Layer::Physical { theta, skip, .. } = layer else {
+            self.h = Network::digital(layer, &self.h, true)?;
+            return Ok(());
+        };
+        let h = &self.h;
+        let d = self.net.device_of(i)?;
+        let twin = twin_of(self.twins, &d.id)?;
+        let th = theta.as_tensor();
+        self.penalty = ((&self.penalty + range_penalty(h, d.input_range)?)?
+            + range_penalty(th, d.param_range)?)?;
+        let y = match measured {
+            Some(m) => {
+                let m = m
+                    .get(self.k)
+                    .ok_or_else(|| Error::invalid("fewer measurements than physical layers"))?;
+                // Straight-through: value = applied, gradient = identity.
+                let x_app = (h + (&m.applied_x - h)?.detach())?;
+                let t_app = th.broadcast_add(&m.applied_theta.broadcast_sub(th)?.detach())?;
+                let f = twin.forward(&x_app, &t_app)?;
+                // Value = measured, gradient = twin's Jacobian.
+                (&f + (&m.y - &f)?.detach())?
+            }
+            None => {
+                let (xr, pr) = (d.input_range, d.param_range);
+                twin.forward(&h.clamp(xr.min, xr.max)?, &th.clamp(pr.min, pr.max)?)?
+            }
+        };
+        self.h = if *skip { Tensor::cat(&[&y, h], 1)? } else { y };
+        self.k += 1;
+        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Physics-aware training: the forward pass is measured on the devices, and
 //! the graph replays the measurements with each twin's Jacobian at the
-//! applied values (`Network::forward_graph` with the records).
+//! applied values (`Network::forward_pat`: the graph's layers built while
+//! the next layer is measured).
 
 use candle_core::Tensor;
 
@@ -9,7 +10,7 @@ use super::step::{StepEnv, StepOutcome, TrainingMethod};
 use crate::array::tensor2;
 use crate::data::Split;
 use crate::error::Result;
-use crate::net::{Network, Physics};
+use crate::net::Network;
 use crate::train::options::TrainOptions;
 
 /// PAT's state: the optimisers.
@@ -37,10 +38,9 @@ impl TrainingMethod for Pat {
     ) -> Result<StepOutcome> {
         self.grad.set_rates(lr_factor);
         let x = tensor2(&batch.x)?;
-        let (_, measured) = net
-            .forward_values(&x, Physics::Rigs(env.rigs, env.repeats))
+        let (logits, penalty, measured) = net
+            .forward_pat(&x, env.rigs, env.repeats, env.twins)
             .await?;
-        let (logits, penalty) = net.forward_graph(&x, env.twins, Some(&measured))?;
         let out = self.grad.step(&logits, &penalty, &batch.y)?;
         let ys: Vec<Tensor> = measured.into_iter().map(|m| m.y).collect();
         net.follow_statistics(&x, &ys, FOLLOW_MOMENTUM)?;
