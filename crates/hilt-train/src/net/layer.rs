@@ -87,6 +87,18 @@ impl Layer {
                     .get(device)
                     .ok_or_else(|| Error::invalid(format!("layer device '{device}' unknown")))?;
                 let r = d.param_range;
+                // A device's answer: an unbounded range has nothing to draw
+                // from (and `random_range` would panic on it).
+                if d.n_par > 0 && !(r.min.is_finite() && r.max.is_finite() && r.min <= r.max) {
+                    return Err(Error::Device {
+                        device: device.clone(),
+                        reason: format!(
+                            "publishes no finite parameter range ({}..{}); a physical layer \
+                             draws its initial θ from it: configure limits for it in hiltd",
+                            r.min, r.max
+                        ),
+                    });
+                }
                 let th = (0..d.n_par)
                     .map(|_| rng.random_range(r.min..=r.max))
                     .collect();

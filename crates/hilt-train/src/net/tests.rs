@@ -432,3 +432,92 @@ async fn rescales_that_feed_a_device_follow_the_batch_by_the_momentum() {
     }
     assert_eq!(stats(readout), before.1, "the readout followed");
 }
+
+/// PAT's interleaved forward (the graph built while the next layer is
+/// measured) gives exactly what measuring every layer and then building
+/// the graph gives: the same output, penalty, measurements and gradients.
+#[cfg(feature = "embedded-daemon")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_interleaved_pat_forward_equals_measuring_then_building() {
+    use hilt_daemon::{Config, EmbeddedDaemon};
+    use ndarray::{Array1, Array2, Array3};
+    const CONFIG: &str = "[[device]]\nid = \"loop\"\nkind = \"loopback\"\nmax_batch = 64\n\
+                          [device.limits]\ninput = [0.0, 1.0]\nparam = [-1.0, 1.0]\n\
+                          [device.loopback]\nn_in = 3\nn_par = 2\n";
+    let daemon = EmbeddedDaemon::start(
+        Config::parse(CONFIG, "test").unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let client = hilt_client::Client::connect(daemon.url()).await.unwrap();
+    let (spec, _) = client.describe("loop").await.unwrap();
+    // A twin of the loopback (y = x), fitted on a few hundred rows.
+    let n = 300;
+    let x = Array2::from_shape_fn((n, 3), |(i, j)| ((i * 7 + j * 3) % 17) as f32 / 16.0);
+    let theta = Array2::from_shape_fn((n, spec.n_par), |(i, j)| ((i + j) % 5) as f32 / 8.0);
+    let y = Array3::from_shape_fn((1, n, 3), |(_, i, j)| x[(i, j)]);
+    let data = crate::twin::TwinData {
+        spec: spec.clone(),
+        x,
+        theta,
+        y,
+        saturated: Array1::zeros(n),
+    };
+    let twin = fit(
+        &data,
+        &FitOptions {
+            hidden: vec![16],
+            epochs: Some(2),
+            quiet: true,
+            ..FitOptions::default()
+        },
+    )
+    .unwrap();
+    let twins = HashMap::from([("loop".to_string(), Arc::new(twin))]);
+    let devices = HashMap::from([("loop".to_string(), spec)]);
+    // A device without limits is refused, not a panic.
+    let mut unbounded = devices.clone();
+    if let Some(d) = unbounded.get_mut("loop") {
+        d.param_range = hilt_core::Range::new(f32::NEG_INFINITY, f32::INFINITY);
+    }
+    let spec3 = || NetworkSpec::all_physical(3, 3, "loop", "loop", 3);
+    let e = Network::init(spec3(), unbounded, 2)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no finite parameter range"), "{e}");
+    let net = Network::init(spec3(), devices, 2).unwrap();
+    let x = Tensor::rand(0.1f32, 0.9, (5, 3), &Device::Cpu).unwrap();
+    let mut rigs = HashMap::from([(
+        "loop".to_string(),
+        crate::rig::Rig::open(&client, "loop").await.unwrap(),
+    )]);
+
+    let (_, measured) = net
+        .forward_values(&x, Physics::Rigs(&mut rigs, 1))
+        .await
+        .unwrap();
+    let (out_a, pen_a) = net.forward_graph(&x, &twins, Some(&measured)).unwrap();
+    let (out_b, pen_b, measured_b) = net.forward_pat(&x, &mut rigs, 1, &twins).await.unwrap();
+    let bits = |t: &Tensor| -> Vec<u32> {
+        t.flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(f32::to_bits)
+            .collect()
+    };
+    assert_eq!(bits(&out_a), bits(&out_b));
+    assert_eq!(bits(&pen_a), bits(&pen_b));
+    assert_eq!(measured.len(), measured_b.len());
+    for (a, b) in measured.iter().zip(&measured_b) {
+        assert_eq!(bits(&a.y), bits(&b.y));
+        assert_eq!(bits(&a.applied_theta), bits(&b.applied_theta));
+    }
+    assert_eq!(grads_of(&net, &out_a), grads_of(&net, &out_b));
+    for rig in rigs.into_values() {
+        rig.release().await.unwrap();
+    }
+    daemon.shutdown().await.unwrap();
+}
