@@ -33,15 +33,8 @@ use tonic::transport::Channel;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
-const CONFIG: &str = r#"
-[[device]]
-id = "loop"
-kind = "loopback"
-max_batch = 4096
-[device.loopback]
-n_in = 64
-n_par = 8
-"#;
+mod common;
+use common::{LOOPBACK_CONFIG as CONFIG, quantile};
 
 const ROUNDS: usize = 3000;
 const WARMUP: usize = 300;
@@ -108,10 +101,6 @@ async fn channel(url: String) -> Channel {
         .connect()
         .await
         .expect("connect")
-}
-
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 fn micros(d: Duration) -> f64 {

@@ -23,15 +23,8 @@ use hilt_drivers::{DeviceSettings, SimDevice, SimSettings};
 use hilt_physics::{LoopbackConfig, LoopbackModel};
 use ndarray::Array2;
 
-const CONFIG: &str = r#"
-[[device]]
-id = "loop"
-kind = "loopback"
-max_batch = 4096
-[device.loopback]
-n_in = 64
-n_par = 8
-"#;
+mod common;
+use common::LOOPBACK_CONFIG as CONFIG;
 
 fn batch(rows: usize) -> Batch {
     Batch::shared(

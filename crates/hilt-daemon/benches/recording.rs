@@ -23,15 +23,8 @@ use hilt_daemon::{Config, EmbeddedDaemon};
 use hilt_record::Fsync;
 use ndarray::Array2;
 
-const CONFIG: &str = r#"
-[[device]]
-id = "loop"
-kind = "loopback"
-max_batch = 4096
-[device.loopback]
-n_in = 64
-n_par = 8
-"#;
+mod common;
+use common::{LOOPBACK_CONFIG as CONFIG, quantile};
 
 const ROUNDS: usize = 2000;
 const WARMUP: usize = 200;
@@ -39,10 +32,6 @@ const PACE: Duration = Duration::from_millis(2);
 const SUSTAIN: Duration = Duration::from_secs(4);
 /// Bytes of applied x [256, 64], θ [1, 8] and y [256, 64] as f32.
 const BYTES: f64 = ((256 * 64 * 2 + 8) * 4) as f64;
-
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
 
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` would pass

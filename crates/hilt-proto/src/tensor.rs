@@ -42,12 +42,18 @@ fn pack<'a>(
         }
     };
     Tensor {
-        shape: shape
-            .iter()
-            .map(|&d| u32::try_from(d).unwrap_or(u32::MAX))
-            .collect(),
+        shape: wire_shape(shape),
         data,
     }
+}
+
+/// A shape as the wire carries it (a dimension past u32 saturates; no
+/// array here is that large).
+fn wire_shape(shape: &[usize]) -> Vec<u32> {
+    shape
+        .iter()
+        .map(|&d| u32::try_from(d).unwrap_or(u32::MAX))
+        .collect()
 }
 
 /// An array of a shared measurement, lent to the wire: its bytes are the
@@ -76,12 +82,8 @@ pub fn tensor_lent(m: &Arc<Measurement>, pick: fn(&Measurement) -> &Array2<f32>)
     if !cfg!(target_endian = "little") || a.as_slice().is_none() {
         return tensor_from_array2(a);
     }
-    let shape = [a.nrows(), a.ncols()]
-        .iter()
-        .map(|&d| u32::try_from(d).unwrap_or(u32::MAX))
-        .collect();
     Tensor {
-        shape,
+        shape: wire_shape(&[a.nrows(), a.ncols()]),
         data: Bytes::from_owner(Lent {
             m: Arc::clone(m),
             pick,

@@ -138,6 +138,37 @@ fn register_font() -> bool {
     })
 }
 
+/// A plot drawn by `draw` into a temporary file and moved to `path`, so
+/// a failed plot leaves no half-written image.
+fn write_plot(
+    path: &Path,
+    draw: impl Fn(&Path) -> std::result::Result<(), Box<dyn std::error::Error>>,
+) -> Result<()> {
+    fsio::write_atomic(path, |tmp| {
+        draw(tmp).map_err(|e| Error::data(tmp, format!("plot: {e}")))
+    })
+}
+
+/// A curve's mark in the legend: a short line in its colour.
+fn legend_line(
+    color: plotters::style::RGBColor,
+) -> impl Fn((i32, i32)) -> plotters::element::PathElement<(i32, i32)> {
+    move |(x, y)| plotters::element::PathElement::new(vec![(x, y), (x + 20, y)], color)
+}
+
+/// The curves' names, boxed in the lower right: the same in every plot.
+fn legend<'a, DB: plotters::prelude::DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut plotters::chart::ChartContext<'a, DB, CT>,
+) -> std::result::Result<(), plotters::drawing::DrawingAreaErrorKind<DB::ErrorType>> {
+    use plotters::prelude::*;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+}
+
 /// A curve of the plot: label, colour, value per epoch (none: not drawn).
 type Series = (
     &'static str,
@@ -185,24 +216,16 @@ pub fn plot_curve(path: &Path, title: &str, rows: &[EpochRow]) -> Result<()> {
             }
             let s = chart.draw_series(LineSeries::new(pts, color.stroke_width(2)))?;
             if labelled {
-                s.label(name)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+                s.label(name).legend(legend_line(color));
             }
         }
         if labelled {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()?;
+            legend(&mut chart)?;
         }
         root.present()?;
         Ok(())
     };
-    fsio::write_atomic(path, |tmp| {
-        draw(tmp).map_err(|e| Error::data(tmp, format!("plot: {e}")))
-    })
+    write_plot(path, draw)
 }
 
 /// One run's curve for [`plot_against_samples`].
@@ -290,24 +313,16 @@ pub fn plot_against_samples(path: &Path, title: &str, curves: &[SampleCurve]) ->
                 chart.draw_series(LineSeries::new(pts, style))?
             };
             if labelled {
-                s.label(c.label.clone())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+                s.label(c.label.clone()).legend(legend_line(color));
             }
         }
         if labelled {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()?;
+            legend(&mut chart)?;
         }
         root.present()?;
         Ok(())
     };
-    fsio::write_atomic(path, |tmp| {
-        draw(tmp).map_err(|e| Error::data(tmp, format!("plot: {e}")))
-    })
+    write_plot(path, draw)
 }
 
 #[cfg(test)]

@@ -7,10 +7,11 @@ use super::*;
 use crate::twin::tests::synthetic;
 use crate::twin::{FitOptions, fit};
 
-fn setup() -> (Network, HashMap<String, Arc<crate::twin::Twin>>, Tensor) {
-    let data = synthetic(400, 3);
-    let twin = fit(
-        &data,
+/// A twin fitted briefly (16 hidden units, 2 epochs): enough for tests of
+/// the network's plumbing, not of its accuracy.
+fn small_twin(data: &crate::twin::TwinData) -> crate::twin::Twin {
+    fit(
+        data,
         &FitOptions {
             hidden: vec![16],
             epochs: Some(2),
@@ -18,7 +19,12 @@ fn setup() -> (Network, HashMap<String, Arc<crate::twin::Twin>>, Tensor) {
             ..FitOptions::default()
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn setup() -> (Network, HashMap<String, Arc<crate::twin::Twin>>, Tensor) {
+    let data = synthetic(400, 3);
+    let twin = small_twin(&data);
     let devices = HashMap::from([("synthetic".to_string(), data.spec.clone())]);
     let spec = NetworkSpec::all_physical(3, 2, "synthetic", "synthetic", 1);
     let net = Network::init(spec, devices, 5).unwrap();
@@ -464,16 +470,7 @@ async fn the_interleaved_pat_forward_equals_measuring_then_building() {
         y,
         saturated: Array1::zeros(n),
     };
-    let twin = fit(
-        &data,
-        &FitOptions {
-            hidden: vec![16],
-            epochs: Some(2),
-            quiet: true,
-            ..FitOptions::default()
-        },
-    )
-    .unwrap();
+    let twin = small_twin(&data);
     let twins = HashMap::from([("loop".to_string(), Arc::new(twin))]);
     let devices = HashMap::from([("loop".to_string(), spec)]);
     // A device without limits is refused, not a panic.
