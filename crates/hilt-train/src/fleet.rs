@@ -71,16 +71,6 @@ impl Fleet {
         Ok(fleet)
     }
 
-    /// The client of `--server`.
-    pub fn default_client(&self) -> &Client {
-        &self.clients[&self.default_url]
-    }
-
-    /// The URL of `--server`.
-    pub fn default_url(&self) -> &str {
-        &self.default_url
-    }
-
     /// Every daemon of the run, `--server` first.
     pub fn servers(&self) -> Vec<String> {
         let mut out = vec![self.default_url.clone()];
@@ -129,7 +119,7 @@ impl Fleet {
             other => other,
         })?;
         rig.spec.id = key.to_string();
-        rig.server = url.to_string();
+        rig.server = Some(url.to_string());
         Ok(rig)
     }
 }

@@ -15,8 +15,9 @@ pub struct Rig {
     /// The device as it described itself when leased (its id the run's
     /// key for it, `ID@URL` for a device on another daemon).
     pub spec: DeviceSpec,
-    /// The daemon's URL, for errors; empty when opened without a fleet.
-    pub server: String,
+    /// The daemon's URL, named in its errors (set by a fleet: a run may
+    /// span several daemons).
+    pub server: Option<String>,
     lease: Lease,
     busy: Duration,
     samples: u64,
@@ -29,7 +30,7 @@ impl Rig {
         let lease = client.acquire(device, Duration::from_secs(30)).await?;
         Ok(Rig {
             spec,
-            server: String::new(),
+            server: None,
             lease,
             busy: Duration::ZERO,
             samples: 0,
@@ -78,16 +79,17 @@ impl Rig {
             return_repeats: repeats > 1,
         };
         // A daemon lost mid-run is named (a run may span several).
-        let m = self.lease.execute(&batch).await.map_err(|e| {
-            if self.server.is_empty() {
-                Error::Client(e)
-            } else {
-                Error::Server {
-                    server: self.server.clone(),
+        let m = self
+            .lease
+            .execute(&batch)
+            .await
+            .map_err(|e| match &self.server {
+                Some(server) => Error::Server {
+                    server: server.clone(),
                     source: e,
-                }
-            }
-        })?;
+                },
+                None => Error::Client(e),
+            })?;
         self.account(&m, rows * u64::from(repeats));
         Ok(m)
     }

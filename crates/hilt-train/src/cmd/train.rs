@@ -199,17 +199,13 @@ pub async fn run(g: &Global, a: Args) -> Result<()> {
         server: g.server().to_string(),
     };
     // Devices named on other daemons join the choice under their keys.
-    let named: Vec<&str> = [Some(cfg.device.as_str()), cfg.hidden_device.as_deref()]
+    let mut named: Vec<&str> = [Some(cfg.device.as_str()), cfg.hidden_device.as_deref()]
         .into_iter()
         .flatten()
         .filter(|k| fleet::split(k).1.is_some())
         .collect();
-    let named: Vec<&str> = named
-        .iter()
-        .enumerate()
-        .filter(|(i, k)| !named[..*i].contains(k))
-        .map(|(_, k)| *k)
-        .collect();
+    // At most two: the same device for every layer is named once.
+    named.dedup();
     let fleet = Fleet::connect(client.clone(), g.server(), &named, &g.connect_options()?).await?;
     let mut served = client.list_devices().await?;
     for key in &named {
