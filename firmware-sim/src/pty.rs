@@ -37,7 +37,8 @@ impl Pty {
         // behind the reactor's back (tokio #8587). Here the AsyncFd owns the
         // File outright, so the fd stays open and the same for its whole
         // life: the condition `AsyncFd::register` makes the caller promise
-        // in an `unsafe` block, which this workspace forbids.
+        // in an `unsafe` block, which this workspace denies outside
+        // hilt-record's `window.rs`.
         #[allow(deprecated)]
         let master = AsyncFd::new(File::from(r.master))?;
         Ok(Pty {

@@ -17,6 +17,7 @@ mod frame;
 mod reader;
 mod record;
 mod segment;
+mod window;
 mod writer;
 
 pub use error::Error;

@@ -81,8 +81,10 @@ impl Entry {
 enum Cmd {
     /// Write (and sync) this, under `Fsync::Always`.
     Append(Entry, oneshot::Sender<Result<u64, Error>>),
-    /// Reserve space ahead of the writes.
+    /// Reserve space ahead of the writes (and fault the next pages in).
     Reserve,
+    /// Fault the pages of the next records in for writing.
+    Prepare,
     /// Seal the open segment and end.
     Stop,
 }
@@ -133,6 +135,7 @@ impl std::fmt::Debug for Cmd {
         f.write_str(match self {
             Cmd::Append(..) => "Append",
             Cmd::Reserve => "Reserve",
+            Cmd::Prepare => "Prepare",
             Cmd::Stop => "Stop",
         })
     }
@@ -201,6 +204,10 @@ impl Recorder {
             let _ = ack.send(append(&mut segs, &entry));
             if segs.reservation_due() {
                 let _ = self.tx.send(Cmd::Reserve);
+            } else if segs.preparation_due() {
+                // Marked under way only when the writer takes it: a second
+                // append before then may send it again, which is harmless.
+                let _ = self.tx.send(Cmd::Prepare);
             }
         }
     }
@@ -231,11 +238,24 @@ fn reserve(segments: &Mutex<Segments>) {
     let Some(r) = lock(segments).reservation() else {
         return;
     };
-    let made: std::io::Result<()> = Reservation::make(&r);
+    let made = Reservation::make(&r);
     if let Err(e) = &made {
         tracing::debug!("recording: no space reserved ahead ({e}); records extend the file");
     }
-    lock(segments).reserved(&r, made.is_ok());
+    lock(segments).reserved(&r, made);
+    prepare(segments);
+}
+
+/// Fault the next records' pages in, without holding the lock.
+fn prepare(segments: &Mutex<Segments>) {
+    let Some(p) = lock(segments).preparation() else {
+        return;
+    };
+    let made = p.make();
+    if let Err(e) = &made {
+        tracing::debug!("recording: pages not faulted in ahead ({e}); records are written");
+    }
+    lock(segments).prepared(&p, made.is_ok());
 }
 
 /// A group commit's fsync, without holding the lock.
@@ -248,6 +268,8 @@ fn group_commit(segments: &Mutex<Segments>) {
         // Say so, and keep trying.
         lock(segments).set_failed(Some(format!("{}: fsync: {e}", path.display())));
     }
+    // The fsync cleaned the pages ahead too.
+    prepare(segments);
 }
 
 /// The writer thread: reservations, `Fsync::Always` appends, group
@@ -255,13 +277,20 @@ fn group_commit(segments: &Mutex<Segments>) {
 fn run(segments: &Mutex<Segments>, rx: mpsc::Receiver<Cmd>) {
     loop {
         let wait = lock(segments).next_duty();
-        match rx.recv_timeout(wait) {
+        let got = rx.recv_timeout(wait);
+        if got.is_ok() {
+            // Commands may come faster than the window: a group commit
+            // that is due must not wait for a quiet moment.
+            group_commit(segments);
+        }
+        match got {
             Ok(Cmd::Append(entry, ack)) => {
                 let r = append(&mut lock(segments), &entry);
                 let _ = ack.send(r);
                 reserve(segments);
             }
             Ok(Cmd::Reserve) => reserve(segments),
+            Ok(Cmd::Prepare) => prepare(segments),
             Err(RecvTimeoutError::Timeout) => {
                 let mut segs = lock(segments);
                 if segs.is_failed() {
