@@ -55,6 +55,8 @@ enum Cmd {
     /// What hiltd recorded: verify it, export it for numpy and twin fits.
     #[command(subcommand)]
     Recording(cmd::recording::Cmd),
+    /// Execute round trip from here: p50/p90 per batch size.
+    Bench(cmd::bench::Args),
     /// Halt, resume, break a lease (admin token).
     #[command(subcommand)]
     Admin(cmd::admin::Cmd),
@@ -73,6 +75,7 @@ impl Cmd {
             Cmd::Compare(a) => cmd::compare::run(g, *a).await,
             Cmd::Token(c) => cmd::token::run(c),
             Cmd::Admin(c) => cmd::admin::run(g, c).await,
+            Cmd::Bench(a) => cmd::bench::run(g, a).await,
             Cmd::Recording(c) => cmd::recording::run(c),
         }
     }

@@ -2,6 +2,7 @@
 //! `async fn run`; the arguments several commands share are in `shared`.
 
 pub mod admin;
+pub mod bench;
 pub mod collect;
 pub mod compare;
 pub mod demo;
