@@ -20,9 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::Error;
-use crate::window::{self, Window};
 use crate::frame::{Framed, SEGMENT_HEADER, segment_header};
 use crate::reader::{scan_segment, segments};
+use crate::window::{self, Window};
 use crate::writer::{FailureObserver, Fsync, WriterOptions};
 
 /// Space reserved ahead of the writes, at most (and never past the

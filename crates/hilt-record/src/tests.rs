@@ -320,7 +320,12 @@ fn records_copied_through_a_window_and_written_after_a_sync_read_back_alike() {
 
     let dir = tempfile::tempdir().unwrap();
     let maps = crate::window::supported(&std::fs::File::open(dir.path()).unwrap());
-    let mut s = Segments::open(dir.path().join("dev"), opts(1 << 20), Arc::new(Mutex::new(None))).unwrap();
+    let mut s = Segments::open(
+        dir.path().join("dev"),
+        opts(1 << 20),
+        Arc::new(Mutex::new(None)),
+    )
+    .unwrap();
     let prepare = |s: &mut Segments| match s.preparation() {
         Some(p) => {
             assert!(maps, "pages faulted in on a file system without windows");
@@ -343,7 +348,11 @@ fn records_copied_through_a_window_and_written_after_a_sync_read_back_alike() {
     prepare(&mut s);
     put(&mut s, 3);
     s.sync().unwrap();
-    assert_eq!(s.ready_ahead(), 0, "a sync leaves nothing ready to copy into");
+    assert_eq!(
+        s.ready_ahead(),
+        0,
+        "a sync leaves nothing ready to copy into"
+    );
     put(&mut s, 5);
     prepare(&mut s);
     put(&mut s, 7);

@@ -199,7 +199,8 @@ mod tests {
         rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, 1 << 20).unwrap();
         let w = Window::map(&file, 4096 + 17, 1 << 20).unwrap();
         w.prepare(0, 1 << 20).unwrap();
-        let (a, b): ([u8; 3], Vec<u8>) = ([1u8, 2, 3], (0..5000).map(|i| (i % 251) as u8).collect());
+        let (a, b): ([u8; 3], Vec<u8>) =
+            ([1u8, 2, 3], (0..5000).map(|i| (i % 251) as u8).collect());
         let s = [IoSlice::new(&a), IoSlice::new(&b)];
         assert!(w.put(&s, 9000, 5003));
         assert!(!w.put(&s, 4096, 5003), "starts before the window");
