@@ -702,3 +702,127 @@ fn a_network_spans_two_daemons_and_a_lost_one_is_named() {
     assert!(lost.join("checkpoint.safetensors").exists());
     assert!(epochs_done() >= 1);
 }
+
+/// hiltd's default configuration, every SHG rig's registration creeping
+/// `rate` channels per virtual hour (the default creeps 0.1).
+fn creeping_config(rate: f64) -> String {
+    let text =
+        std::fs::read_to_string(workspace().join("crates/hilt-daemon/default.toml")).unwrap();
+    let shg = "n_channels = 64\n";
+    assert_eq!(
+        text.matches(shg).count(),
+        3,
+        "the default's SHG rigs changed"
+    );
+    text.replace(
+        shg,
+        &format!("{shg}registration_drift_ch_per_h = {rate:?}\n"),
+    )
+}
+
+/// Drift sentinels: on a rig creeping fast the probes trip (each event
+/// past its threshold, in metrics.json and epochs.csv) and the twin is
+/// refitted from a fresh recording it explains better; on a steady rig,
+/// with the same seed and settings, none fires.
+#[test]
+fn a_drifting_rig_trips_its_sentinel_and_the_twin_is_refitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |rate: f64, refit: bool| {
+        let config = dir.path().join(format!("creep{rate}.toml"));
+        std::fs::write(&config, creeping_config(rate)).unwrap();
+        let daemon = Daemon::start(&config);
+        let out = dir.path().join(format!("run{rate}"));
+        let mut args = vec![
+            "--server",
+            &daemon.url,
+            "--quiet",
+            "train",
+            "--task",
+            "vowels",
+            "--method",
+            "pat",
+            "--layers",
+            "2",
+            "--epochs",
+            "40",
+            "--seed",
+            "0",
+            "--twin-samples",
+            "2000",
+            "--twin-epochs",
+            "30",
+            "--sentinel-every",
+            "7",
+            "--sentinel-rows",
+            "32",
+        ];
+        if refit {
+            args.push("--refit-on-drift");
+        }
+        args.extend(["--out", out.to_str().unwrap()]);
+        let o = hilt(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            metrics(&out.join("metrics.json")),
+            learning_csv(&out.join("epochs.csv")),
+        )
+    };
+
+    let (m, rows) = run(120.0, true);
+    assert_eq!(m["sentinel"]["every"], 7);
+    let events = m["drift_events"].as_array().unwrap();
+    assert!(
+        !events.is_empty(),
+        "a rig creeping 120 channels an hour tripped nothing"
+    );
+    for e in events {
+        let (err, held, thr) = (
+            e["probe_rel_error"].as_f64().unwrap(),
+            e["heldout_rel_error"].as_f64().unwrap(),
+            e["threshold"].as_f64().unwrap(),
+        );
+        assert!((thr - 3.0 * held).abs() < 1e-9 && err > thr, "{e}");
+        let r = &e["refit"];
+        assert!(Path::new(r["file"].as_str().unwrap()).exists(), "{e}");
+        assert_eq!(r["rig_samples"], 4000, "2000 rows × 2 repeats");
+        assert!(
+            r["probe_rel_error"].as_f64().unwrap() < err,
+            "the refit explains the probes better: {e}"
+        );
+    }
+    let fired: usize = rows
+        .iter()
+        .map(|r| r["drift_events"].parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(
+        fired,
+        events.len(),
+        "epochs.csv counts what metrics.json lists"
+    );
+
+    let (m, rows) = run(0.0, false);
+    assert_eq!(
+        m["drift_events"],
+        serde_json::json!([]),
+        "a steady rig tripped a sentinel"
+    );
+    for r in &rows {
+        let ratio: f64 = r["drift_ratio"].parse().unwrap();
+        assert!(ratio < 3.0, "epoch {}: ratio {ratio}", r["epoch"]);
+    }
+}
+
+/// `epochs.csv` as one map per row, by column name.
+fn learning_csv(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+    lines
+        .map(|l| {
+            head.iter()
+                .map(|h| h.to_string())
+                .zip(l.split(',').map(str::to_string))
+                .collect()
+        })
+        .collect()
+}

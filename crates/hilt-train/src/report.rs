@@ -84,6 +84,12 @@ pub struct Metrics {
     /// those named by `ID@URL`).
     #[serde(default)]
     pub servers: Vec<String>,
+    /// The drift sentinels' settings, when the run had them.
+    #[serde(default)]
+    pub sentinel: Option<crate::train::SentinelOptions>,
+    /// Every sentinel that fired, with the refit it caused.
+    #[serde(default)]
+    pub drift_events: Vec<crate::train::DriftEvent>,
     /// The trainer's version.
     pub hilt_version: String,
 }

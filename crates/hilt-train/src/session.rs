@@ -17,7 +17,9 @@ use crate::net::{Checkpoint, Network, NetworkSpec, Overlay, Physics};
 use crate::presets::Architecture;
 use crate::report::{self, Metrics, TwinSummary};
 use crate::rig::Rig;
-use crate::train::{self, EpochRow, InitBudget, Method, TrainOptions, Trained};
+use crate::train::{
+    self, EpochRow, InitBudget, Method, Refit, SentinelOptions, TrainOptions, Trained,
+};
 use crate::twin::{self, CollectOptions, FitOptions, Twin};
 
 /// Everything a session needs.
@@ -48,6 +50,9 @@ pub struct SessionConfig {
     pub out: PathBuf,
     /// The daemon's address, recorded in the metrics.
     pub server: String,
+    /// Drift sentinels on the twins (PAT, in-silico), refitting with
+    /// `collect` and `fit` when asked.
+    pub sentinel: Option<SentinelOptions>,
 }
 
 impl SessionConfig {
@@ -322,12 +327,21 @@ async fn train_network(p: &mut Prepared, cfg: &SessionConfig) -> Result<Trained>
     let ckpt_path = checkpoint_path(cfg);
     let meta0 = cfg.checkpoint(&p.net, &p.devices, 0);
     let ds = &cfg.dataset;
+    let twin_dir = cfg.out.join("twins");
     let setting = train::Setting {
         train: &ds.train,
         test: &ds.test,
-        twins: &p.twins,
+        twins: &mut p.twins,
         rigs: &mut p.rigs,
         spent_before: p.twin_samples + p.init_samples,
+        sentinel: cfg.sentinel.map(|o| {
+            let refit = Refit {
+                collect: &cfg.collect,
+                fit: &cfg.fit,
+                dir: &twin_dir,
+            };
+            (o, refit)
+        }),
     };
     train::train(&p.net, setting, &cfg.train, |rows, n| {
         let mut m = meta0.clone();
@@ -412,6 +426,8 @@ fn report(
         n_test: ds.test.len(),
         server: cfg.server.clone(),
         servers: fleet.servers(),
+        sentinel: cfg.sentinel,
+        drift_events: trained.drift_events.clone(),
         hilt_version: env!("CARGO_PKG_VERSION").into(),
     };
     report::plot_curve(

@@ -8,7 +8,7 @@ use hilt_train::fleet::{self, Fleet};
 use hilt_train::pick;
 use hilt_train::presets::{self, Architecture};
 use hilt_train::session::{self, SessionConfig};
-use hilt_train::train::{LocalOptions, Method, SpsaOptions, TrainOptions};
+use hilt_train::train::{LocalOptions, Method, SentinelOptions, SpsaOptions, TrainOptions};
 use hilt_train::twin::CollectOptions;
 use hilt_train::{Error, Result};
 
@@ -66,9 +66,12 @@ pub struct Args {
     /// without one are recorded and fitted first.
     #[arg(long = "twin", value_parser = parse_twin)]
     twins: Vec<(String, PathBuf)>,
-    /// Samples recorded per device when a twin must be fitted.
+    /// Samples recorded per device when a twin must be fitted (and when a
+    /// drift sentinel refits one).
     #[arg(long, default_value_t = 10_000)]
     twin_samples: usize,
+    #[command(flatten)]
+    sentinel: SentinelArgs,
     #[command(flatten)]
     method_args: MethodArgs,
     #[command(flatten)]
@@ -78,6 +81,42 @@ pub struct Args {
     /// Run directory (metrics.json, epochs.csv, curve.png, checkpoint).
     #[arg(long)]
     out: PathBuf,
+}
+
+/// Drift sentinels (PAT, in-silico).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SentinelArgs {
+    /// Re-measure a fixed set of probe rows on every device after every N
+    /// training batches and compare its twin's error on them with the
+    /// twin's held-out error [default: off].
+    #[arg(long, value_name = "N")]
+    pub sentinel_every: Option<usize>,
+    /// Probe rows per device.
+    #[arg(long, default_value_t = 64, requires = "sentinel_every")]
+    pub sentinel_rows: usize,
+    /// A sentinel fires past this many times the twin's held-out error.
+    #[arg(long, default_value_t = 3.0, requires = "sentinel_every")]
+    pub drift_factor: f64,
+    /// When a sentinel fires, record the device again (--twin-samples) and
+    /// refit its twin in place, saved under OUT/twins/.
+    #[arg(long, requires = "sentinel_every")]
+    pub refit_on_drift: bool,
+}
+
+impl SentinelArgs {
+    /// The sentinels asked for, checked.
+    pub fn options(&self) -> Result<Option<SentinelOptions>> {
+        self.sentinel_every
+            .map(|n| {
+                SentinelOptions::new(
+                    n,
+                    self.sentinel_rows,
+                    self.drift_factor,
+                    self.refit_on_drift,
+                )
+            })
+            .transpose()
+    }
 }
 
 /// The settings of the methods without a twin.
@@ -173,6 +212,13 @@ impl Args {
 pub async fn run(g: &Global, a: Args) -> Result<()> {
     let quiet = g.quiet;
     let (architecture, layers, train) = a.plan(quiet)?;
+    let sentinel = a.sentinel.options()?;
+    if sentinel.is_some() && !train.method.needs_twin() {
+        return Err(Error::invalid(format!(
+            "--sentinel-every: drift sentinels watch twins, and --method {} trains without one",
+            train.method.as_str()
+        )));
+    }
     // Data first: a wrong path should not wait for a daemon.
     let dataset = a.data.load(a.task)?;
     let client = g.connect().await?;
@@ -197,6 +243,7 @@ pub async fn run(g: &Global, a: Args) -> Result<()> {
         fit: a.fit.options(a.seed, quiet),
         out: a.out.clone(),
         server: g.server().to_string(),
+        sentinel,
     };
     // Devices named on other daemons join the choice under their keys.
     let mut named: Vec<&str> = [Some(cfg.device.as_str()), cfg.hidden_device.as_deref()]

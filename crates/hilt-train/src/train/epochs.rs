@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::method::{Digital, InSilico, Pat, Phyll, Spsa, StepEnv, TrainingMethod};
 use super::options::{LR_FLOOR, Method, TrainOptions};
 use super::score::accuracy;
+use super::sentinel::{DriftEvent, Refit, SentinelOptions, Sentinels};
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::net::{Network, Physics};
@@ -42,6 +43,11 @@ pub struct EpochRow {
     pub rig_samples_eval: u64,
     /// The physical parameters' learning rate at the epoch's last step.
     pub lr_physical: f64,
+    /// Drift sentinels that fired during the epoch (0 without sentinels).
+    pub drift_events: usize,
+    /// At the epoch's last sentinel check, the worst twin error on the
+    /// probes over that twin's held-out error (empty without sentinels).
+    pub drift_ratio: Option<f64>,
     /// Since training began.
     pub wall_seconds: f64,
 }
@@ -59,6 +65,8 @@ pub struct Trained {
     pub samples_train: u64,
     /// Samples measured on the devices scoring each epoch.
     pub samples_eval: u64,
+    /// The drift sentinels that fired.
+    pub drift_events: Vec<DriftEvent>,
 }
 
 /// What the loop needs besides the network and the method: the data, the
@@ -70,12 +78,15 @@ pub struct Setting<'a> {
     pub train: &'a Split,
     /// The test split, scored after every epoch.
     pub test: &'a Split,
-    /// A twin per device (empty for methods without).
-    pub twins: &'a HashMap<String, Arc<Twin>>,
+    /// A twin per device (empty for methods without); a drift sentinel
+    /// with refit replaces a device's twin here.
+    pub twins: &'a mut HashMap<String, Arc<Twin>>,
     /// A lease per device.
     pub rigs: &'a mut HashMap<String, Rig>,
     /// Rig samples spent before the first step.
     pub spent_before: u64,
+    /// Drift sentinels, and how a twin is refitted when one fires.
+    pub sentinel: Option<(SentinelOptions, Refit<'a>)>,
 }
 
 fn total_samples(rigs: &HashMap<String, Rig>) -> u64 {
@@ -118,7 +129,18 @@ async fn run_epochs<M: TrainingMethod>(
         twins,
         rigs,
         spent_before,
+        sentinel,
     } = s;
+    let mut sentinels = match sentinel {
+        Some(_) if twins.is_empty() => {
+            return Err(Error::invalid(format!(
+                "drift sentinels watch twins, and --method {} trains without one",
+                opt.method.as_str()
+            )));
+        }
+        Some((o, refit)) => Some(Sentinels::new(o, refit, twins, opt.seed)?),
+        None => None,
+    };
     let start = Instant::now();
     let busy0: Duration = rigs.values().map(Rig::busy).sum();
     let (mut samples_train, mut samples_eval) = (0u64, 0u64);
@@ -147,6 +169,9 @@ async fn run_epochs<M: TrainingMethod>(
             loss_sum += out.loss * chunk.len() as f64;
             hits += out.correct;
             step += 1;
+            if let Some(s) = sentinels.as_mut().filter(|s| s.due(step)) {
+                s.check(epoch, step, rigs, twins, opt.repeats).await?;
+            }
         }
         let scored = total_samples(rigs);
         samples_train += scored - before;
@@ -157,6 +182,9 @@ async fn run_epochs<M: TrainingMethod>(
         } else {
             None
         };
+        let (drift_events, drift_ratio) = sentinels
+            .as_mut()
+            .map_or((0, None), Sentinels::epoch_summary);
         let row = EpochRow {
             epoch,
             train_loss: loss_sum / train.len() as f64,
@@ -166,6 +194,8 @@ async fn run_epochs<M: TrainingMethod>(
             rig_samples: spent_before + samples_train,
             rig_samples_eval: samples_eval,
             lr_physical: lr_p,
+            drift_events,
+            drift_ratio,
             wall_seconds: start.elapsed().as_secs_f64(),
         };
         pb.set_prefix(format!(
@@ -188,5 +218,6 @@ async fn run_epochs<M: TrainingMethod>(
         busy: rigs.values().map(Rig::busy).sum::<Duration>() - busy0,
         samples_train,
         samples_eval,
+        drift_events: sentinels.map(Sentinels::into_events).unwrap_or_default(),
     })
 }

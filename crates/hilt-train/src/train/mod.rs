@@ -7,6 +7,7 @@ mod init;
 mod method;
 mod options;
 mod score;
+mod sentinel;
 
 pub use epochs::{EpochRow, Setting, Trained, train};
 pub use init::{InitBudget, initialise};
@@ -16,3 +17,4 @@ pub use method::{
 };
 pub use options::{LocalOptions, Method, SpsaOptions, TrainOptions};
 pub use score::{accuracy, labels};
+pub use sentinel::{DriftEvent, Refit, Refitted, SentinelOptions};
