@@ -15,8 +15,6 @@ use std::sync::Arc;
 
 use hilt_core::{DeviceSpec, Measurement};
 use ndarray::Array2;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::array::{array2, tensor2};
@@ -136,26 +134,13 @@ impl std::fmt::Debug for Sentinels<'_> {
     }
 }
 
-/// Uniform probes inside `spec`'s ranges, seeded per device.
+/// Uniform probes inside `spec`'s ranges, seeded per device (and apart
+/// from the twin's own recording, which `seed` alone seeds).
 fn draw(spec: &DeviceSpec, rows: usize, seed: u64) -> Result<(Array2<f32>, Array2<f32>)> {
-    for (what, r) in [("input", spec.input_range), ("parameter", spec.param_range)] {
-        if !(r.max - r.min).is_finite() {
-            return Err(Error::invalid(format!(
-                "device '{}' publishes the {what} range [{}, {}], too wide to draw sentinel \
-                 probes from: give it hard limits ([device.limits] in hiltd's config)",
-                spec.id, r.min, r.max
-            )));
-        }
-    }
     let tag = spec.id.bytes().fold(seed ^ 0x05e4_71e1, |h, b| {
         h.wrapping_mul(0x100_0000_01b3).wrapping_add(u64::from(b))
     });
-    let mut rng = ChaCha8Rng::seed_from_u64(tag);
-    let (lx, hx) = (spec.input_range.min, spec.input_range.max);
-    let (lp, hp) = (spec.param_range.min, spec.param_range.max);
-    let x = Array2::from_shape_fn((rows, spec.n_in), |_| rng.random_range(lx..=hx));
-    let theta = Array2::from_shape_fn((rows, spec.n_par), |_| rng.random_range(lp..=hp));
-    Ok((x, theta))
+    twin::uniform_probes(spec, rows, tag)
 }
 
 /// RMS error of `twin` on `m` over the RMS spread of `m`'s outputs about

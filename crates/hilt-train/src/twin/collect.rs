@@ -1,6 +1,7 @@
 //! `hilt collect`: probe a device with uniform random controls inside its
 //! published ranges, as the paper's `take_dt_data` does (10 000 × 2 repeats).
 
+use hilt_core::DeviceSpec;
 use ndarray::{Array2, Axis, Slice};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -40,6 +41,32 @@ impl Default for CollectOptions {
     }
 }
 
+/// `rows` of x and θ drawn uniformly inside `spec`'s published ranges
+/// (x first, then θ, from one stream seeded by `seed`).
+pub fn uniform_probes(
+    spec: &DeviceSpec,
+    rows: usize,
+    seed: u64,
+) -> Result<(Array2<f32>, Array2<f32>)> {
+    // Uniform probes need a range of finite width: a loopback publishes
+    // all of f32, whose width overflows.
+    for (what, r) in [("input", spec.input_range), ("parameter", spec.param_range)] {
+        if !(r.max - r.min).is_finite() {
+            return Err(Error::invalid(format!(
+                "device '{}' publishes the {what} range [{}, {}], too wide to draw uniform \
+                 probes from: give it hard limits ([device.limits] in hiltd's config)",
+                spec.id, r.min, r.max
+            )));
+        }
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (lo_x, hi_x) = (spec.input_range.min, spec.input_range.max);
+    let (lo_p, hi_p) = (spec.param_range.min, spec.param_range.max);
+    let x = Array2::from_shape_fn((rows, spec.n_in), |_| rng.random_range(lo_x..=hi_x));
+    let theta = Array2::from_shape_fn((rows, spec.n_par), |_| rng.random_range(lo_p..=hi_p));
+    Ok((x, theta))
+}
+
 /// Probe `rig` with uniform random x and θ, keeping what it applied.
 pub async fn collect(rig: &mut Rig, opt: &CollectOptions) -> Result<TwinData> {
     let spec = rig.spec.clone();
@@ -52,22 +79,7 @@ pub async fn collect(rig: &mut Rig, opt: &CollectOptions) -> Result<TwinData> {
             opt.repeats, spec.max_repeats, spec.id
         )));
     }
-    // Uniform probes need a range of finite width: a loopback publishes
-    // all of f32, whose width overflows.
-    for (what, r) in [("input", spec.input_range), ("parameter", spec.param_range)] {
-        if !(r.max - r.min).is_finite() {
-            return Err(Error::invalid(format!(
-                "device '{}' publishes the {what} range [{}, {}], too wide to draw uniform \
-                 probes from: give it hard limits ([device.limits] in hiltd's config)",
-                spec.id, r.min, r.max
-            )));
-        }
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(opt.seed);
-    let (lo_x, hi_x) = (spec.input_range.min, spec.input_range.max);
-    let (lo_p, hi_p) = (spec.param_range.min, spec.param_range.max);
-    let x = Array2::from_shape_fn((opt.samples, spec.n_in), |_| rng.random_range(lo_x..=hi_x));
-    let theta = Array2::from_shape_fn((opt.samples, spec.n_par), |_| rng.random_range(lo_p..=hi_p));
+    let (x, theta) = uniform_probes(&spec, opt.samples, opt.seed)?;
 
     // A request carries x and θ per row: keep it under gRPC's customary
     // 4 MiB message limit, whatever the daemon allows (a ten-copy plate

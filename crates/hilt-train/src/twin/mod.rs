@@ -14,7 +14,7 @@ mod shape;
 mod wiener;
 
 pub use body::{Dense, Trainable, TwinBody, TwinKind};
-pub use collect::{CollectOptions, REQUEST_BYTES, collect};
+pub use collect::{CollectOptions, REQUEST_BYTES, collect, uniform_probes};
 pub use data::TwinData;
 pub use encode::Encoder;
 pub use fit::{FitOptions, fit};
