@@ -437,14 +437,20 @@ impl Segments {
 
     fn rotate(&mut self) -> Result<(), Error> {
         self.seal()?;
-        let (file, path, size) = new_segment(&self.dir, self.next_seq)?;
+        self.switch_to(new_segment(&self.dir, self.next_seq)?);
+        self.retain();
+        Ok(())
+    }
+
+    /// Write into `(file, path, size)` from now on: the old segment's
+    /// windows dropped, nothing reserved or faulted in yet.
+    fn switch_to(&mut self, (file, path, size): (File, PathBuf, u64)) {
+        self.unmap();
         self.file = file;
         self.path = path;
         self.size = size;
         self.reserved = size;
         self.ready = size;
-        self.retain();
-        Ok(())
     }
 
     /// Delete the oldest segments (never the one open) past the limits.
@@ -496,14 +502,7 @@ impl Segments {
             // The open segment may have been removed with its directory.
             if !self.path.exists() {
                 match new_segment(&self.dir, self.next_seq) {
-                    Ok((file, path, size)) => {
-                        self.unmap();
-                        self.file = file;
-                        self.path = path;
-                        self.size = size;
-                        self.reserved = size;
-                        self.ready = size;
-                    }
+                    Ok(seg) => self.switch_to(seg),
                     Err(_) => return,
                 }
             }
