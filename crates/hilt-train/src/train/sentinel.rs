@@ -143,28 +143,14 @@ fn draw(spec: &DeviceSpec, rows: usize, seed: u64) -> Result<(Array2<f32>, Array
     twin::uniform_probes(spec, rows, tag)
 }
 
-/// RMS error of `twin` on `m` over the RMS spread of `m`'s outputs about
-/// their column means: the measure a twin's held-out error is in.
+/// `twin`'s relative error on `m` (at its applied values), about the
+/// measured outputs' own means: the measure of its held-out error.
 fn probe_error(twin: &Twin, m: &Measurement) -> Result<f64> {
     let f = array2(&twin.forward(&tensor2(&m.applied_x)?, &tensor2(&m.applied_theta)?)?)?;
-    let y = &m.y;
-    if f.dim() != y.dim() {
-        return Err(Error::invalid(format!(
-            "twin of '{}' predicts {:?} for a measurement of {:?}",
-            twin.spec().id,
-            f.dim(),
-            y.dim()
-        )));
-    }
-    let mean = y
-        .mean_axis(ndarray::Axis(0))
-        .ok_or_else(|| Error::invalid("a sentinel measured no rows"))?;
-    let (mut err, mut spread) = (0.0f64, 0.0f64);
-    for ((i, j), &v) in y.indexed_iter() {
-        err += f64::from(f[(i, j)] - v).powi(2);
-        spread += f64::from(v - mean[j]).powi(2);
-    }
-    Ok((err / spread.max(1e-30)).sqrt())
+    let mean =
+        m.y.mean_axis(ndarray::Axis(0))
+            .ok_or_else(|| Error::invalid("a sentinel measured no rows"))?;
+    Ok(twin::relative_error(f.view(), m.y.view(), mean.view())?.0)
 }
 
 impl<'a> Sentinels<'a> {

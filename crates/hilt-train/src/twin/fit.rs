@@ -7,7 +7,7 @@
 
 use candle_core::{Device, Tensor, Var};
 use candle_nn::Optimizer;
-use ndarray::{Array1, Array2, Axis, Slice};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, Slice};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
@@ -17,7 +17,7 @@ use super::encode::Encoder;
 use super::model::{Twin, TwinMeta};
 use super::norm::Norm;
 use super::shape::{MEMORY_KEY, Shape};
-use crate::array::tensor2;
+use crate::array::{array2, tensor2};
 use crate::error::{Error, Result};
 use crate::optim::{Cosine, adam};
 
@@ -180,18 +180,36 @@ fn train(
     Ok(())
 }
 
+/// A twin's relative error: the RMS of `pred − y` over the RMS spread of
+/// `y` about the per-output `mean`, and that summed squared spread (the
+/// noise floor's denominator). The one measure of how well a twin fits,
+/// at fitting (held out) and during training (drift sentinels).
+pub fn relative_error(
+    pred: ArrayView2<'_, f32>,
+    y: ArrayView2<'_, f32>,
+    mean: ArrayView1<'_, f32>,
+) -> Result<(f64, f64)> {
+    if pred.dim() != y.dim() || mean.len() != y.ncols() {
+        return Err(Error::invalid(format!(
+            "a twin predicted {:?} for outputs {:?} (mean over {})",
+            pred.dim(),
+            y.dim(),
+            mean.len()
+        )));
+    }
+    let (mut err, mut spread) = (0.0f64, 0.0f64);
+    for ((i, j), &v) in y.indexed_iter() {
+        err += f64::from(pred[(i, j)] - v).powi(2);
+        spread += f64::from(v - mean[j]).powi(2);
+    }
+    Ok(((err / spread.max(1e-30)).sqrt(), spread))
+}
+
 /// Held-out relative error, and the noise floor in the same units.
 fn score(twin: &Twin, rows: &Rows, data: &TwinData, out_mean: &Array1<f32>) -> Result<(f32, f32)> {
-    let pred: Vec<Vec<f32>> = twin.forward_features(&tensor2(&rows.f_ho)?)?.to_vec2()?;
-    let (mut err, mut spread) = (0.0f64, 0.0f64);
-    for (i, p) in pred.iter().enumerate() {
-        for (j, &v) in p.iter().enumerate() {
-            err += f64::from(v - rows.y_ho[(i, j)]).powi(2);
-            spread += f64::from(rows.y_ho[(i, j)] - out_mean[j]).powi(2);
-        }
-    }
-    let rel = (err / spread.max(1e-30)).sqrt() as f32;
-    Ok((rel, noise_floor(data, rows.n_train(), spread)))
+    let pred = array2(&twin.forward_features(&tensor2(&rows.f_ho)?)?)?;
+    let (rel, spread) = relative_error(pred.view(), rows.y_ho.view(), out_mean.view())?;
+    Ok((rel as f32, noise_floor(data, rows.n_train(), spread)))
 }
 
 /// Fit a twin to `data`.

@@ -17,7 +17,7 @@ pub use body::{Dense, Trainable, TwinBody, TwinKind};
 pub use collect::{CollectOptions, REQUEST_BYTES, collect, uniform_probes};
 pub use data::TwinData;
 pub use encode::Encoder;
-pub use fit::{FitOptions, fit};
+pub use fit::{FitOptions, fit, relative_error};
 pub use model::{Twin, TwinMeta};
 pub use norm::Norm;
 pub use shape::{BIN_EDGES_KEY, BinReadout, LEAD, MEMORY_KEY, Shape};
