@@ -703,6 +703,206 @@ fn a_network_spans_two_daemons_and_a_lost_one_is_named() {
     assert!(epochs_done() >= 1);
 }
 
+/// The network tensors of a checkpoint (not the training state beside
+/// them), by name, as raw bytes.
+fn network_tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let buf = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&buf).unwrap();
+    st.tensors()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("layer"))
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect()
+}
+
+/// A run stopped by a lost daemon and resumed (`--resume`, the lost
+/// device's daemon back at a new address) ends with the network an
+/// uninterrupted run trains, to the bit: in-silico training touches the
+/// rigs only to score, so every parameter comes from the twins, the
+/// shuffles, the schedule and Adam's moments, all of which the
+/// checkpoint carries.
+#[test]
+fn an_interrupted_run_resumes_to_the_network_it_would_have_trained() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cb, cslow) = (
+        dir.path().join("a.toml"),
+        dir.path().join("b.toml"),
+        dir.path().join("slow.toml"),
+    );
+    std::fs::write(&ca, config_with(&["shg-hidden"])).unwrap();
+    let readout = config_with(&["shg-readout"]);
+    std::fs::write(&cb, &readout).unwrap();
+    // Scoring an epoch on this one takes ~1 s: the run cannot finish
+    // between its first epoch and the daemon's loss.
+    let slow = readout.replacen(
+        "max_repeats = 64\n",
+        "max_repeats = 64\nemulate_seconds_per_sample = 0.01\n",
+        1,
+    );
+    assert_ne!(slow, readout);
+    std::fs::write(&cslow, slow).unwrap();
+    let a = Daemon::start(&ca);
+    let b = Daemon::start(&cb);
+    let run = |out: &Path, readout_url: &str, twins: &[String], epochs: &str| {
+        let mut args: Vec<String> = [
+            "--server",
+            &a.url,
+            "--quiet",
+            "train",
+            "--task",
+            "vowels",
+            "--method",
+            "insilico",
+            "--layers",
+            "2",
+            "--hidden-device",
+            "shg-hidden",
+            "--device",
+            &format!("shg-readout@{readout_url}"),
+            "--epochs",
+            epochs,
+            "--twin-samples",
+            "1500",
+            "--twin-epochs",
+            "8",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(str::to_string)
+        .to_vec();
+        for t in twins {
+            args.extend(["--twin".to_string(), t.clone()]);
+        }
+        args
+    };
+    let spawn = |args: &[String]| {
+        Command::new(HILT)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let ok = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    // Twins once, for every run below.
+    let fitted = dir.path().join("fitted");
+    ok(spawn(&run(&fitted, &b.url, &[], "1"))
+        .wait_with_output()
+        .unwrap());
+    let twin_of = |key: &str, url: &str| {
+        let m = metrics(&fitted.join("metrics.json"));
+        format!("{url}={}", m["twins"][key]["file"].as_str().unwrap())
+    };
+    let readout_key = format!("shg-readout@{}", b.url);
+    let hidden_twin = twin_of("shg-hidden", "shg-hidden");
+    let readout_twin = |url: &str| twin_of(&readout_key, &format!("shg-readout@{url}"));
+
+    let whole = dir.path().join("whole");
+    let twins = [hidden_twin.clone(), readout_twin(&b.url)];
+    ok(spawn(&run(&whole, &b.url, &twins, "6"))
+        .wait_with_output()
+        .unwrap());
+
+    // The same run with its readout on the slow daemon, lost after the
+    // first epoch.
+    let slow_b = Daemon::start(&cslow);
+    let cut = dir.path().join("cut");
+    let twins = [hidden_twin.clone(), readout_twin(&slow_b.url)];
+    let mut child = spawn(&run(&cut, &slow_b.url, &twins, "6"));
+    let csv = cut.join("epochs.csv");
+    let epochs_done = || {
+        std::fs::read_to_string(&csv)
+            .map(|t| t.lines().count().saturating_sub(1))
+            .unwrap_or(0)
+    };
+    while epochs_done() == 0 {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        // Polling a file for a condition, not timing anything.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let lost_url = slow_b.url.clone();
+    drop(slow_b);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains(&format!("server {lost_url}")), "{err}");
+    let stopped_at = epochs_done();
+    assert!((1..6).contains(&stopped_at), "{stopped_at}");
+
+    // A device swapped for another is refused; the same one at a new
+    // address carries the run on.
+    let back = Daemon::start(&cb);
+    let cut_s = cut.to_str().unwrap();
+    let o = hilt(&[
+        "--server",
+        &a.url,
+        "--quiet",
+        "train",
+        "--resume",
+        cut_s,
+        "--device",
+        &format!("shg-hidden@{}", back.url),
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("not swap it"), "{e}");
+    let o = hilt(&[
+        "--server",
+        &a.url,
+        "--quiet",
+        "train",
+        "--resume",
+        cut_s,
+        "--device",
+        &format!("shg-readout@{}", back.url),
+    ]);
+    ok(o);
+    assert_eq!(
+        network_tensors(&cut.join("checkpoint.safetensors")),
+        network_tensors(&whole.join("checkpoint.safetensors")),
+        "the resumed run's network differs from the uninterrupted one's"
+    );
+    // The twins' columns are the twins' business; the rigs' scores are
+    // noisy measurements and differ.
+    let curve = |run: &Path| -> Vec<Vec<String>> {
+        learning_csv(&run.join("epochs.csv"))
+            .into_iter()
+            .map(|r| {
+                [
+                    "epoch",
+                    "train_loss",
+                    "train_accuracy",
+                    "twin_test_accuracy",
+                    "lr_physical",
+                ]
+                .map(|k| r[k].clone())
+                .to_vec()
+            })
+            .collect()
+    };
+    assert_eq!(curve(&cut), curve(&whole));
+    let m = metrics(&cut.join("metrics.json"));
+    assert_eq!(m["epochs"], 6);
+    assert_eq!(m["servers"], serde_json::json!([a.url, back.url]));
+    // A finished run has nothing to resume.
+    let o = hilt(&[
+        "--server",
+        &a.url,
+        "--quiet",
+        "train",
+        "--resume",
+        cut_s,
+        "--device",
+        &format!("shg-readout@{}", back.url),
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("nothing to resume"),
+        "{e}"
+    );
+}
+
 /// hiltd's default configuration, every SHG rig's registration creeping
 /// `rate` channels per virtual hour (the default creeps 0.1).
 fn creeping_config(rate: f64) -> String {

@@ -138,6 +138,7 @@ async fn compare(cfg: &DemoConfig, dataset: data::Dataset, server: &str) -> Resu
         out: cfg.out.clone(),
         server: server.into(),
         sentinel: None,
+        resume: false,
     };
     let served = client.list_devices().await?;
     // Each method on the devices that fit it (PhyLL needs room for the

@@ -6,7 +6,10 @@ use crate::data::Task;
 use crate::train::{Method, TrainOptions};
 
 /// The network's shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Architecture {
     /// Physical layers with element-wise rescaling only; class = brightest bin.
     Physical,

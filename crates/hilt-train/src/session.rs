@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::fleet::{self, Fleet};
 use hilt_core::DeviceSpec;
+use serde::{Deserialize, Serialize};
 
 use crate::array::tensor2;
 use crate::data::{Dataset, Task};
@@ -17,8 +18,11 @@ use crate::net::{Checkpoint, Network, NetworkSpec, Overlay, Physics};
 use crate::presets::Architecture;
 use crate::report::{self, Metrics, TwinSummary};
 use crate::rig::Rig;
+use crate::tensorfile;
+use crate::train::state::TENSOR_PREFIX;
 use crate::train::{
-    self, EpochRow, InitBudget, Method, Refit, SentinelOptions, TrainOptions, Trained,
+    self, EpochRow, InitBudget, Method, Progress, Refit, Resume, SentinelOptions, TrainOptions,
+    Trained,
 };
 use crate::twin::{self, CollectOptions, FitOptions, Twin};
 
@@ -53,6 +57,23 @@ pub struct SessionConfig {
     /// Drift sentinels on the twins (PAT, in-silico), refitting with
     /// `collect` and `fit` when asked.
     pub sentinel: Option<SentinelOptions>,
+    /// Carry on the run in `out` from its checkpoint instead of starting.
+    pub resume: bool,
+}
+
+/// The checkpoint's document beside the network's: what `--resume` needs.
+const RUN_KEY: &str = "hilt.run";
+
+/// What a checkpoint holds besides the network, so a run can resume: the
+/// loop's progress, and what the run had spent before its first step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunState {
+    progress: Progress,
+    twin_samples: u64,
+    init_samples: u64,
+    /// The twins the run started with (a refit's are in the progress).
+    twins: BTreeMap<String, TwinSummary>,
 }
 
 impl SessionConfig {
@@ -316,14 +337,123 @@ async fn prepare(fleet: &Fleet, cfg: &SessionConfig) -> Result<Prepared> {
     })
 }
 
+/// A run carried on from the checkpoint in `cfg.out`: the network and the
+/// state saved with it after its last finished epoch, the twins it was
+/// using then (refits included), its devices leased again. A device named
+/// at a new address (`ID@URL`, the same ID) takes the old one's layers.
+async fn prepare_resumed(fleet: &Fleet, cfg: &SessionConfig) -> Result<(Prepared, Resume)> {
+    let t0 = Instant::now();
+    let path = checkpoint_path(cfg);
+    let mut file = Network::open(&path)?;
+    let mut state: RunState = file.doc(RUN_KEY)?.ok_or_else(|| {
+        Error::data(
+            &path,
+            "holds no training state to resume from (a checkpoint `hilt train` wrote before --resume existed)",
+        )
+    })?;
+    let m = &file.meta;
+    if m.task != cfg.task || m.method != cfg.train.method.as_str() || m.seed != cfg.train.seed {
+        return Err(Error::data(
+            &path,
+            format!(
+                "was trained with --task {} --method {} --seed {}, not as run.json asks (--task {} --method {} --seed {})",
+                m.task.as_str(),
+                m.method,
+                m.seed,
+                cfg.task.as_str(),
+                cfg.train.method.as_str(),
+                cfg.train.seed
+            ),
+        ));
+    }
+    let named: Vec<&String> = [Some(&cfg.device), cfg.hidden_device.as_ref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let saved: Vec<String> = file.meta.devices.keys().cloned().collect();
+    for old in &saved {
+        let moved = named
+            .iter()
+            .find(|k| fleet::split(k).0 == fleet::split(old).0 && **k != old);
+        if let Some(new) = moved {
+            file.meta.rename_device(old, new);
+            if let Some(t) = state.twins.remove(old) {
+                state.twins.insert(new.to_string(), t);
+            }
+            if let Some(s) = state.progress.sentinels.as_mut() {
+                s.rename_device(old, new);
+            }
+        }
+    }
+    let net = Network::from_file(&mut file)?;
+    let devices = file.meta.devices.clone();
+    let ids: Vec<String> = devices.keys().cloned().collect();
+    let described = describe_all(fleet, &ids).await?;
+    let twins = if cfg.train.method.needs_twin() {
+        let mut files: HashMap<String, PathBuf> = state
+            .twins
+            .iter()
+            .map(|(id, t)| (id.clone(), PathBuf::from(&t.file)))
+            .collect();
+        if let Some(s) = &state.progress.sentinels {
+            for (id, f) in s.refitted_twins() {
+                files.insert(id, PathBuf::from(f));
+            }
+        }
+        let missing = ids.iter().find(|id| !files.contains_key(*id));
+        if let Some(id) = missing {
+            return Err(Error::data(
+                &path,
+                format!("names no twin for device '{id}'"),
+            ));
+        }
+        let dir = cfg.out.join("twins");
+        twins_for(fleet, &described, &files, &dir, &cfg.collect, &cfg.fit)
+            .await?
+            .0
+    } else {
+        for id in &ids {
+            if described.get(id) != devices.get(id) {
+                tracing::warn!(device = %id, "device description changed since training began (calibration or settings)");
+            }
+        }
+        HashMap::new()
+    };
+    let mut rigs = HashMap::new();
+    for id in &ids {
+        rigs.insert(id.clone(), fleet.rig(id).await?);
+    }
+    let resume = Resume {
+        tensors: file.take_prefixed(TENSOR_PREFIX),
+        progress: state.progress,
+        path,
+    };
+    let p = Prepared {
+        t0,
+        net,
+        devices,
+        twins,
+        twin_summary: state.twins,
+        rigs,
+        twin_samples: state.twin_samples,
+        init_samples: state.init_samples,
+    };
+    Ok((p, resume))
+}
+
 fn checkpoint_path(cfg: &SessionConfig) -> PathBuf {
     cfg.out.join("checkpoint.safetensors")
 }
 
-/// The training loop, with the checkpoint and epochs.csv rewritten after
-/// every epoch: an interrupted run keeps its progress and the record of how
-/// it got there.
-async fn train_network(p: &mut Prepared, cfg: &SessionConfig) -> Result<Trained> {
+/// The training loop, with the checkpoint (the network and the state to
+/// resume from, in one file) and epochs.csv rewritten after every epoch:
+/// an interrupted run keeps its progress and the record of how it got
+/// there, and `--resume` carries it on.
+async fn train_network(
+    p: &mut Prepared,
+    cfg: &SessionConfig,
+    resume: Option<Resume>,
+) -> Result<Trained> {
     let ckpt_path = checkpoint_path(cfg);
     let meta0 = cfg.checkpoint(&p.net, &p.devices, 0);
     let ds = &cfg.dataset;
@@ -342,12 +472,22 @@ async fn train_network(p: &mut Prepared, cfg: &SessionConfig) -> Result<Trained>
             };
             (o, refit)
         }),
+        resume,
     };
-    train::train(&p.net, setting, &cfg.train, |rows, n| {
+    let (twin_samples, init_samples) = (p.twin_samples, p.init_samples);
+    let twins = p.twin_summary.clone();
+    train::train(&p.net, setting, &cfg.train, |progress, state, n| {
         let mut m = meta0.clone();
-        m.epoch = rows.len();
-        n.save(&ckpt_path, &m)?;
-        report::write_epochs(&cfg.out, rows)
+        m.epoch = progress.rows.len();
+        let run = RunState {
+            progress: progress.clone(),
+            twin_samples,
+            init_samples,
+            twins: twins.clone(),
+        };
+        let docs = [(RUN_KEY, tensorfile::json(&run)?)];
+        n.save_with(&ckpt_path, &m, &docs, state.tensors())?;
+        report::write_epochs(&cfg.out, &progress.rows)
     })
     .await
 }
@@ -379,7 +519,8 @@ async fn evaluate(p: &mut Prepared, cfg: &SessionConfig, trained: &Trained) -> R
     })
 }
 
-/// The final checkpoint, `curve.png` and `metrics.json`.
+/// `curve.png` and `metrics.json` (the last epoch's checkpoint is the
+/// final one: scoring changes no parameter).
 fn report(
     fleet: &Fleet,
     p: &Prepared,
@@ -388,10 +529,6 @@ fn report(
     ev: &Evaluation,
 ) -> Result<Metrics> {
     let (net, ds) = (&p.net, &cfg.dataset);
-    net.save(
-        &checkpoint_path(cfg),
-        &cfg.checkpoint(net, &p.devices, trained.epochs.len()),
-    )?;
     let (n_phys, n_dig) = net.n_trainable();
     let metrics = Metrics {
         method: cfg.train.method.as_str().into(),
@@ -450,8 +587,13 @@ pub struct Run {
 
 /// Prepare, train, evaluate on the devices, and write the run directory.
 pub async fn run(fleet: &Fleet, cfg: &SessionConfig) -> Result<Run> {
-    let mut p = prepare(fleet, cfg).await?;
-    let trained = train_network(&mut p, cfg).await?;
+    let (mut p, resume) = if cfg.resume {
+        let (p, r) = prepare_resumed(fleet, cfg).await?;
+        (p, Some(r))
+    } else {
+        (prepare(fleet, cfg).await?, None)
+    };
+    let trained = train_network(&mut p, cfg, resume).await?;
     let ev = evaluate(&mut p, cfg, &trained).await?;
     let metrics = report(fleet, &p, cfg, &trained, &ev)?;
     for rig in p.rigs.into_values() {

@@ -99,7 +99,8 @@ impl Global {
 
 /// How a twin is fitted, for `hilt twin fit` and for the twins `hilt train`
 /// and `hilt demo` fit themselves.
-#[derive(Debug, clap::Args, Clone)]
+#[derive(Debug, clap::Args, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FitArgs {
     /// Twin form [default: waveform for devices driven by a held waveform
     /// (plate, circuit), mlp otherwise].
@@ -131,7 +132,8 @@ impl FitArgs {
 }
 
 /// Which data set, and how much of it.
-#[derive(Debug, clap::Args, Clone)]
+#[derive(Debug, clap::Args, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DataArgs {
     /// Directory of the data set [default: per task; the vowels are built
     /// into hilt].

@@ -1,7 +1,9 @@
 //! `hilt train`: one training run on the daemon's devices.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use hilt_train::data::Task;
 use hilt_train::fleet::{self, Fleet};
@@ -16,6 +18,18 @@ use super::shared::{DataArgs, FitArgs, Global};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Carry on the interrupted run in DIR from its last finished epoch,
+    /// with the settings it was started with (DIR/run.json); --device and
+    /// --hidden-device may name its devices at new addresses (ID@URL).
+    // `Run`'s own flags are listed one by one: clap leaves the group of a
+    // struct with required flags empty. The data set's flags are checked
+    // by hand: HILT_DATA in the environment would count as given.
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "rig", "task", "method", "arch", "layers", "seed", "epochs", "batch", "theta_init",
+        "lr_physical", "lr_digital", "repeats", "twins", "twin_samples", "out",
+        "SentinelArgs", "MethodArgs", "FitArgs",
+    ])]
+    resume: Option<PathBuf>,
     /// Device of the (last) physical layer: ID on --server, or ID@URL on
     /// the hiltd at URL [default: the first --server serves that fits the
     /// network].
@@ -23,16 +37,25 @@ pub struct Args {
     device: Option<String>,
     /// Device of the other physical layers, ID or ID@URL [default:
     /// --device, or with --device unset, chosen with it].
-    #[arg(long, requires = "device")]
+    #[arg(long)]
     hidden_device: Option<String>,
+    #[command(flatten)]
+    run: Run,
+}
+
+/// What a run is: everything but where its devices are, kept in the run
+/// directory's `run.json` so `--resume` trains on as the run began.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Run {
     /// Choose only among devices of this rig (shg, plate, circuit) when
     /// --device is not given.
     #[arg(long, conflicts_with = "device")]
     rig: Option<String>,
-    #[arg(long, value_enum)]
-    task: Task,
-    #[arg(long, value_enum)]
-    method: Method,
+    #[arg(long, value_enum, required_unless_present = "resume")]
+    task: Option<Task>,
+    #[arg(long, value_enum, required_unless_present = "resume")]
+    method: Option<Method>,
     /// Network shape [default: physical for vowels, hybrid for images].
     #[arg(long, value_enum)]
     arch: Option<Architecture>,
@@ -78,13 +101,58 @@ pub struct Args {
     fit: FitArgs,
     #[command(flatten)]
     data: DataArgs,
-    /// Run directory (metrics.json, epochs.csv, curve.png, checkpoint).
-    #[arg(long)]
-    out: PathBuf,
+    /// Run directory (metrics.json, epochs.csv, curve.png, checkpoint,
+    /// run.json).
+    #[arg(long, required_unless_present = "resume")]
+    out: Option<PathBuf>,
+}
+
+/// `run.json`: the run and the devices it was given or chose.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Saved {
+    device: String,
+    hidden_device: Option<String>,
+    run: Run,
+}
+
+const RUN_FILE: &str = "run.json";
+
+impl Saved {
+    fn read(dir: &Path) -> Result<Saved> {
+        let path = dir.join(RUN_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::data(
+                &path,
+                format!("{e} (expected the run.json `hilt train` writes)"),
+            )
+        })
+    }
+
+    fn write(&self, dir: &Path) -> Result<()> {
+        hilt_train::fsio::create_dir(dir)?;
+        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::invalid(e.to_string()))?;
+        hilt_train::fsio::write_bytes(&dir.join(RUN_FILE), &json)
+    }
+}
+
+/// `given` for the device the run in `dir` trained as `saved`: the same
+/// ID, perhaps at another address.
+fn moved(flag: &str, given: Option<String>, saved: String, dir: &Path) -> Result<String> {
+    match given {
+        Some(g) if fleet::split(&g).0 != fleet::split(&saved).0 => Err(Error::invalid(format!(
+            "{flag} {g}: the run in {} trained on '{saved}'; --resume can move a device to a new address (ID@URL), not swap it",
+            dir.display()
+        ))),
+        Some(g) => Ok(g),
+        None => Ok(saved),
+    }
 }
 
 /// Drift sentinels (PAT, in-silico).
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SentinelArgs {
     /// Re-measure a fixed set of probe rows on every device after every N
     /// training batches and compare its twin's error on them with the
@@ -120,7 +188,8 @@ impl SentinelArgs {
 }
 
 /// The settings of the methods without a twin.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MethodArgs {
     /// PhyLL: sharpness α of softplus(−α (G⁺ − G⁻)).
     #[arg(long, default_value_t = LocalOptions::default().alpha)]
@@ -180,14 +249,24 @@ fn parse_twin(s: &str) -> std::result::Result<(String, PathBuf), String> {
     Ok((d.to_string(), PathBuf::from(f)))
 }
 
-impl Args {
+impl Run {
+    /// The task and method, which clap requires unless resuming (and a
+    /// run.json always has).
+    fn what(&self) -> Result<(Task, Method, &Path)> {
+        match (self.task, self.method, &self.out) {
+            (Some(t), Some(m), Some(o)) => Ok((t, m, o)),
+            _ => Err(Error::invalid("--task, --method and --out are needed")),
+        }
+    }
+
     /// The architecture, depth and schedule asked for: each flag given
     /// overrides the task's default, and the result is checked here, so a
     /// bad value is refused before any data is read or device leased.
     pub fn plan(&self, quiet: bool) -> Result<(Architecture, usize, TrainOptions)> {
-        let (arch, layers, d) = presets::method_defaults(self.task, self.arch, self.method);
+        let (task, method, _) = self.what()?;
+        let (arch, layers, d) = presets::method_defaults(task, self.arch, method);
         let mut opt = TrainOptions {
-            method: self.method,
+            method,
             seed: self.seed,
             quiet,
             epochs: self.epochs.unwrap_or(d.epochs),
@@ -211,8 +290,41 @@ impl Args {
 
 pub async fn run(g: &Global, a: Args) -> Result<()> {
     let quiet = g.quiet;
-    let (architecture, layers, train) = a.plan(quiet)?;
-    let sentinel = a.sentinel.options()?;
+    let (run, device, hidden_device) = match &a.resume {
+        Some(dir) => {
+            let d = &a.run.data;
+            if d.max_train.is_some() || d.max_test.is_some() || d.image_side.is_some() {
+                return Err(Error::invalid(
+                    "--resume trains on with the run's own data set (run.json); --max-train, --max-test and --image-side cannot change it",
+                ));
+            }
+            let saved = Saved::read(dir)?;
+            let device = moved("--device", a.device, saved.device, dir)?;
+            let hidden = match (a.hidden_device, saved.hidden_device) {
+                (given, Some(s)) => Some(moved("--hidden-device", given, s, dir)?),
+                (Some(g), None) => {
+                    return Err(Error::invalid(format!(
+                        "--hidden-device {g}: the run in {} has every layer on one device",
+                        dir.display()
+                    )));
+                }
+                (None, None) => None,
+            };
+            let run = Run {
+                out: Some(dir.clone()),
+                ..saved.run
+            };
+            (run, Some(device), hidden)
+        }
+        None if a.hidden_device.is_some() && a.device.is_none() => {
+            return Err(Error::invalid("--hidden-device needs --device"));
+        }
+        None => (a.run, a.device, a.hidden_device),
+    };
+    let (task, _, out) = run.what()?;
+    let out = out.to_path_buf();
+    let (architecture, layers, train) = run.plan(quiet)?;
+    let sentinel = run.sentinel.options()?;
     if sentinel.is_some() && !train.method.needs_twin() {
         return Err(Error::invalid(format!(
             "--sentinel-every: drift sentinels watch twins, and --method {} trains without one",
@@ -220,30 +332,31 @@ pub async fn run(g: &Global, a: Args) -> Result<()> {
         )));
     }
     // Data first: a wrong path should not wait for a daemon.
-    let dataset = a.data.load(a.task)?;
+    let dataset = run.data.load(task)?;
     let client = g.connect().await?;
     if !quiet {
         eprintln!("data: {}", dataset.split);
     }
     let mut cfg = SessionConfig {
-        task: a.task,
+        task,
         dataset,
         architecture,
-        device: a.device.unwrap_or_default(),
-        hidden_device: a.hidden_device,
+        device: device.unwrap_or_default(),
+        hidden_device,
         layers,
         train,
-        twin_files: a.twins.into_iter().collect::<HashMap<_, _>>(),
+        twin_files: run.twins.iter().cloned().collect::<HashMap<_, _>>(),
         collect: CollectOptions {
-            samples: a.twin_samples,
-            seed: a.seed,
+            samples: run.twin_samples,
+            seed: run.seed,
             quiet,
             ..CollectOptions::default()
         },
-        fit: a.fit.options(a.seed, quiet),
-        out: a.out.clone(),
+        fit: run.fit.options(run.seed, quiet),
+        out: out.clone(),
         server: g.server().to_string(),
         sentinel,
+        resume: a.resume.is_some(),
     };
     // Devices named on other daemons join the choice under their keys.
     let mut named: Vec<&str> = [Some(cfg.device.as_str()), cfg.hidden_device.as_deref()]
@@ -258,7 +371,15 @@ pub async fn run(g: &Global, a: Args) -> Result<()> {
     for key in &named {
         served.push(fleet.describe(key).await?);
     }
-    pick::pick(&mut cfg, &served, a.rig.as_deref())?;
+    pick::pick(&mut cfg, &served, run.rig.as_deref())?;
+    if !cfg.resume {
+        let saved = Saved {
+            device: cfg.device.clone(),
+            hidden_device: cfg.hidden_device.clone(),
+            run,
+        };
+        saved.write(&out)?;
+    }
     if !quiet {
         eprintln!(
             "devices: {}{}",
@@ -274,7 +395,7 @@ pub async fn run(g: &Global, a: Args) -> Result<()> {
         "{}",
         hilt_train::demo::summary_table(std::slice::from_ref(&run.metrics))
     );
-    println!("run directory: {}", a.out.display());
+    println!("run directory: {}", out.display());
     Ok(())
 }
 
@@ -296,7 +417,40 @@ mod tests {
         Cli::try_parse_from(args)
             .map_err(|e| hilt_train::Error::invalid(e.to_string()))?
             .train
+            .run
             .plan(true)
+    }
+
+    fn parse(args: &[&str]) -> Result<super::Args, String> {
+        let mut all = vec!["t"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all)
+            .map(|c| c.train)
+            .map_err(|e| e.to_string())
+    }
+
+    /// `--resume` takes the run as run.json has it: only the devices'
+    /// addresses may be given with it, and a fresh run needs its task,
+    /// method and directory.
+    #[test]
+    fn resume_refuses_flags_that_would_change_the_run() {
+        assert!(parse(&["--resume", "d"]).is_ok());
+        assert!(parse(&["--resume", "d", "--device", "x@http://h:1"]).is_ok());
+        for extra in [
+            ["--epochs", "5"],
+            ["--method", "pat"],
+            ["--out", "o"],
+            ["--twin-epochs", "3"],
+            ["--sentinel-every", "4"],
+            ["--spsa-pairs", "2"],
+        ] {
+            let mut args = vec!["--resume", "d"];
+            args.extend_from_slice(&extra);
+            let e = parse(&args).unwrap_err();
+            assert!(e.contains("cannot be used with"), "{extra:?}: {e}");
+        }
+        let e = parse(&["--task", "vowels", "--out", "o"]).unwrap_err();
+        assert!(e.contains("--method"), "{e}");
     }
 
     #[test]

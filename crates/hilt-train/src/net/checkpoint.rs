@@ -39,24 +39,64 @@ pub struct Checkpoint {
     pub devices: HashMap<String, DeviceSpec>,
 }
 
+impl Checkpoint {
+    /// The device `from` is now reached as `to` (a daemon that moved):
+    /// in the layers and the devices' descriptions.
+    pub fn rename_device(&mut self, from: &str, to: &str) {
+        self.network.rename_device(from, to);
+        if let Some(mut spec) = self.devices.remove(from) {
+            // A device on another daemon goes by its key (ID@URL).
+            spec.id = to.to_string();
+            self.devices.insert(to.to_string(), spec);
+        }
+    }
+}
+
 impl Network {
     /// Write every parameter and `meta`, atomically.
     pub fn save(&self, path: &Path, meta: &Checkpoint) -> Result<()> {
-        let tensors: Vec<(String, Tensor)> = self
+        self.save_with(path, meta, &[], &[])
+    }
+
+    /// Write every parameter, `meta`, and beside them further documents
+    /// and tensors (a run's training state), atomically: one file, so the
+    /// network and the state saved with it cannot disagree.
+    pub fn save_with(
+        &self,
+        path: &Path,
+        meta: &Checkpoint,
+        docs: &[(&str, String)],
+        extra: &[(String, Tensor)],
+    ) -> Result<()> {
+        let mut tensors: Vec<(String, Tensor)> = self
             .layers
             .iter()
             .enumerate()
             .flat_map(|(i, l)| l.named_vars(i))
             .map(|(k, v)| (k, v.as_tensor().detach()))
             .collect();
-        tensorfile::save(path, META_KEY, meta, &tensors)
+        tensors.extend_from_slice(extra);
+        let mut all = vec![(META_KEY, tensorfile::json(meta)?)];
+        all.extend_from_slice(docs);
+        tensorfile::save_with(path, &all, &tensors)
     }
 
     /// A network as saved, with its metadata; every tensor must be present
     /// with the shape its layer needs.
     pub fn load(path: &Path) -> Result<(Network, Checkpoint)> {
-        let mut file: Loaded<Checkpoint> =
-            Loaded::read(path, META_KEY, "a checkpoint written by `hilt train`")?;
+        let mut file = Self::open(path)?;
+        let net = Self::from_file(&mut file)?;
+        Ok((net, file.meta))
+    }
+
+    /// A checkpoint file, read but not yet built into a network.
+    pub fn open(path: &Path) -> Result<Loaded<Checkpoint>> {
+        Loaded::read(path, META_KEY, "a checkpoint written by `hilt train`")
+    }
+
+    /// The network of `file` as its (possibly edited) metadata describes
+    /// it, its tensors taken out of the file.
+    pub fn from_file(file: &mut Loaded<Checkpoint>) -> Result<Network> {
         let meta = file.meta.clone();
         let net = Network::init(meta.network.clone(), meta.devices.clone(), 0)?;
         for (i, l) in net.layers.iter().enumerate() {
@@ -72,6 +112,6 @@ impl Network {
                 var.set(&t)?;
             }
         }
-        Ok((net, meta))
+        Ok(net)
     }
 }

@@ -246,6 +246,17 @@ impl NetworkSpec {
         d
     }
 
+    /// The layers on device `from` run on `to` instead.
+    pub fn rename_device(&mut self, from: &str, to: &str) {
+        for l in &mut self.layers {
+            if let LayerSpec::Physical { device, .. } = l
+                && device == from
+            {
+                *device = to.to_string();
+            }
+        }
+    }
+
     /// How many layers run on a device.
     pub fn n_physical(&self) -> usize {
         self.layers

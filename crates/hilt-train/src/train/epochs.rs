@@ -2,18 +2,21 @@
 //! schedule, one method step per batch, and after each epoch the test
 //! accuracy measured on the devices and predicted by the twins.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use candle_core::Tensor;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::method::{Digital, InSilico, Pat, Phyll, Spsa, StepEnv, TrainingMethod};
 use super::options::{LR_FLOOR, Method, TrainOptions};
 use super::score::accuracy;
-use super::sentinel::{DriftEvent, Refit, SentinelOptions, Sentinels};
+use super::sentinel::{DriftEvent, Refit, SentinelOptions, SentinelState, Sentinels};
+use super::state::{StateIn, StateOut};
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::net::{Network, Physics};
@@ -22,7 +25,8 @@ use crate::rig::Rig;
 use crate::twin::Twin;
 
 /// One row of `epochs.csv`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EpochRow {
     /// 1-based.
     pub epoch: usize,
@@ -69,6 +73,41 @@ pub struct Trained {
     pub drift_events: Vec<DriftEvent>,
 }
 
+/// Where a run stood after its last finished epoch: with the method's
+/// state (`StateOut`), all the loop needs to carry on as if it had never
+/// stopped.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Progress {
+    /// One per finished epoch.
+    pub rows: Vec<EpochRow>,
+    /// Training batches so far (the schedule's position).
+    pub step: usize,
+    /// Samples the training steps measured so far.
+    pub samples_train: u64,
+    /// Samples the epochs' scoring measured so far.
+    pub samples_eval: u64,
+    /// Wall and rig-busy time of the loop so far.
+    pub wall_seconds: f64,
+    /// Rig-busy time of the loop so far.
+    pub busy_seconds: f64,
+    /// The drift sentinels, if the run has them.
+    pub sentinels: Option<SentinelState>,
+    /// The method's and the loop's counters and random streams.
+    pub numbers: BTreeMap<String, String>,
+}
+
+/// A run carried on from its checkpoint.
+#[derive(Debug)]
+pub struct Resume {
+    /// Where it stood.
+    pub progress: Progress,
+    /// The method's saved tensors (optimiser moments), named as in the file.
+    pub tensors: HashMap<String, Tensor>,
+    /// The checkpoint it came from, for errors.
+    pub path: PathBuf,
+}
+
 /// What the loop needs besides the network and the method: the data, the
 /// twins and devices, and the rig samples learning had cost before it
 /// (twins' recording, initialisation) for the cumulative column.
@@ -87,19 +126,21 @@ pub struct Setting<'a> {
     pub spent_before: u64,
     /// Drift sentinels, and how a twin is refitted when one fires.
     pub sentinel: Option<(SentinelOptions, Refit<'a>)>,
+    /// Carry on from here rather than from the first epoch.
+    pub resume: Option<Resume>,
 }
 
 fn total_samples(rigs: &HashMap<String, Rig>) -> u64 {
     rigs.values().map(Rig::samples).sum()
 }
 
-/// Train `net` with `opt.method`, calling `on_epoch` with the rows so far
-/// after every epoch (to checkpoint).
+/// Train `net` with `opt.method`, calling `on_epoch` after every epoch
+/// with where the run stands and the method's state (to checkpoint).
 pub async fn train(
     net: &Network,
     s: Setting<'_>,
     opt: &TrainOptions,
-    on_epoch: impl FnMut(&[EpochRow], &Network) -> Result<()>,
+    on_epoch: impl FnMut(&Progress, &StateOut, &Network) -> Result<()>,
 ) -> Result<Trained> {
     if opt.epochs == 0 || opt.batch == 0 {
         return Err(Error::invalid("--epochs and --batch must be at least 1"));
@@ -116,12 +157,25 @@ pub async fn train(
     }
 }
 
+/// The order of the training rows after `epochs` shuffles from `seed`:
+/// each epoch shuffles the previous epoch's order, so a resumed run
+/// replays the shuffles (the stream's position alone would not give back
+/// the order it shuffled).
+fn shuffled_order(n: usize, seed: u64, epochs: usize) -> Vec<usize> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut order: Vec<usize> = (0..n).collect();
+    for _ in 0..epochs {
+        order.shuffle(&mut rng);
+    }
+    order
+}
+
 async fn run_epochs<M: TrainingMethod>(
     method: &mut M,
     net: &Network,
     s: Setting<'_>,
     opt: &TrainOptions,
-    mut on_epoch: impl FnMut(&[EpochRow], &Network) -> Result<()>,
+    mut on_epoch: impl FnMut(&Progress, &StateOut, &Network) -> Result<()>,
 ) -> Result<Trained> {
     let Setting {
         train,
@@ -130,6 +184,7 @@ async fn run_epochs<M: TrainingMethod>(
         rigs,
         spent_before,
         sentinel,
+        resume,
     } = s;
     let mut sentinels = match sentinel {
         Some(_) if twins.is_empty() => {
@@ -148,10 +203,35 @@ async fn run_epochs<M: TrainingMethod>(
     let mut order: Vec<usize> = (0..train.len()).collect();
     let steps_per_epoch = train.len().div_ceil(opt.batch);
     let schedule = Cosine::new(LR_FLOOR, opt.epochs * steps_per_epoch);
-    let pb = crate::ui::bar(opt.epochs as u64, opt.method.as_str(), opt.quiet);
     let mut rows = Vec::new();
     let mut step = 0usize;
-    for epoch in 1..=opt.epochs {
+    let (mut wall_before, mut busy_before) = (0.0, 0.0);
+    if let Some(r) = resume {
+        let done = r.progress.rows.len();
+        if done >= opt.epochs {
+            return Err(Error::invalid(format!(
+                "{}: the run finished all {} epochs; there is nothing to resume",
+                r.path.display(),
+                opt.epochs
+            )));
+        }
+        let mut from = StateIn::new(&r.path, r.tensors, &r.progress.numbers);
+        method.restore_state(&mut from)?;
+        from.rng("loop.shuffle", &mut rng)?;
+        let p = r.progress;
+        if let (Some(s), Some(state)) = (sentinels.as_mut(), p.sentinels) {
+            s.restore(state);
+        }
+        // The order is shuffled in place from the last epoch's order.
+        order = shuffled_order(train.len(), opt.seed, done);
+        (rows, step, samples_train, samples_eval) =
+            (p.rows, p.step, p.samples_train, p.samples_eval);
+        (wall_before, busy_before) = (p.wall_seconds, p.busy_seconds);
+    }
+    let first = rows.len() + 1;
+    let pb = crate::ui::bar(opt.epochs as u64, opt.method.as_str(), opt.quiet);
+    pb.inc(rows.len() as u64);
+    for epoch in first..=opt.epochs {
         order.shuffle(&mut rng);
         let (mut loss_sum, mut hits) = (0.0f64, 0usize);
         let mut lr_p = opt.lr_physical;
@@ -196,7 +276,7 @@ async fn run_epochs<M: TrainingMethod>(
             lr_physical: lr_p,
             drift_events,
             drift_ratio,
-            wall_seconds: start.elapsed().as_secs_f64(),
+            wall_seconds: wall_before + start.elapsed().as_secs_f64(),
         };
         pb.set_prefix(format!(
             "loss {:.3} train {:.1} % test {:.1} %{}",
@@ -209,13 +289,29 @@ async fn run_epochs<M: TrainingMethod>(
         ));
         pb.inc(1);
         rows.push(row);
-        on_epoch(&rows, net)?;
+        let busy = rigs.values().map(Rig::busy).sum::<Duration>() - busy0;
+        let mut state = StateOut::default();
+        method.save_state(&mut state)?;
+        state.rng("loop.shuffle", &rng);
+        let progress = Progress {
+            rows: rows.clone(),
+            step,
+            samples_train,
+            samples_eval,
+            wall_seconds: wall_before + start.elapsed().as_secs_f64(),
+            busy_seconds: busy_before + busy.as_secs_f64(),
+            sentinels: sentinels.as_ref().map(Sentinels::state),
+            numbers: state.numbers().clone(),
+        };
+        on_epoch(&progress, &state, net)?;
     }
     pb.finish_and_clear();
     Ok(Trained {
         epochs: rows,
-        wall: start.elapsed(),
-        busy: rigs.values().map(Rig::busy).sum::<Duration>() - busy0,
+        wall: Duration::try_from_secs_f64(wall_before).unwrap_or_default() + start.elapsed(),
+        busy: Duration::try_from_secs_f64(busy_before).unwrap_or_default()
+            + rigs.values().map(Rig::busy).sum::<Duration>()
+            - busy0,
         samples_train,
         samples_eval,
         drift_events: sentinels.map(Sentinels::into_events).unwrap_or_default(),

@@ -1,6 +1,7 @@
 //! Training a network: the options (`options`), the data-dependent start
 //! both methods share (`init`), the epoch loop (`epochs`), the methods that
-//! take one step each (`method`) and how a network is scored (`score`).
+//! take one step each (`method`), how a network is scored (`score`), and
+//! what a run carries from epoch to epoch to resume (`state`).
 
 mod epochs;
 mod init;
@@ -8,8 +9,9 @@ mod method;
 mod options;
 mod score;
 mod sentinel;
+pub mod state;
 
-pub use epochs::{EpochRow, Setting, Trained, train};
+pub use epochs::{EpochRow, Progress, Resume, Setting, Trained, train};
 pub use init::{InitBudget, initialise};
 pub use method::{
     Backprop, Digital, InSilico, Pat, Phyll, Spsa, StepEnv, StepOutcome, TrainingMethod, estimate,
@@ -17,4 +19,4 @@ pub use method::{
 };
 pub use options::{LocalOptions, Method, SpsaOptions, TrainOptions};
 pub use score::{accuracy, labels};
-pub use sentinel::{DriftEvent, Refit, Refitted, SentinelOptions};
+pub use sentinel::{DriftEvent, Refit, Refitted, SentinelOptions, SentinelState};

@@ -104,6 +104,48 @@ pub struct DriftEvent {
     pub refit: Option<Refitted>,
 }
 
+/// The sentinels at an epoch's end, for a run that resumes: what fired,
+/// which twins were refitted into which files, which devices are stale.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelState {
+    /// Every event so far.
+    pub events: Vec<DriftEvent>,
+    /// Refits so far (numbering the refitted twins' files).
+    pub refits: usize,
+    /// Devices fired and not refitted.
+    pub stale: Vec<String>,
+    /// Probe error over held-out error at the latest check, per device.
+    pub latest: BTreeMap<String, f64>,
+}
+
+impl SentinelState {
+    /// The twin file each refitted device uses now: its latest refit.
+    pub fn refitted_twins(&self) -> BTreeMap<String, String> {
+        self.events
+            .iter()
+            .filter_map(|e| Some((e.device.clone(), e.refit.as_ref()?.file.clone())))
+            .collect()
+    }
+
+    /// The device `from` is now reached as `to` (a daemon that moved).
+    pub fn rename_device(&mut self, from: &str, to: &str) {
+        for d in &mut self.stale {
+            if d == from {
+                *d = to.to_string();
+            }
+        }
+        if let Some(r) = self.latest.remove(from) {
+            self.latest.insert(to.to_string(), r);
+        }
+        for e in &mut self.events {
+            if e.device == from {
+                e.device = to.to_string();
+            }
+        }
+    }
+}
+
 struct Probe {
     device: String,
     x: Array2<f32>,
@@ -135,9 +177,12 @@ impl std::fmt::Debug for Sentinels<'_> {
 }
 
 /// Uniform probes inside `spec`'s ranges, seeded per device (and apart
-/// from the twin's own recording, which `seed` alone seeds).
+/// from the twin's own recording, which `seed` alone seeds). By the
+/// device's ID alone, not its daemon's address: a run resumed with the
+/// daemon elsewhere draws the same probes.
 fn draw(spec: &DeviceSpec, rows: usize, seed: u64) -> Result<(Array2<f32>, Array2<f32>)> {
-    let tag = spec.id.bytes().fold(seed ^ 0x05e4_71e1, |h, b| {
+    let id = fleet::split(&spec.id).0;
+    let tag = id.bytes().fold(seed ^ 0x05e4_71e1, |h, b| {
         h.wrapping_mul(0x100_0000_01b3).wrapping_add(u64::from(b))
     });
     twin::uniform_probes(spec, rows, tag)
@@ -287,6 +332,32 @@ impl<'a> Sentinels<'a> {
         let n = self.events.len() - self.events_reported;
         self.events_reported = self.events.len();
         (n, self.latest.values().copied().reduce(f64::max))
+    }
+
+    /// Where the sentinels stand (at an epoch's end, after its summary).
+    pub(crate) fn state(&self) -> SentinelState {
+        SentinelState {
+            events: self.events.clone(),
+            refits: self.refits,
+            stale: self
+                .probes
+                .iter()
+                .filter(|p| p.stale)
+                .map(|p| p.device.clone())
+                .collect(),
+            latest: self.latest.clone(),
+        }
+    }
+
+    /// Back to `state` (the probes are drawn again from the run's seed).
+    pub(crate) fn restore(&mut self, state: SentinelState) {
+        for p in &mut self.probes {
+            p.stale = state.stale.contains(&p.device);
+        }
+        self.events_reported = state.events.len();
+        self.events = state.events;
+        self.refits = state.refits;
+        self.latest = state.latest;
     }
 
     /// Every event of the run.

@@ -6,7 +6,6 @@
 //! score (held-out error against the noise floor of the repeats).
 
 use candle_core::{Device, Tensor, Var};
-use candle_nn::Optimizer;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, Slice};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;

@@ -9,6 +9,7 @@ use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::net::Network;
 use crate::train::options::TrainOptions;
+use crate::train::state::{StateIn, StateOut};
 
 /// The baseline's state: the optimisers.
 #[derive(Debug)]
@@ -42,5 +43,13 @@ impl TrainingMethod for Digital {
         let x = tensor2(&batch.x)?;
         let (logits, penalty) = net.forward_graph(&x, env.twins, None)?;
         self.grad.step(&logits, &penalty, &batch.y)
+    }
+
+    fn save_state(&self, out: &mut StateOut) -> Result<()> {
+        self.grad.save(out)
+    }
+
+    fn restore_state(&mut self, from: &mut StateIn<'_>) -> Result<()> {
+        self.grad.restore(from)
     }
 }

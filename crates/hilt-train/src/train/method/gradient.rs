@@ -4,14 +4,14 @@
 //! their own rates.
 
 use candle_core::{Tensor, Var, backprop::GradStore};
-use candle_nn::{AdamW, Optimizer};
 
 use super::step::StepOutcome;
 use crate::error::{Error, Result};
 use crate::net::Network;
-use crate::optim::adam;
+use crate::optim::{Adam, adam};
 use crate::train::options::TrainOptions;
 use crate::train::score::{correct, labels};
+use crate::train::state::{StateIn, StateOut};
 
 /// How far each training batch moves the standardisation of every
 /// rescale that feeds a device towards the batch's own statistics
@@ -26,8 +26,8 @@ pub const FOLLOW_MOMENTUM: f64 = 0.1;
 /// Optimiser state and settings of a backpropagating method.
 #[derive(Debug)]
 pub struct Backprop {
-    opt_p: AdamW,
-    opt_d: AdamW,
+    opt_p: Adam,
+    opt_d: Adam,
     all: Vec<Var>,
     lr_physical: f64,
     lr_digital: f64,
@@ -102,5 +102,17 @@ impl Backprop {
         self.opt_p.step(&grads)?;
         self.opt_d.step(&grads)?;
         Ok(())
+    }
+
+    /// Both optimisers' moments.
+    pub fn save(&self, out: &mut StateOut) -> Result<()> {
+        self.opt_p.save("adam.physical", out)?;
+        self.opt_d.save("adam.digital", out)
+    }
+
+    /// Both optimisers' moments, as `save` wrote them.
+    pub fn restore(&mut self, from: &mut StateIn<'_>) -> Result<()> {
+        self.opt_p.restore("adam.physical", from)?;
+        self.opt_d.restore("adam.digital", from)
     }
 }

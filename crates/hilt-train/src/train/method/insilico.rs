@@ -10,6 +10,7 @@ use crate::data::Split;
 use crate::error::Result;
 use crate::net::{Network, Physics};
 use crate::train::options::TrainOptions;
+use crate::train::state::{StateIn, StateOut};
 
 /// In-silico training's state: the optimisers.
 #[derive(Debug)]
@@ -43,5 +44,13 @@ impl TrainingMethod for InSilico {
         let ys: Vec<Tensor> = predicted.into_iter().map(|m| m.y).collect();
         net.follow_statistics(&x, &ys, FOLLOW_MOMENTUM)?;
         Ok(out)
+    }
+
+    fn save_state(&self, out: &mut StateOut) -> Result<()> {
+        self.grad.save(out)
+    }
+
+    fn restore_state(&mut self, from: &mut StateIn<'_>) -> Result<()> {
+        self.grad.restore(from)
     }
 }

@@ -12,6 +12,7 @@ use crate::data::Split;
 use crate::error::Result;
 use crate::net::Network;
 use crate::train::options::TrainOptions;
+use crate::train::state::{StateIn, StateOut};
 
 /// PAT's state: the optimisers.
 #[derive(Debug)]
@@ -45,5 +46,13 @@ impl TrainingMethod for Pat {
         let ys: Vec<Tensor> = measured.into_iter().map(|m| m.y).collect();
         net.follow_statistics(&x, &ys, FOLLOW_MOMENTUM)?;
         Ok(out)
+    }
+
+    fn save_state(&self, out: &mut StateOut) -> Result<()> {
+        self.grad.save(out)
+    }
+
+    fn restore_state(&mut self, from: &mut StateIn<'_>) -> Result<()> {
+        self.grad.restore(from)
     }
 }

@@ -10,7 +10,6 @@
 //! (SPSA's rig samples), which is what this method exists to avoid.
 
 use candle_core::{Tensor, Var};
-use candle_nn::{AdamW, Optimizer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -19,7 +18,9 @@ use crate::array::tensor2;
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::net::{Layer, Network, Overlay, Physics, Readout, goodness, overlay};
-use crate::optim::adam;
+use crate::optim::{Adam, adam};
+use crate::train::state::{StateIn, StateOut};
+
 use crate::train::options::{LocalOptions, TrainOptions};
 
 /// One block: the layers from `first` up to its digital layer `linear`,
@@ -32,7 +33,7 @@ struct Block {
     w: Var,
     b: Var,
     p: Tensor,
-    opt: AdamW,
+    opt: Adam,
 }
 
 /// PhyLL's state: a block list with an optimiser each, and the generator
@@ -177,6 +178,21 @@ impl TrainingMethod for Phyll {
             loss: loss_sum / self.blocks.len() as f64,
             correct,
         })
+    }
+
+    fn save_state(&self, out: &mut StateOut) -> Result<()> {
+        for (k, block) in self.blocks.iter().enumerate() {
+            block.opt.save(&format!("adam.block{k}"), out)?;
+        }
+        out.rng("phyll.rng", &self.rng);
+        Ok(())
+    }
+
+    fn restore_state(&mut self, from: &mut StateIn<'_>) -> Result<()> {
+        for (k, block) in self.blocks.iter_mut().enumerate() {
+            block.opt.restore(&format!("adam.block{k}"), from)?;
+        }
+        from.rng("phyll.rng", &mut self.rng)
     }
 }
 

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::net::{Layer, Network, Physics};
 use crate::train::options::{SpsaOptions, TrainOptions};
 use crate::train::score::{correct, labels};
+use crate::train::state::{StateIn, StateOut};
 
 /// The step never shrinks below this share of its first value: the
 /// estimate divides the measured loss difference by the step, so a step
@@ -240,6 +241,20 @@ impl TrainingMethod for Spsa {
             loss: f64::from(ce.to_scalar::<f32>()?),
             correct: correct(&h, &all_y)? / 2,
         })
+    }
+
+    fn save_state(&self, out: &mut StateOut) -> Result<()> {
+        self.grad.save(out)?;
+        out.number("spsa.steps", self.steps as u128);
+        out.rng("spsa.rng", &self.rng);
+        Ok(())
+    }
+
+    fn restore_state(&mut self, from: &mut StateIn<'_>) -> Result<()> {
+        self.grad.restore(from)?;
+        let steps = from.number("spsa.steps")?;
+        self.steps = from.fits("spsa.steps", steps)?;
+        from.rng("spsa.rng", &mut self.rng)
     }
 }
 

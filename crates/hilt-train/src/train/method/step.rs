@@ -8,6 +8,7 @@ use crate::data::Split;
 use crate::error::Result;
 use crate::net::Network;
 use crate::rig::Rig;
+use crate::train::state::{StateIn, StateOut};
 use crate::twin::Twin;
 
 /// What a step may use besides the network and the batch: the twins, and
@@ -45,4 +46,12 @@ pub trait TrainingMethod {
         lr_factor: f64,
         env: &mut StepEnv<'_>,
     ) -> impl Future<Output = Result<StepOutcome>>;
+
+    /// What the method carries from step to step (optimiser moments,
+    /// random streams, counters), for a run that stops and resumes.
+    fn save_state(&self, out: &mut StateOut) -> Result<()>;
+
+    /// Back to where `save_state` was, on a method built afresh for the
+    /// same network.
+    fn restore_state(&mut self, from: &mut StateIn<'_>) -> Result<()>;
 }
