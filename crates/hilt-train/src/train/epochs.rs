@@ -87,7 +87,7 @@ pub struct Progress {
     pub samples_train: u64,
     /// Samples the epochs' scoring measured so far.
     pub samples_eval: u64,
-    /// Wall and rig-busy time of the loop so far.
+    /// Wall time of the loop so far.
     pub wall_seconds: f64,
     /// Rig-busy time of the loop so far.
     pub busy_seconds: f64,
@@ -222,7 +222,7 @@ async fn run_epochs<M: TrainingMethod>(
         if let (Some(s), Some(state)) = (sentinels.as_mut(), p.sentinels) {
             s.restore(state);
         }
-        // The order is shuffled in place from the last epoch's order.
+        // Each epoch shuffles the one before's order in place.
         order = shuffled_order(train.len(), opt.seed, done);
         (rows, step, samples_train, samples_eval) =
             (p.rows, p.step, p.samples_train, p.samples_eval);
