@@ -676,31 +676,39 @@ fn a_network_spans_two_daemons_and_a_lost_one_is_named() {
 
     // The readout's daemon is lost after the first epoch.
     let lost = dir.path().join("lost");
-    let mut child = Command::new(HILT)
+    let child = Command::new(HILT)
         .args(args(&lost, "100000"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let csv = lost.join("epochs.csv");
-    let epochs_done = || {
-        std::fs::read_to_string(&csv)
-            .map(|t| t.lines().count().saturating_sub(1))
-            .unwrap_or(0)
-    };
-    while epochs_done() == 0 {
+    assert!(lose_after_first_epoch(child, &lost, b) >= 1);
+    assert!(lost.join("checkpoint.safetensors").exists());
+}
+
+/// Epochs the run in `run` has written to its epochs.csv.
+fn epochs_done(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("epochs.csv"))
+        .map(|t| t.lines().count().saturating_sub(1))
+        .unwrap_or(0)
+}
+
+/// Once the running `child` has finished an epoch in `run`, `daemon` is
+/// lost: the run must stop with an error naming it. Returns the epochs
+/// the run had finished.
+fn lose_after_first_epoch(mut child: Child, run: &Path, daemon: Daemon) -> usize {
+    while epochs_done(run) == 0 {
         assert!(child.try_wait().unwrap().is_none(), "the run ended early");
         // Polling a file for a condition, not timing anything.
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let b_url = b.url.clone();
-    drop(b);
+    let url = daemon.url.clone();
+    drop(daemon);
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains(&format!("server {b_url}")), "{err}");
-    assert!(lost.join("checkpoint.safetensors").exists());
-    assert!(epochs_done() >= 1);
+    assert!(err.contains(&format!("server {url}")), "{err}");
+    epochs_done(run)
 }
 
 /// The network tensors of a checkpoint (not the training state beside
@@ -810,53 +818,29 @@ fn an_interrupted_run_resumes_to_the_network_it_would_have_trained() {
     let slow_b = Daemon::start(&cslow);
     let cut = dir.path().join("cut");
     let twins = [hidden_twin.clone(), readout_twin(&slow_b.url)];
-    let mut child = spawn(&run(&cut, &slow_b.url, &twins, "6"));
-    let csv = cut.join("epochs.csv");
-    let epochs_done = || {
-        std::fs::read_to_string(&csv)
-            .map(|t| t.lines().count().saturating_sub(1))
-            .unwrap_or(0)
-    };
-    while epochs_done() == 0 {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
-        // Polling a file for a condition, not timing anything.
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let lost_url = slow_b.url.clone();
-    drop(slow_b);
-    let o = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
-    assert!(err.contains(&format!("server {lost_url}")), "{err}");
-    let stopped_at = epochs_done();
+    let child = spawn(&run(&cut, &slow_b.url, &twins, "6"));
+    let stopped_at = lose_after_first_epoch(child, &cut, slow_b);
     assert!((1..6).contains(&stopped_at), "{stopped_at}");
 
     // A device swapped for another is refused; the same one at a new
     // address carries the run on.
     let back = Daemon::start(&cb);
-    let cut_s = cut.to_str().unwrap();
-    let o = hilt(&[
-        "--server",
-        &a.url,
-        "--quiet",
-        "train",
-        "--resume",
-        cut_s,
-        "--device",
-        &format!("shg-hidden@{}", back.url),
-    ]);
+    let resume = |device: &str| {
+        hilt(&[
+            "--server",
+            &a.url,
+            "--quiet",
+            "train",
+            "--resume",
+            cut.to_str().unwrap(),
+            "--device",
+            &format!("{device}@{}", back.url),
+        ])
+    };
+    let o = resume("shg-hidden");
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("not swap it"), "{e}");
-    let o = hilt(&[
-        "--server",
-        &a.url,
-        "--quiet",
-        "train",
-        "--resume",
-        cut_s,
-        "--device",
-        &format!("shg-readout@{}", back.url),
-    ]);
+    let o = resume("shg-readout");
     ok(o);
     assert_eq!(
         network_tensors(&cut.join("checkpoint.safetensors")),
@@ -886,16 +870,7 @@ fn an_interrupted_run_resumes_to_the_network_it_would_have_trained() {
     assert_eq!(m["epochs"], 6);
     assert_eq!(m["servers"], serde_json::json!([a.url, back.url]));
     // A finished run has nothing to resume.
-    let o = hilt(&[
-        "--server",
-        &a.url,
-        "--quiet",
-        "train",
-        "--resume",
-        cut_s,
-        "--device",
-        &format!("shg-readout@{}", back.url),
-    ]);
+    let o = resume("shg-readout");
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && e.contains("nothing to resume"),
