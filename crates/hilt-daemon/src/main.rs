@@ -7,6 +7,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use hilt_daemon::{Config, Error, config::DEFAULT_CONFIG};
 
+/// See Cargo.toml: glibc's allocator gave the heap back to the kernel
+/// after every large batch and faulted it in again for the next.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// hiltd — hardware-in-the-loop daemon for physical neural networks.
 ///
 /// Serves the rigs in the config over gRPC (hilt.v1, health, reflection).

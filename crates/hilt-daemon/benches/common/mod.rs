@@ -1,10 +1,16 @@
-//! What the daemon's benchmarks share: the 64 × 8 loopback device each
-//! serves (so their figures compare), and how a sorted sample is read.
+//! What the daemon's benchmarks share: hiltd's allocator, the 64 × 8
+//! loopback device each serves (so their figures compare), and how a
+//! sorted sample is read.
 
 // Each benchmark uses part of this.
 #![allow(dead_code)]
 
 use std::time::Duration;
+
+/// hiltd's own allocator (its main.rs), so a daemon embedded in a bench
+/// allocates as the real one does (and so does a bench's echo beside it).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// hiltd serving one loopback device, 64 inputs and 8 parameters.
 pub const LOOPBACK_CONFIG: &str = r#"
