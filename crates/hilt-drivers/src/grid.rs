@@ -58,12 +58,19 @@ impl Grid {
 /// Rounding to the actuator grid moves a value by up to half a step, which
 /// can carry a clamped value just past its hard limit; step back onto the
 /// nearest grid point inside. (`SimDevice::new` guarantees one exists.)
+///
+/// Every value is written back, moved or not: a store under a branch kept
+/// the loop scalar (half of a 256 × 64 loopback sweep's time), selects
+/// let it vectorise, with the same bits.
 pub(crate) fn keep_inside(values: &mut [f32], limit: Range, step: f32) {
     for v in values {
-        if *v > limit.max {
-            *v -= step;
-        } else if *v < limit.min {
-            *v += step;
-        }
+        let x = *v;
+        *v = if x > limit.max {
+            x - step
+        } else if x < limit.min {
+            x + step
+        } else {
+            x
+        };
     }
 }
