@@ -10,6 +10,8 @@ mod options;
 mod score;
 mod sentinel;
 pub mod state;
+#[cfg(all(test, feature = "embedded-daemon"))]
+mod tests;
 
 pub use epochs::{EpochRow, Progress, Resume, Setting, Trained, train};
 pub use init::{InitBudget, initialise};
