@@ -825,6 +825,7 @@ fn an_interrupted_run_resumes_to_the_network_it_would_have_trained() {
     // A device swapped for another is refused; the same one at a new
     // address carries the run on.
     let back = Daemon::start(&cb);
+    let back_url = back.url.clone();
     let resume = |device: &str| {
         hilt(&[
             "--server",
@@ -834,7 +835,7 @@ fn an_interrupted_run_resumes_to_the_network_it_would_have_trained() {
             "--resume",
             cut.to_str().unwrap(),
             "--device",
-            &format!("{device}@{}", back.url),
+            &format!("{device}@{back_url}"),
         ])
     };
     let o = resume("shg-hidden");
@@ -868,8 +869,10 @@ fn an_interrupted_run_resumes_to_the_network_it_would_have_trained() {
     assert_eq!(curve(&cut), curve(&whole));
     let m = metrics(&cut.join("metrics.json"));
     assert_eq!(m["epochs"], 6);
-    assert_eq!(m["servers"], serde_json::json!([a.url, back.url]));
-    // A finished run has nothing to resume.
+    assert_eq!(m["servers"], serde_json::json!([a.url, back_url]));
+    // A finished run has nothing to resume, and says so without asking
+    // its daemons.
+    drop(back);
     let o = resume("shg-readout");
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(

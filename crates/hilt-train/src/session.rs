@@ -337,6 +337,27 @@ async fn prepare(fleet: &Fleet, cfg: &SessionConfig) -> Result<Prepared> {
     })
 }
 
+fn run_state(file: &crate::tensorfile::Loaded<Checkpoint>, path: &Path) -> Result<RunState> {
+    file.doc(RUN_KEY)?.ok_or_else(|| {
+        Error::data(
+            path,
+            "holds no training state to resume from (a checkpoint `hilt train` wrote before --resume existed)",
+        )
+    })
+}
+
+/// Whether the run in `dir` can carry on towards `epochs`: its
+/// checkpoint is there, holds the state to resume from, and has epochs
+/// left. Read before any daemon is contacted.
+pub fn check_resumable(dir: &Path, epochs: usize) -> Result<()> {
+    let path = dir.join(CHECKPOINT);
+    let state = run_state(&Network::open(&path)?, &path)?;
+    if state.progress.rows.len() >= epochs {
+        return Err(train::finished(&path, epochs));
+    }
+    Ok(())
+}
+
 /// A run carried on from the checkpoint in `cfg.out`: the network and the
 /// state saved with it after its last finished epoch, the twins it was
 /// using then (refits included), its devices leased again. A device named
@@ -345,12 +366,7 @@ async fn prepare_resumed(fleet: &Fleet, cfg: &SessionConfig) -> Result<(Prepared
     let t0 = Instant::now();
     let path = checkpoint_path(cfg);
     let mut file = Network::open(&path)?;
-    let mut state: RunState = file.doc(RUN_KEY)?.ok_or_else(|| {
-        Error::data(
-            &path,
-            "holds no training state to resume from (a checkpoint `hilt train` wrote before --resume existed)",
-        )
-    })?;
+    let mut state = run_state(&file, &path)?;
     let m = &file.meta;
     if m.task != cfg.task || m.method != cfg.train.method.as_str() || m.seed != cfg.train.seed {
         return Err(Error::data(
@@ -441,8 +457,11 @@ async fn prepare_resumed(fleet: &Fleet, cfg: &SessionConfig) -> Result<(Prepared
     Ok((p, resume))
 }
 
+/// The run directory's checkpoint.
+const CHECKPOINT: &str = "checkpoint.safetensors";
+
 fn checkpoint_path(cfg: &SessionConfig) -> PathBuf {
-    cfg.out.join("checkpoint.safetensors")
+    cfg.out.join(CHECKPOINT)
 }
 
 /// The training loop, with the checkpoint (the network and the state to

@@ -331,7 +331,11 @@ pub async fn run(g: &Global, a: Args) -> Result<()> {
             train.method.as_str()
         )));
     }
-    // Data first: a wrong path should not wait for a daemon.
+    // What can be checked here is, before any daemon is contacted: a
+    // finished run, a wrong path.
+    if a.resume.is_some() {
+        session::check_resumable(&out, train.epochs)?;
+    }
     let dataset = run.data.load(task)?;
     let client = g.connect().await?;
     if !quiet {

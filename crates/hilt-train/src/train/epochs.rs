@@ -157,6 +157,15 @@ pub async fn train(
     }
 }
 
+/// The refusal to resume a run whose checkpoint at `path` has all its
+/// `epochs` already.
+pub fn finished(path: &std::path::Path, epochs: usize) -> Error {
+    Error::invalid(format!(
+        "{}: the run finished all {epochs} epochs; there is nothing to resume",
+        path.display()
+    ))
+}
+
 /// The order of the training rows after `epochs` shuffles from `seed`:
 /// each epoch shuffles the previous epoch's order, so a resumed run
 /// replays the shuffles (the stream's position alone would not give back
@@ -209,11 +218,7 @@ async fn run_epochs<M: TrainingMethod>(
     if let Some(r) = resume {
         let done = r.progress.rows.len();
         if done >= opt.epochs {
-            return Err(Error::invalid(format!(
-                "{}: the run finished all {} epochs; there is nothing to resume",
-                r.path.display(),
-                opt.epochs
-            )));
+            return Err(finished(&r.path, opt.epochs));
         }
         let mut from = StateIn::new(&r.path, r.tensors, &r.progress.numbers);
         method.restore_state(&mut from)?;

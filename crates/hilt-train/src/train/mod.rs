@@ -13,7 +13,7 @@ pub mod state;
 #[cfg(all(test, feature = "embedded-daemon"))]
 mod tests;
 
-pub use epochs::{EpochRow, Progress, Resume, Setting, Trained, train};
+pub use epochs::{EpochRow, Progress, Resume, Setting, Trained, finished, train};
 pub use init::{InitBudget, initialise};
 pub use method::{
     Backprop, Digital, InSilico, Pat, Phyll, Spsa, StepEnv, StepOutcome, TrainingMethod, estimate,
