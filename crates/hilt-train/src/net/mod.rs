@@ -21,4 +21,4 @@ pub use norm::batch_stats;
 pub use spec::{LayerSpec, NetworkSpec, Overlay, Readout};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -7,6 +7,23 @@ use super::*;
 use crate::twin::tests::synthetic;
 use crate::twin::{FitOptions, fit};
 
+/// A twin of a loopback device (y = x) as `spec` describes it, fitted
+/// briefly on a few hundred rows.
+pub(crate) fn loopback_twin(spec: &hilt_core::DeviceSpec) -> crate::twin::Twin {
+    let (n, w) = (300, spec.n_in);
+    let x = ndarray::Array2::from_shape_fn((n, w), |(i, j)| ((i * 7 + j * 3) % 17) as f32 / 16.0);
+    let theta =
+        ndarray::Array2::from_shape_fn((n, spec.n_par), |(i, j)| ((i + j) % 5) as f32 / 8.0);
+    let y = ndarray::Array3::from_shape_fn((1, n, w), |(_, i, j)| x[(i, j)]);
+    small_twin(&crate::twin::TwinData {
+        spec: spec.clone(),
+        x,
+        theta,
+        y,
+        saturated: ndarray::Array1::zeros(n),
+    })
+}
+
 /// A twin fitted briefly (16 hidden units, 2 epochs): enough for tests of
 /// the network's plumbing, not of its accuracy.
 fn small_twin(data: &crate::twin::TwinData) -> crate::twin::Twin {
@@ -446,7 +463,6 @@ async fn rescales_that_feed_a_device_follow_the_batch_by_the_momentum() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_interleaved_pat_forward_equals_measuring_then_building() {
     use hilt_daemon::{Config, EmbeddedDaemon};
-    use ndarray::{Array1, Array2, Array3};
     const CONFIG: &str = "[[device]]\nid = \"loop\"\nkind = \"loopback\"\nmax_batch = 64\n\
                           [device.limits]\ninput = [0.0, 1.0]\nparam = [-1.0, 1.0]\n\
                           [device.loopback]\nn_in = 3\nn_par = 2\n";
@@ -458,19 +474,7 @@ async fn the_interleaved_pat_forward_equals_measuring_then_building() {
     .unwrap();
     let client = hilt_client::Client::connect(daemon.url()).await.unwrap();
     let (spec, _) = client.describe("loop").await.unwrap();
-    // A twin of the loopback (y = x), fitted on a few hundred rows.
-    let n = 300;
-    let x = Array2::from_shape_fn((n, 3), |(i, j)| ((i * 7 + j * 3) % 17) as f32 / 16.0);
-    let theta = Array2::from_shape_fn((n, spec.n_par), |(i, j)| ((i + j) % 5) as f32 / 8.0);
-    let y = Array3::from_shape_fn((1, n, 3), |(_, i, j)| x[(i, j)]);
-    let data = crate::twin::TwinData {
-        spec: spec.clone(),
-        x,
-        theta,
-        y,
-        saturated: Array1::zeros(n),
-    };
-    let twin = small_twin(&data);
+    let twin = loopback_twin(&spec);
     let twins = HashMap::from([("loop".to_string(), Arc::new(twin))]);
     let devices = HashMap::from([("loop".to_string(), spec)]);
     // A device without limits is refused, not a panic.

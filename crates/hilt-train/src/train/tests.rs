@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use hilt_daemon::{Config, EmbeddedDaemon};
-use ndarray::{Array1, Array2, Array3};
+use ndarray::Array2;
 
 use super::state::TENSOR_PREFIX;
 use super::*;
@@ -16,7 +16,7 @@ use crate::data::{Split, Task};
 use crate::error::Error;
 use crate::net::{Checkpoint, Network, NetworkSpec, Overlay};
 use crate::rig::Rig;
-use crate::twin::{FitOptions, Twin, TwinData, fit};
+use crate::twin::Twin;
 
 const CONFIG: &str = "[[device]]\nid = \"loop\"\nkind = \"loopback\"\nmax_batch = 4096\n\
                       [device.limits]\ninput = [0.0, 1.0]\nparam = [-1.0, 1.0]\n\
@@ -79,25 +79,7 @@ async fn every_method_resumed_after_an_epoch_trains_to_the_bits_of_an_unbroken_r
         Rig::open(&client, "loop").await.unwrap(),
     )]);
     // A twin of the loopback for the methods that need one.
-    let n = 200;
-    let tx = Array2::from_shape_fn((n, 4), |(i, j)| ((i * 7 + j * 3) % 17) as f32 / 16.0);
-    let data = TwinData {
-        spec: spec.clone(),
-        theta: Array2::from_shape_fn((n, 2), |(i, j)| ((i + j) % 5) as f32 / 8.0 - 0.2),
-        y: Array3::from_shape_fn((1, n, 4), |(_, i, j)| tx[(i, j)]),
-        x: tx,
-        saturated: Array1::zeros(n),
-    };
-    let twin = fit(
-        &data,
-        &FitOptions {
-            hidden: vec![16],
-            epochs: Some(2),
-            quiet: true,
-            ..FitOptions::default()
-        },
-    )
-    .unwrap();
+    let twin = crate::net::tests::loopback_twin(&spec);
     let with_twin: HashMap<String, Arc<Twin>> =
         HashMap::from([("loop".to_string(), Arc::new(twin))]);
     let sets = (split(40, 0), split(9, 3));
