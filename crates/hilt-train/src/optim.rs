@@ -100,8 +100,7 @@ impl Adam {
     /// The moments and step count `save` wrote under `name`, each moment
     /// checked against the shape of its variable.
     pub fn restore(&mut self, name: &str, from: &mut StateIn<'_>) -> Result<()> {
-        let steps = from.number(&format!("{name}.steps"))?;
-        self.step_t = from.fits(&format!("{name}.steps"), steps)?;
+        self.step_t = from.count(&format!("{name}.steps"))?;
         for (i, mv) in self.vars.iter().enumerate() {
             mv.m.set(&from.tensor(&format!("{name}.{i}.m"), mv.var.as_tensor())?)?;
             mv.v.set(&from.tensor(&format!("{name}.{i}.v"), mv.var.as_tensor())?)?;

@@ -166,17 +166,17 @@ pub fn finished(path: &std::path::Path, epochs: usize) -> Error {
     ))
 }
 
-/// The order of the training rows after `epochs` shuffles from `seed`:
-/// each epoch shuffles the previous epoch's order, so a resumed run
-/// replays the shuffles (the stream's position alone would not give back
-/// the order it shuffled).
-fn shuffled_order(n: usize, seed: u64, epochs: usize) -> Vec<usize> {
+/// The order of the training rows after `epochs` epochs' shuffles from
+/// `seed`, and the stream the next epoch's shuffle draws from. Each epoch
+/// shuffles the previous order in place and nothing else draws from the
+/// stream, so a resumed run replays the shuffles and needs nothing saved.
+fn shuffled(n: usize, seed: u64, epochs: usize) -> (Vec<usize>, rand_chacha::ChaCha8Rng) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut order: Vec<usize> = (0..n).collect();
     for _ in 0..epochs {
         order.shuffle(&mut rng);
     }
-    order
+    (order, rng)
 }
 
 async fn run_epochs<M: TrainingMethod>(
@@ -208,8 +208,7 @@ async fn run_epochs<M: TrainingMethod>(
     let start = Instant::now();
     let busy0: Duration = rigs.values().map(Rig::busy).sum();
     let (mut samples_train, mut samples_eval) = (0u64, 0u64);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opt.seed);
-    let mut order: Vec<usize> = (0..train.len()).collect();
+    let (mut order, mut rng) = shuffled(train.len(), opt.seed, 0);
     let steps_per_epoch = train.len().div_ceil(opt.batch);
     let schedule = Cosine::new(LR_FLOOR, opt.epochs * steps_per_epoch);
     let mut rows = Vec::new();
@@ -222,13 +221,11 @@ async fn run_epochs<M: TrainingMethod>(
         }
         let mut from = StateIn::new(&r.path, r.tensors, &r.progress.numbers);
         method.restore_state(&mut from)?;
-        from.rng("loop.shuffle", &mut rng)?;
         let p = r.progress;
         if let (Some(s), Some(state)) = (sentinels.as_mut(), p.sentinels) {
             s.restore(state);
         }
-        // Each epoch shuffles the one before's order in place.
-        order = shuffled_order(train.len(), opt.seed, done);
+        (order, rng) = shuffled(train.len(), opt.seed, done);
         (rows, step, samples_train, samples_eval) =
             (p.rows, p.step, p.samples_train, p.samples_eval);
         (wall_before, busy_before) = (p.wall_seconds, p.busy_seconds);
@@ -297,7 +294,6 @@ async fn run_epochs<M: TrainingMethod>(
         let busy = rigs.values().map(Rig::busy).sum::<Duration>() - busy0;
         let mut state = StateOut::default();
         method.save_state(&mut state)?;
-        state.rng("loop.shuffle", &rng);
         let progress = Progress {
             rows: rows.clone(),
             step,

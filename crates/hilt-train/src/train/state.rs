@@ -111,8 +111,9 @@ impl<'a> StateIn<'a> {
             .map_err(|_| self.bad(format!("number '{name}' is '{text}', not a count")))
     }
 
-    /// `v` (read as `name`) as a usize, or an error naming it.
-    pub fn fits(&self, name: &str, v: u128) -> Result<usize> {
+    /// The count `name` (a step counter), which must fit a usize.
+    pub fn count(&self, name: &str) -> Result<usize> {
+        let v = self.number(name)?;
         usize::try_from(v).map_err(|_| self.bad(format!("number '{name}' is {v}, out of range")))
     }
 
@@ -147,7 +148,7 @@ mod tests {
         from.rng("loop", &mut again).unwrap();
         assert_eq!(again.random::<u64>(), rng.random::<u64>());
         assert_eq!(from.number("big").unwrap(), u128::MAX);
-        assert!(from.fits("big", u128::MAX).is_err());
+        assert!(from.count("big").is_err());
         let back = from.tensor("m", &t).unwrap();
         assert_eq!(back.to_vec2::<f32>().unwrap(), t.to_vec2::<f32>().unwrap());
         let e = from.tensor("m", &t).unwrap_err().to_string();

@@ -252,8 +252,7 @@ impl TrainingMethod for Spsa {
 
     fn restore_state(&mut self, from: &mut StateIn<'_>) -> Result<()> {
         self.grad.restore(from)?;
-        let steps = from.number("spsa.steps")?;
-        self.steps = from.fits("spsa.steps", steps)?;
+        self.steps = from.count("spsa.steps")?;
         from.rng("spsa.rng", &mut self.rng)
     }
 }
