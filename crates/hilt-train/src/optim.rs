@@ -13,8 +13,9 @@ use crate::train::state::{StateIn, StateOut};
 /// rescale gains, which no prior pulls towards zero). Ours rather than
 /// candle_nn's `AdamW` because a run that resumes must carry on with the
 /// moments it stopped with, and `AdamW` keeps them private; the
-/// arithmetic is `AdamW`'s, operation for operation, so a seeded run
-/// trains to the same bits (tested below).
+/// arithmetic is `AdamW`'s, operation for operation (less its product by
+/// the decay factor, exactly 1 here), so a seeded run trains to the same
+/// bits (tested below).
 #[derive(Debug)]
 pub struct Adam {
     vars: Vec<Moments>,
@@ -69,11 +70,10 @@ impl Adam {
             let next_v = ((v.as_tensor() * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?;
             let m_hat = (&next_m * scale_m)?;
             let v_hat = (&next_v * scale_v)?;
-            // AdamW's decay factor is exactly 1 here; multiplying by it
-            // keeps the operations (and so the bits) AdamW's.
-            let next = (var.as_tensor() * 1f64)?;
+            // AdamW first scales θ by 1 − lr·decay; with no decay that
+            // is a product by exactly 1, which changes no value.
             let adjusted = (m_hat / (v_hat.sqrt()? + EPS)?)?;
-            let next = (next - (adjusted * self.lr)?)?;
+            let next = (var.as_tensor() - (adjusted * self.lr)?)?;
             m.set(&next_m)?;
             v.set(&next_v)?;
             var.set(&next)?;
