@@ -5,7 +5,7 @@
 //! `metrics.json` use it), so two daemons may serve devices of the same
 //! id; only the daemon sees the bare id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use hilt_client::{Client, ConnectOptions};
 use hilt_core::DeviceSpec;
@@ -121,6 +121,33 @@ impl Fleet {
         rig.spec.id = key.to_string();
         rig.server = Some(url.to_string());
         Ok(rig)
+    }
+
+    /// Every one of `keys` leased, under its key.
+    pub async fn rigs(&self, keys: &[String]) -> Result<HashMap<String, Rig>> {
+        let mut rigs = HashMap::new();
+        for key in keys {
+            rigs.insert(key.clone(), self.rig(key).await?);
+        }
+        Ok(rigs)
+    }
+
+    /// Every device of `then` as it describes itself now, with a warning
+    /// for each that changed since (calibration or settings): a network
+    /// trained on it may no longer fit it.
+    pub async fn describe_again(
+        &self,
+        then: &HashMap<String, DeviceSpec>,
+    ) -> Result<HashMap<String, DeviceSpec>> {
+        let mut now = HashMap::new();
+        for (key, old) in then {
+            let spec = self.describe(key).await?;
+            if &spec != old {
+                tracing::warn!(device = %key, "device description changed since training (calibration or settings)");
+            }
+            now.insert(key.clone(), spec);
+        }
+        Ok(now)
     }
 }
 

@@ -303,10 +303,8 @@ async fn prepare(fleet: &Fleet, cfg: &SessionConfig) -> Result<Prepared> {
         (HashMap::new(), BTreeMap::new())
     };
     let twin_samples = twin_summary.values().map(|t| t.rig_samples).sum();
-    let mut rigs = HashMap::new();
-    for id in devices.keys() {
-        rigs.insert(id.clone(), fleet.rig(id).await?);
-    }
+    let ids: Vec<String> = devices.keys().cloned().collect();
+    let mut rigs = fleet.rigs(&ids).await?;
     let x = tensor2(&cfg.dataset.train.x)?;
     let xy = (&x, cfg.dataset.train.y.as_slice());
     let (seed, theta_init) = (cfg.train.seed, cfg.train.theta_init);
@@ -404,7 +402,6 @@ async fn prepare_resumed(fleet: &Fleet, cfg: &SessionConfig) -> Result<(Prepared
     let net = Network::from_file(&mut file)?;
     let devices = file.meta.devices.clone();
     let ids: Vec<String> = devices.keys().cloned().collect();
-    let described = describe_all(fleet, &ids).await?;
     let twins = if cfg.train.method.needs_twin() {
         let mut files: HashMap<String, PathBuf> = state
             .twins
@@ -423,22 +420,17 @@ async fn prepare_resumed(fleet: &Fleet, cfg: &SessionConfig) -> Result<(Prepared
                 format!("names no twin for device '{id}'"),
             ));
         }
+        // Each twin is checked against its device as it is now.
+        let described = describe_all(fleet, &ids).await?;
         let dir = cfg.out.join("twins");
         twins_for(fleet, &described, &files, &dir, &cfg.collect, &cfg.fit)
             .await?
             .0
     } else {
-        for id in &ids {
-            if described.get(id) != devices.get(id) {
-                tracing::warn!(device = %id, "device description changed since training began (calibration or settings)");
-            }
-        }
+        fleet.describe_again(&devices).await?;
         HashMap::new()
     };
-    let mut rigs = HashMap::new();
-    for id in &ids {
-        rigs.insert(id.clone(), fleet.rig(id).await?);
-    }
+    let rigs = fleet.rigs(&ids).await?;
     let resume = Resume {
         tensors: file.take_prefixed(TENSOR_PREFIX),
         progress: state.progress,

@@ -1,6 +1,5 @@
 //! `hilt eval`: re-measure a trained network's accuracy on its devices.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use hilt_train::Result;
@@ -31,16 +30,8 @@ pub async fn run(g: &Global, a: Args) -> Result<()> {
     // devices' keys (ID@URL).
     let keys: Vec<&str> = ids.iter().map(String::as_str).collect();
     let fleet = Fleet::connect(client, g.server(), &keys, &g.connect_options()?).await?;
-    for id in &ids {
-        let spec = fleet.describe(id).await?;
-        if Some(&spec) != net.devices.get(id) {
-            tracing::warn!(device = %id, "device description changed since training (calibration or settings)");
-        }
-    }
-    let mut rigs = HashMap::new();
-    for id in &ids {
-        rigs.insert(id.clone(), fleet.rig(id).await?);
-    }
+    fleet.describe_again(&net.devices).await?;
+    let mut rigs = fleet.rigs(&ids).await?;
     let r = a.repeats.unwrap_or(meta.repeats);
     let test = train::accuracy(&net, &dataset.test, Physics::Rigs(&mut rigs, r)).await?;
     let tr = train::accuracy(&net, &dataset.train, Physics::Rigs(&mut rigs, r)).await?;
