@@ -7,8 +7,36 @@ use super::*;
 use crate::twin::tests::synthetic;
 use crate::twin::{FitOptions, fit};
 
+/// An embedded hiltd serving one loopback device, `loop`, of `n_in`
+/// inputs and 2 parameters (inputs in [0, 1], parameters in [−1, 1]); a
+/// client of it, and the device as it describes itself.
+#[cfg(feature = "embedded-daemon")]
+pub(crate) async fn loopback_daemon(
+    n_in: usize,
+) -> (
+    hilt_daemon::EmbeddedDaemon,
+    hilt_client::Client,
+    hilt_core::DeviceSpec,
+) {
+    let config = format!(
+        "[[device]]\nid = \"loop\"\nkind = \"loopback\"\nmax_batch = 4096\n\
+         [device.limits]\ninput = [0.0, 1.0]\nparam = [-1.0, 1.0]\n\
+         [device.loopback]\nn_in = {n_in}\nn_par = 2\n"
+    );
+    let daemon = hilt_daemon::EmbeddedDaemon::start(
+        hilt_daemon::Config::parse(&config, "test").unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let client = hilt_client::Client::connect(daemon.url()).await.unwrap();
+    let (spec, _) = client.describe("loop").await.unwrap();
+    (daemon, client, spec)
+}
+
 /// A twin of a loopback device (y = x) as `spec` describes it, fitted
 /// briefly on a few hundred rows.
+#[cfg(feature = "embedded-daemon")]
 pub(crate) fn loopback_twin(spec: &hilt_core::DeviceSpec) -> crate::twin::Twin {
     let (n, w) = (300, spec.n_in);
     let x = ndarray::Array2::from_shape_fn((n, w), |(i, j)| ((i * 7 + j * 3) % 17) as f32 / 16.0);
@@ -462,18 +490,7 @@ async fn rescales_that_feed_a_device_follow_the_batch_by_the_momentum() {
 #[cfg(feature = "embedded-daemon")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_interleaved_pat_forward_equals_measuring_then_building() {
-    use hilt_daemon::{Config, EmbeddedDaemon};
-    const CONFIG: &str = "[[device]]\nid = \"loop\"\nkind = \"loopback\"\nmax_batch = 64\n\
-                          [device.limits]\ninput = [0.0, 1.0]\nparam = [-1.0, 1.0]\n\
-                          [device.loopback]\nn_in = 3\nn_par = 2\n";
-    let daemon = EmbeddedDaemon::start(
-        Config::parse(CONFIG, "test").unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let client = hilt_client::Client::connect(daemon.url()).await.unwrap();
-    let (spec, _) = client.describe("loop").await.unwrap();
+    let (daemon, client, spec) = loopback_daemon(3).await;
     let twin = loopback_twin(&spec);
     let twins = HashMap::from([("loop".to_string(), Arc::new(twin))]);
     let devices = HashMap::from([("loop".to_string(), spec)]);

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use hilt_daemon::{Config, EmbeddedDaemon};
 use ndarray::Array2;
 
 use super::state::TENSOR_PREFIX;
@@ -17,10 +16,6 @@ use crate::error::Error;
 use crate::net::{Checkpoint, Network, NetworkSpec, Overlay};
 use crate::rig::Rig;
 use crate::twin::Twin;
-
-const CONFIG: &str = "[[device]]\nid = \"loop\"\nkind = \"loopback\"\nmax_batch = 4096\n\
-                      [device.limits]\ninput = [0.0, 1.0]\nparam = [-1.0, 1.0]\n\
-                      [device.loopback]\nn_in = 4\nn_par = 2\n";
 
 fn split(rows: usize, offset: usize) -> Split {
     let x = Array2::from_shape_fn((rows, 4), |(i, j)| {
@@ -65,14 +60,7 @@ fn bits(net: &Network) -> Vec<(String, Vec<u32>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_method_resumed_after_an_epoch_trains_to_the_bits_of_an_unbroken_run() {
-    let daemon = EmbeddedDaemon::start(
-        Config::parse(CONFIG, "test").unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let client = hilt_client::Client::connect(daemon.url()).await.unwrap();
-    let (spec, _) = client.describe("loop").await.unwrap();
+    let (daemon, client, spec) = crate::net::tests::loopback_daemon(4).await;
     let devices = HashMap::from([("loop".to_string(), spec.clone())]);
     let mut rigs = HashMap::from([(
         "loop".to_string(),
