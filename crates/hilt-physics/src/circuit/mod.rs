@@ -4,9 +4,11 @@
 //! read out in time bins.
 
 mod config;
+mod integrator;
 mod model;
 mod solver;
 
 pub use config::{CircuitConfig, Probe};
+pub use integrator::{Integrator, Point};
 pub use model::CircuitModel;
-pub use solver::{Components, Point, State};
+pub use solver::{Components, State};

@@ -6,7 +6,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 use super::config::{CircuitConfig, Probe};
-use super::solver::{Components, Point};
+use super::integrator::{Integrator, Point};
+use super::solver::Components;
 use crate::bins::equal_bins;
 use crate::model::theta_row;
 use crate::waveform::{digitise_with, hold_into, loopback_lag};
@@ -156,9 +157,10 @@ impl CircuitModel {
     fn respond_at(&self, volts: &[f64], dv: f64, vcc: f64, out: &mut Vec<f64>) {
         out.clear();
         let h = 1.0 / (self.cfg.sample_rate_hz * self.cfg.substeps as f64);
+        let step = Integrator::new(&self.parts, h, dv);
         let mut p = Point::default();
         for &u in volts {
-            self.parts.advance(&mut p, u, dv, h, self.cfg.substeps);
+            step.advance(&mut p, u, self.cfg.substeps);
             let s = p.s;
             out.push(match self.cfg.probe {
                 Probe::Capacitor => s[1],

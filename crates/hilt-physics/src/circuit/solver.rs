@@ -1,7 +1,9 @@
 //! The RLC + BJT circuit as a stiff ODE (a DAE when the junction is
 //! ideal), integrated with the trapezoidal rule and a Newton solve per
 //! step, as SPICE does: A-stable for the nanosecond junction time constant
-//! at a 0.1 µs step, second-order accurate for the 50 kHz ring.
+//! at a 0.1 µs step, second-order accurate for the 50 kHz ring. Here: the
+//! parts, the equations and the plain 3×3 Newton step, the reference for
+//! `Integrator`, which solves the same step faster.
 
 /// Component values in SI units.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,21 +35,9 @@ pub struct Components {
 /// `[i_L, v_C, v_B]`.
 pub type State = [f64; 3];
 
-/// Where an integration stands: the state, the rates there, and (while
-/// the input has held) the rates one step earlier, for the predictor.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Point {
-    /// `[i_L, v_C, v_B]` now; start from `Point::default()` (at rest).
-    pub s: State,
-    f: [f64; 3],
-    f_prev: Option<[f64; 3]>,
-    /// The input `f` was evaluated under.
-    u: Option<f64>,
-}
-
 /// Newton stops when its correction (V; mA for the current) is below this.
-const TOL: f64 = 1e-9;
-const MAX_ITERATIONS: usize = 50;
+pub(super) const TOL: f64 = 1e-9;
+pub(super) const MAX_ITERATIONS: usize = 50;
 
 #[inline]
 fn correction_size(d: &[f64; 3]) -> f64 {
@@ -56,7 +46,7 @@ fn correction_size(d: &[f64; 3]) -> f64 {
 
 /// Junction currents above this many n·V_T are continued linearly, so a
 /// Newton overshoot cannot overflow `exp` (SPICE's junction limiting).
-const EXP_LIMIT: f64 = 40.0;
+pub(super) const EXP_LIMIT: f64 = 40.0;
 
 impl Components {
     /// Base current and its slope at junction voltage `v` (shifted by
@@ -102,79 +92,6 @@ impl Components {
         }
     }
 
-    /// `steps` trapezoidal steps of length `h` under the held input `u`.
-    ///
-    /// Each step starts Newton from a second-order (Adams–Bashforth)
-    /// prediction while the input holds, and stops as soon as the next
-    /// correction is known to be below `TOL`: the junction's exponential is
-    /// the only curvature, so after a correction `d` Newton's error is about
-    /// `d²/(2·n·V_T)` times the junction's share of its row, which is ~0
-    /// while the transistor is off. The rates at the new state come from
-    /// those at the last iterate, corrected to first order in `d`. About a
-    /// third of the exponentials of `step_exact`, whose trajectory it
-    /// follows to within 1e-7 V (tested).
-    pub fn advance(&self, p: &mut Point, u: f64, dv: f64, h: f64, steps: usize) {
-        if p.u != Some(u) {
-            p.f = self.rates(&p.s, u, dv).0;
-            p.f_prev = None;
-            p.u = Some(u);
-        }
-        let hh = h / 2.0;
-        for _ in 0..steps {
-            let (prev, f0) = (p.s, p.f);
-            let mut x = match p.f_prev {
-                Some(fp) => std::array::from_fn(|k| prev[k] + h * (1.5 * f0[k] - 0.5 * fp[k])),
-                None => std::array::from_fn(|k| prev[k] + h * f0[k]),
-            };
-            if self.rb == 0.0 {
-                x[2] = x[1];
-            }
-            let mut f_new = f0;
-            for _ in 0..MAX_ITERATIONS {
-                let (f, ib, gb) = self.rates(&x, u, dv);
-                let (j, g) = self.newton_system(&prev, &f0, &x, &f, ib, gb, hh);
-                let d = solve_tridiagonal(j, g);
-                for k in 0..3 {
-                    x[k] -= d[k];
-                }
-                f_new = self.rates_moved(&f, gb, &d);
-                let (dj, share) = if self.rb == 0.0 {
-                    (d[1], hh * gb / self.c / j[1][1])
-                } else if self.cje > 0.0 {
-                    (d[2], hh * gb / self.cje / j[2][2])
-                } else {
-                    (d[2], gb / (gb + 1.0 / self.rb))
-                };
-                let next = dj * dj / (2.0 * self.n_vt) * share.abs();
-                if correction_size(&d) < TOL || next < TOL {
-                    break;
-                }
-            }
-            p.f_prev = Some(f0);
-            p.f = f_new;
-            p.s = x;
-        }
-    }
-
-    /// The rates after the state moved by `-d` from where they were `f`
-    /// (with junction slope `gb`): exact in the linear parts, first order
-    /// in the junction.
-    #[inline]
-    fn rates_moved(&self, f: &[f64; 3], gb: f64, d: &[f64; 3]) -> [f64; 3] {
-        let di = f[0] + (self.r * d[0] + d[1]) / self.l;
-        if self.rb == 0.0 {
-            [di, f[1] - (d[0] - gb * d[1]) / self.c, 0.0]
-        } else {
-            let dig = (d[1] - d[2]) / self.rb;
-            let dvb = if self.cje > 0.0 {
-                f[2] - (dig - gb * d[2]) / self.cje
-            } else {
-                0.0
-            };
-            [di, f[1] - (d[0] - dig) / self.c, dvb]
-        }
-    }
-
     /// The trapezoidal residual at `x` (rates `f`, junction current and
     /// slope `ib`, `gb`) after `prev` (rates `f0`), and its Jacobian.
     #[allow(clippy::too_many_arguments)]
@@ -217,8 +134,8 @@ impl Components {
     /// One trapezoidal step of length `h` under input `u`, the plain way:
     /// Euler predictor, Newton until a correction is below `TOL`, rates
     /// evaluated afresh at the new state (`f0` holds them at `s` on entry
-    /// and on return). The reference `advance` is tested and benchmarked
-    /// against.
+    /// and on return). The reference `Integrator` is tested and
+    /// benchmarked against.
     pub fn step_exact(&self, s: &mut State, f0: &mut [f64; 3], u: f64, dv: f64, h: f64) {
         let prev = *s;
         let mut x = [
@@ -256,7 +173,7 @@ impl Components {
 /// v_B) and diagonally dominant, so the Thomas algorithm needs no
 /// pivoting: a quarter of the work of general elimination.
 #[inline]
-fn solve_tridiagonal(a: [[f64; 3]; 3], b: [f64; 3]) -> [f64; 3] {
+pub(super) fn solve_tridiagonal(a: [[f64; 3]; 3], b: [f64; 3]) -> [f64; 3] {
     let c0 = a[0][1] / a[0][0];
     let d0 = b[0] / a[0][0];
     let m1 = a[1][1] - a[1][0] * c0;
@@ -296,7 +213,7 @@ fn solve3(mut a: [[f64; 3]; 3], mut b: [f64; 3]) -> [f64; 3] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -325,7 +242,7 @@ mod tests {
     }
 
     /// `CircuitConfig`'s default parts with an ideal junction (R_b = 0).
-    fn nominal_parts() -> Components {
+    pub(in crate::circuit) fn nominal_parts() -> Components {
         Components {
             l: 1e-3,
             c: 10e-9,
@@ -338,61 +255,6 @@ mod tests {
             vcc: 5.0,
             rc: 1000.0,
             vce_sat: 0.2,
-        }
-    }
-
-    #[test]
-    fn linear_rlc_rings_at_its_resonance() {
-        // Junction never conducts at −1 V: a plain series RLC. The capacitor
-        // voltage's zero crossings are π/ω_d apart.
-        let c = nominal_parts();
-        let h = 1e-8;
-        let mut prev = 0.0;
-        let mut crossings = Vec::new();
-        let mut p = Point::default();
-        for n in 0..20_000 {
-            c.advance(&mut p, -1.0, 0.0, h, 1);
-            let v = p.s[1] + 1.0;
-            if n > 0 && prev * v < 0.0 {
-                crossings.push(n as f64 * h);
-            }
-            prev = v;
-        }
-        let w0 = 1.0 / (c.l * c.c).sqrt();
-        let alpha = c.r / (2.0 * c.l);
-        let half = std::f64::consts::PI / (w0 * w0 - alpha * alpha).sqrt();
-        let measured = (crossings[4] - crossings[0]) / 4.0;
-        assert!((measured / half - 1.0).abs() < 1e-3, "{measured} vs {half}");
-    }
-
-    /// A drive that switches the junction on hard, off, and through its
-    /// knee, under each of the three junction models: the fast integrator
-    /// stays on the fully converged one.
-    #[test]
-    fn advance_follows_the_fully_converged_step() {
-        let base = nominal_parts();
-        let junctions = [(0.0, 0.0), (1000.0, 0.0), (1000.0, 10e-12)];
-        let h = 1e-7;
-        let drive: Vec<f64> = (0..400)
-            .map(|k| [1.8, 0.0, -1.5, 0.7, 0.65, 2.0, -0.2, 0.68][(k / 5) % 8])
-            .collect();
-        for (rb, cje) in junctions {
-            let c = Components {
-                rb,
-                cje,
-                ..base.clone()
-            };
-            let (mut s, mut p) = ([0.0; 3], Point::default());
-            let mut worst = 0f64;
-            for &u in &drive {
-                let mut f = c.rates_at(&s, u, 0.0);
-                for _ in 0..10 {
-                    c.step_exact(&mut s, &mut f, u, 0.0, h);
-                }
-                c.advance(&mut p, u, 0.0, h, 10);
-                worst = worst.max((p.s[1] - s[1]).abs()).max((p.s[2] - s[2]).abs());
-            }
-            assert!(worst < 1e-7, "rb {rb}, cje {cje}: {worst} V apart");
         }
     }
 }
