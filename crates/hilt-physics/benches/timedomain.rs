@@ -2,11 +2,13 @@
 //! settings (196-element MNIST drive, superposed θ). The simulator must
 //! never be the slow part of a run: at these settings the real plate plays
 //! ~27 samples/s (16.3 ms of drive + 20 ms guard) and the real circuit
-//! ~850 samples/s (0.98 ms + 0.2 ms).
+//! ~850 samples/s (0.98 ms + 0.2 ms). After criterion's figures, the
+//! circuit's speed on one thread is printed as a multiple of the board's.
 
 use std::hint::black_box;
+use std::time::Instant;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use hilt_physics::circuit::{CircuitConfig, CircuitModel, Integrator, Point, Probe, State};
 use hilt_physics::plate::{PlateConfig, PlateModel};
 use hilt_physics::{PhysicalModel, Variant, forward};
@@ -119,4 +121,45 @@ fn circuit_integrator(c: &mut Criterion) {
 }
 
 criterion_group!(benches, plate, circuit, circuit_integrator);
-criterion_main!(benches);
+
+/// The circuit model on one thread (true model, batch 32) against the pace
+/// of the board it stands in for (`seconds_per_sample`: drive plus guard).
+/// Goal: ≥ 5 × at the 196-element drive, ≥ 3 × for the 1960-element
+/// readout, so the simulator is never the slow part on a busy lab PC.
+fn circuit_against_the_board() {
+    println!("\ncircuit model, one thread, true model, batch {BATCH}: best of 5 sweeps");
+    for (name, n_in, probe, goal) in [
+        ("196-element drive", 196, Probe::Collector, 5.0),
+        ("1960-element readout", 1960, Probe::Capacitor, 3.0),
+    ] {
+        let mut cfg = CircuitConfig::default();
+        cfg.drive.n_in = n_in;
+        cfg.probe = probe;
+        let mut m = CircuitModel::new(cfg, Variant::True, 1).expect("bench config");
+        m.set_threads(1);
+        let x = Array2::from_shape_fn((BATCH, n_in), |(i, j)| ((i * 7 + j) % 13) as f32 / 12.0);
+        let theta = Array2::from_elem((1, m.n_par()), -0.2f32);
+        black_box(forward(&mut m, x.view(), theta.view()));
+        let best = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                black_box(forward(&mut m, x.view(), theta.view()));
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min);
+        let (model, board) = (BATCH as f64 / best, 1.0 / m.seconds_per_sample());
+        println!(
+            "  {name:<21} {model:>7.0} samples/s, board {board:>4.0}/s: {:>4.1} × (goal ≥ {goal} ×)",
+            model / board
+        );
+    }
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    // `cargo test --benches` runs each bench once, without --bench.
+    if std::env::args().any(|a| a == "--bench") {
+        circuit_against_the_board();
+    }
+}

@@ -26,6 +26,10 @@ use super::solver::{Components, EXP_LIMIT, MAX_ITERATIONS, State, TOL, solve_tri
 /// 0.3 mV step.
 const I_OFF: f64 = 1e-13;
 
+/// How many circuits `Integrator::advance_together` steps side by side:
+/// enough independent chains to keep a core's pipelines busy.
+pub const LANES: usize = 4;
+
 /// Where an integration stands: the state and the junction's forward
 /// current and slope there. Start from `Point::default()` (at rest).
 #[derive(Debug, Clone, Copy, Default)]
@@ -125,10 +129,32 @@ impl Integrator {
 
     /// `steps` steps under the held input `u`.
     pub fn advance(&self, p: &mut Point, u: f64, steps: usize) {
-        let drive: State = std::array::from_fn(|r| self.n[r] * u + self.c[r]);
+        let drive = self.drive(u);
         for _ in 0..steps {
             self.step(p, &drive);
         }
+    }
+
+    /// `advance` for up to `LANES` independent circuits (one per shot, each
+    /// with its integrator, point and input), a step of each in turn. One
+    /// circuit's step is a serial chain (exponential, division, update)
+    /// that leaves most of a core idle; independent chains side by side
+    /// fill it. Each circuit's numbers are those `advance` gives it alone.
+    pub fn advance_together(lanes: &mut [(&Integrator, Point, f64)], steps: usize) {
+        let mut drives = [[0.0; 3]; LANES];
+        for ((step, _, u), d) in lanes.iter().zip(&mut drives) {
+            *d = step.drive(*u);
+        }
+        for _ in 0..steps {
+            for ((step, p, _), d) in lanes.iter_mut().zip(&drives) {
+                step.step(p, d);
+            }
+        }
+    }
+
+    #[inline]
+    fn drive(&self, u: f64) -> State {
+        std::array::from_fn(|r| self.n[r] * u + self.c[r])
     }
 
     #[inline]

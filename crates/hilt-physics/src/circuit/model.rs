@@ -6,8 +6,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 use super::config::{CircuitConfig, Probe};
-use super::integrator::{Integrator, Point};
-use super::solver::Components;
+use super::integrator::{Integrator, LANES, Point};
+use super::solver::{Components, State};
 use crate::bins::equal_bins;
 use crate::model::theta_row;
 use crate::waveform::{digitise_with, hold_into, loopback_lag};
@@ -153,22 +153,51 @@ impl CircuitModel {
         self.respond_at(volts, dv, self.vcc(), out);
     }
 
-    /// `respond` at supply voltage `vcc`: what a shot prepared earlier needs.
+    /// `respond` at supply voltage `vcc`.
     fn respond_at(&self, volts: &[f64], dv: f64, vcc: f64, out: &mut Vec<f64>) {
-        out.clear();
+        self.respond_lanes(&[(volts, dv, vcc)], std::slice::from_mut(out));
+    }
+
+    /// `respond_at` for several shots `(volts, dv, vcc)`, their circuits
+    /// stepped side by side `LANES` at a time; each trace is what the shot
+    /// alone gives.
+    fn respond_lanes(&self, shots: &[(&[f64], f64, f64)], outs: &mut [Vec<f64>]) {
         let h = 1.0 / (self.cfg.sample_rate_hz * self.cfg.substeps as f64);
-        let step = Integrator::new(&self.parts, h, dv);
-        let mut p = Point::default();
-        for &u in volts {
-            step.advance(&mut p, u, self.cfg.substeps);
-            let s = p.s;
-            out.push(match self.cfg.probe {
-                Probe::Capacitor => s[1],
-                Probe::Collector => {
-                    let vb = if self.parts.rb == 0.0 { s[1] } else { s[2] };
-                    self.parts.collector_drop(self.parts.base(vb, dv).0, vcc)
+        for (group, outs) in shots.chunks(LANES).zip(outs.chunks_mut(LANES)) {
+            let steps: Vec<Integrator> = group
+                .iter()
+                .map(|&(_, dv, _)| Integrator::new(&self.parts, h, dv))
+                .collect();
+            let mut lanes: Vec<(&Integrator, Point, f64)> =
+                steps.iter().map(|s| (s, Point::default(), 0.0)).collect();
+            for out in outs.iter_mut() {
+                out.clear();
+            }
+            let len = group.iter().map(|(v, _, _)| v.len()).max().unwrap_or(0);
+            for t in 0..len {
+                // A shorter drive (none in a sweep) holds its last input.
+                for (lane, (volts, _, _)) in lanes.iter_mut().zip(group) {
+                    lane.2 = volts.get(t).copied().unwrap_or(lane.2);
                 }
-            });
+                Integrator::advance_together(&mut lanes, self.cfg.substeps);
+                for (((_, p, _), &(volts, dv, vcc)), out) in lanes.iter().zip(group).zip(&mut *outs)
+                {
+                    if t < volts.len() {
+                        out.push(self.probe(&p.s, dv, vcc));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The probed voltage at state `s`.
+    fn probe(&self, s: &State, dv: f64, vcc: f64) -> f64 {
+        match self.cfg.probe {
+            Probe::Capacitor => s[1],
+            Probe::Collector => {
+                let vb = if self.parts.rb == 0.0 { s[1] } else { s[2] };
+                self.parts.collector_drop(self.parts.base(vb, dv).0, vcc)
+            }
         }
     }
 }
@@ -270,9 +299,9 @@ impl PhysicalModel for CircuitModel {
             let per_thread = prepared.len().div_ceil(self.threads);
             let model = &*self;
             let respond_all = move |jobs: &[Prepared], outs: &mut [Vec<f64>]| {
-                for (p, out) in jobs.iter().zip(outs) {
-                    model.respond_at(&p.volts, p.dv, p.vcc, out);
-                }
+                let shots: Vec<(&[f64], f64, f64)> =
+                    jobs.iter().map(|p| (&p.volts[..], p.dv, p.vcc)).collect();
+                model.respond_lanes(&shots, outs);
             };
             // The first share on this thread, the others beside it: one
             // thread spawns nothing.

@@ -208,9 +208,11 @@ fn any_trigger_jitter_keeps_the_window_inside_the_recording() {
     }
 }
 
-/// A sweep on several threads measures what shots one after another do:
-/// same values, same saturation, same clock, and the model continues from
-/// the same state (the next shot agrees too). 40 rows: more than a chunk.
+/// A sweep on several threads, each stepping its shots' circuits side by
+/// side (full and partial groups of `LANES`), measures what shots one
+/// after another do: same values, same saturation, same clock, and the
+/// model continues from the same state (the next shot agrees too). 40
+/// rows: more than a chunk.
 #[test]
 fn a_threaded_sweep_is_the_serial_shots_bit_for_bit() {
     let (rows, n_in) = (40, 196);
