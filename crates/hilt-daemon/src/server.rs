@@ -290,28 +290,19 @@ async fn device_health(
     health: tonic_health::server::HealthReporter,
     stop: CancellationToken,
 ) {
-    use hilt_core::DeviceState as S;
     use tonic_health::ServingStatus;
-    let mut events = device.status.subscribe();
-    let mut status = device.status.snapshot();
+    let mut serving = device.status.watch_serving();
     loop {
-        // Not serving while it cannot measure, or cannot keep what it
-        // measures.
-        let serving = match status.state {
-            S::Ready | S::Busy if status.recording_error.is_none() => ServingStatus::Serving,
-            _ => ServingStatus::NotServing,
+        let now = if *serving.borrow_and_update() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
         };
-        health.set_service_status(&device.spec.id, serving).await;
-        status = tokio::select! {
+        health.set_service_status(&device.spec.id, now).await;
+        tokio::select! {
             _ = stop.cancelled() => return,
-            e = events.recv() => match e {
-                Ok(e) => e.status,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    device.status.snapshot()
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            },
-        };
+            changed = serving.changed() => if changed.is_err() { return },
+        }
     }
 }
 

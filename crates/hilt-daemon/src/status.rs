@@ -3,8 +3,8 @@
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use hilt_core::{DeviceStatus, FirmwareIdentity};
-use tokio::sync::broadcast;
+use hilt_core::{DeviceState, DeviceStatus, FirmwareIdentity};
+use tokio::sync::{broadcast, watch};
 
 /// What changed; the wire adds the snapshot and resync events a watch
 /// itself produces.
@@ -29,6 +29,16 @@ pub struct Event {
 pub struct StatusHub {
     current: Mutex<DeviceStatus>,
     tx: broadcast::Sender<Event>,
+    /// Whether the device can measure and keep what it measures, changed
+    /// only when that changes: the health service follows this, not every
+    /// event, so a batch's Busy and Ready wake nobody who is not watching.
+    serving: watch::Sender<bool>,
+}
+
+/// Whether a device in status `s` can measure and keep what it measures:
+/// its health service's SERVING.
+pub fn serving(s: &DeviceStatus) -> bool {
+    matches!(s.state, DeviceState::Ready | DeviceState::Busy) && s.recording_error.is_none()
 }
 
 impl StatusHub {
@@ -36,9 +46,11 @@ impl StatusHub {
     /// serial rig starts connecting).
     pub fn new(initial: DeviceStatus) -> Self {
         let (tx, _) = broadcast::channel(256);
+        let (serving, _) = watch::channel(self::serving(&initial));
         StatusHub {
             current: Mutex::new(initial),
             tx,
+            serving,
         }
     }
 
@@ -56,24 +68,72 @@ impl StatusHub {
         self.tx.subscribe()
     }
 
+    /// Follows `serving` of the status, marked changed only when it changes.
+    pub fn watch_serving(&self) -> watch::Receiver<bool> {
+        self.serving.subscribe()
+    }
+
     /// Apply `f`; broadcast only if the status really changed.
     pub fn update(&self, kind: EventKind, f: impl FnOnce(&mut DeviceStatus)) {
         let mut s = self.lock();
-        let before = s.clone();
-        f(&mut s);
-        if *s != before {
-            // No receivers is fine: nobody is watching.
-            let _ = self.tx.send(Event {
-                kind,
-                status: s.clone(),
-                time: SystemTime::now(),
-            });
+        // Nobody watching: no copy to compare against, no event. One who
+        // subscribes meanwhile takes the snapshot after this lock.
+        if self.tx.receiver_count() == 0 {
+            f(&mut s);
+        } else {
+            let before = s.clone();
+            f(&mut s);
+            if *s != before {
+                let _ = self.tx.send(Event {
+                    kind,
+                    status: s.clone(),
+                    time: SystemTime::now(),
+                });
+            }
         }
+        let now = serving(&s);
+        self.serving
+            .send_if_modified(|v| std::mem::replace(v, now) != now);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, DeviceStatus> {
         // A poisoned status is still a valid status: every update leaves it
         // consistent before anything can panic.
         self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch's Busy and Ready leave the health watch untouched (nobody
+    /// woken); a fault or a failed recording marks it, and so does the
+    /// way back. Watchers of every event still see every change.
+    #[test]
+    fn serving_changes_only_when_measuring_becomes_possible_or_not() {
+        let hub = StatusHub::ready("cal".into(), FirmwareIdentity::default());
+        let mut serving = hub.watch_serving();
+        assert!(*serving.borrow_and_update());
+        let mut events = hub.subscribe();
+        for state in [DeviceState::Busy, DeviceState::Ready] {
+            hub.update(EventKind::StateChanged, |s| s.state = state);
+            assert!(!serving.has_changed().unwrap(), "{state:?} marked the watch");
+            assert_eq!(events.try_recv().unwrap().status.state, state);
+        }
+        hub.update(EventKind::StateChanged, |s| s.state = DeviceState::Faulted);
+        assert!(serving.has_changed().unwrap());
+        assert!(!*serving.borrow_and_update());
+        hub.update(EventKind::StateChanged, |s| s.state = DeviceState::Ready);
+        assert!(*serving.borrow_and_update());
+        hub.update(EventKind::StateChanged, |s| {
+            s.recording_error = Some("disk full".into())
+        });
+        assert!(!*serving.borrow_and_update());
+        // Nobody subscribed to events: the status still changes.
+        drop(events);
+        hub.update(EventKind::StateChanged, |s| s.recording_error = None);
+        assert!(*serving.borrow_and_update());
+        assert!(hub.snapshot().recording_error.is_none());
     }
 }
