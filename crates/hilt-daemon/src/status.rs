@@ -32,6 +32,8 @@ pub struct StatusHub {
     /// Whether the device can measure and keep what it measures, changed
     /// only when that changes: the health service follows this, not every
     /// event, so a batch's Busy and Ready wake nobody who is not watching.
+    /// It holds the latest value, so an outage over before the health task
+    /// runs shows only its end, as a client's poll of the health would.
     serving: watch::Sender<bool>,
 }
 
@@ -118,7 +120,10 @@ mod tests {
         let mut events = hub.subscribe();
         for state in [DeviceState::Busy, DeviceState::Ready] {
             hub.update(EventKind::StateChanged, |s| s.state = state);
-            assert!(!serving.has_changed().unwrap(), "{state:?} marked the watch");
+            assert!(
+                !serving.has_changed().unwrap(),
+                "{state:?} marked the watch"
+            );
             assert_eq!(events.try_recv().unwrap().status.state, state);
         }
         hub.update(EventKind::StateChanged, |s| s.state = DeviceState::Faulted);

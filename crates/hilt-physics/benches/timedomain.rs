@@ -114,7 +114,7 @@ fn circuit_integrator(c: &mut Criterion) {
             for &u in &volts {
                 step.advance(&mut p, u, 10);
             }
-            black_box(p.s)
+            black_box(p.state())
         })
     });
     group.finish();

@@ -155,7 +155,8 @@ impl Default for CircuitConfig {
 }
 
 impl CircuitConfig {
-    /// Refuses what no circuit could be (saturation above the supply, a
+    /// Refuses what no circuit could be (saturation above the supply or
+    /// the sagged supply, parts that could be drawn non-positive, a
     /// junction capacitance without base resistance, a drive beyond the
     /// ADC's range); errors name the field.
     pub fn validate(&self) -> Result<(), Error> {
@@ -206,6 +207,25 @@ impl CircuitConfig {
         crate::waveform::check_jitter("trigger_jitter", self.trigger_jitter)?;
         if self.vce_sat_v >= self.vcc_v {
             return Err(Error::config("vce_sat_v", "must be below vcc_v"));
+        }
+        if self.vcc_v * (1.0 - self.supply_droop) <= self.vce_sat_v {
+            return Err(Error::config(
+                "supply_droop",
+                format!(
+                    "{} lets the supply sag to vce_sat_v ({} V) or below",
+                    self.supply_droop, self.vce_sat_v
+                ),
+            ));
+        }
+        // Parts are drawn up to 3σ from nominal and must stay positive.
+        if self.tolerance >= 1.0 / 3.0 {
+            return Err(Error::config(
+                "tolerance",
+                format!(
+                    "{} is not below 1/3 (a 3σ part would not be positive)",
+                    self.tolerance
+                ),
+            ));
         }
         if self.rb_ohm == 0.0 && self.c_je_pf > 0.0 {
             return Err(Error::config(

@@ -183,7 +183,7 @@ impl CircuitModel {
                 for (((_, p, _), &(volts, dv, vcc)), out) in lanes.iter().zip(group).zip(&mut *outs)
                 {
                     if t < volts.len() {
-                        out.push(self.probe(&p.s, dv, vcc));
+                        out.push(self.probe(&p.state(), dv, vcc));
                     }
                 }
             }

@@ -67,7 +67,7 @@ impl Components {
     /// The collector's drop below the supply `vcc`: R_c·β·i_B, clipped
     /// where the transistor saturates.
     pub fn collector_drop(&self, ib: f64, vcc: f64) -> f64 {
-        (self.rc * self.beta * ib).clamp(0.0, vcc - self.vce_sat)
+        (self.rc * self.beta * ib).clamp(0.0, (vcc - self.vce_sat).max(0.0))
     }
 
     /// Derivatives of the differential states at `s`, and the junction's

@@ -139,7 +139,7 @@ pub(crate) fn blur(input: &[f64], kernel: &[f64], out: &mut [f64]) {
         } else {
             (0, t - half)
         };
-        if o >= n || i >= n {
+        if o >= out.len() || i >= n {
             continue;
         }
         for (y, x) in out[o..].iter_mut().zip(&input[i..]) {

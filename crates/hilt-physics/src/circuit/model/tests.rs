@@ -160,6 +160,27 @@ fn configuration_errors_name_the_field() {
             .to_string()
             .starts_with("trigger_jitter")
     );
+    for (bad, field) in [
+        (
+            CircuitConfig {
+                supply_droop: 0.97,
+                ..CircuitConfig::default()
+            },
+            "supply_droop",
+        ),
+        (
+            CircuitConfig {
+                tolerance: 0.4,
+                ..CircuitConfig::default()
+            },
+            "tolerance",
+        ),
+    ] {
+        let e = CircuitModel::new(bad, Variant::True, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(field), "{e}");
+    }
 }
 
 /// The repeat spread of one drive over 196 bins of one element each.
