@@ -27,15 +27,21 @@ fn run<M: PhysicalModel>(
     group.sample_size(10);
     for &variant in variants {
         let mut model = make(variant);
-        let x = Array2::from_shape_fn((BATCH, model.n_in()), |(i, j)| {
-            ((i * 7 + j) % 13) as f32 / 12.0
-        });
-        let theta = Array2::from_elem((1, model.n_par()), -0.2f32);
+        let (x, theta) = inputs(&model);
         group.bench_function(variant.as_str(), |b| {
             b.iter(|| black_box(forward(&mut model, x.view(), theta.view())))
         });
     }
     group.finish();
+}
+
+/// The batch every figure here is measured on: MNIST-like inputs in
+/// [0, 1], one shared θ of −0.2.
+fn inputs<M: PhysicalModel>(model: &M) -> (Array2<f32>, Array2<f32>) {
+    let x = Array2::from_shape_fn((BATCH, model.n_in()), |(i, j)| {
+        ((i * 7 + j) % 13) as f32 / 12.0
+    });
+    (x, Array2::from_elem((1, model.n_par()), -0.2f32))
 }
 
 const BOTH: [Variant; 2] = [Variant::Nominal, Variant::True];
@@ -137,8 +143,7 @@ fn circuit_against_the_board() {
         cfg.probe = probe;
         let mut m = CircuitModel::new(cfg, Variant::True, 1).expect("bench config");
         m.set_threads(1);
-        let x = Array2::from_shape_fn((BATCH, n_in), |(i, j)| ((i * 7 + j) % 13) as f32 / 12.0);
-        let theta = Array2::from_elem((1, m.n_par()), -0.2f32);
+        let (x, theta) = inputs(&m);
         black_box(forward(&mut m, x.view(), theta.view()));
         let best = (0..5)
             .map(|_| {

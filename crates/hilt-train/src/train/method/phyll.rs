@@ -19,9 +19,8 @@ use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::net::{Layer, Network, Overlay, Physics, Readout, goodness, overlay};
 use crate::optim::{Adam, adam};
-use crate::train::state::{StateIn, StateOut};
-
 use crate::train::options::{LocalOptions, TrainOptions};
+use crate::train::state::{StateIn, StateOut};
 
 /// One block: the layers from `first` up to its digital layer `linear`,
 /// which is trained on the goodness read at layer `tap`.
