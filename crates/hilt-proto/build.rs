@@ -25,6 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // A tensor's bytes are shared, not copied: decoded as a slice of
         // the received buffer, encoded straight from the measurement.
         .bytes(".hilt.v1.Tensor.data")
+        // Replies reserve their whole length before they are written.
+        .codec_path("crate::codec::SizedCodec")
         .compile_fds(fds)?;
     let echo = "hilt/echo/v1/echo.proto";
     println!("cargo:rerun-if-changed={}", root.join(echo).display());

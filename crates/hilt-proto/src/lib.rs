@@ -16,11 +16,13 @@ pub mod echo {
     tonic::include_proto!("hilt.echo.v1");
 }
 
+mod codec;
 mod convert;
 mod error;
 mod status;
 mod tensor;
 
+pub use codec::{SizedCodec, SizedEncoder};
 pub use error::ConvertError;
 pub use status::status_to_proto;
 pub use tensor::{array2_from_tensor, array3_from_tensor, tensor_from_array2, tensor_from_array3};
