@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use hilt_proto::v1::{self, stream_request::Kind, stream_response::Result as Answer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
 use crate::Error;
@@ -38,7 +37,7 @@ pub(crate) async fn open(
     shared: Arc<Daemon>,
     caller: Caller,
     mut inbound: Streaming<v1::StreamRequest>,
-) -> Result<ReceiverStream<Out>, Error> {
+) -> Result<impl futures::Stream<Item = Out> + Send + 'static, Error> {
     let first = tokio::time::timeout(OPEN_TIMEOUT, inbound.message())
         .await
         .map_err(|_| Error::InvalidArgument {
@@ -84,9 +83,7 @@ pub(crate) async fn open(
     let credits = Arc::new(Semaphore::new(window));
     // An item holds its credit until answered; the shutdown notice needs
     // none.
-    let (queue_tx, mut queue_rx) =
-        mpsc::unbounded_channel::<(Item, Option<OwnedSemaphorePermit>)>();
-    let (out_tx, out_rx) = mpsc::channel::<Out>(window);
+    let (queue_tx, queue_rx) = mpsc::unbounded_channel::<(Item, Option<OwnedSemaphorePermit>)>();
 
     // Reader: takes a credit, then reads and queues one batch.
     let stop = shared.stop.clone();
@@ -157,9 +154,14 @@ pub(crate) async fn open(
         }
     });
 
-    // Writer: answers strictly in the order batches were read.
-    tokio::spawn(async move {
-        while let Some((item, credit)) = queue_rx.recv().await {
+    // The answers, strictly in the order the batches were read: the
+    // response stream itself, polled by tonic's encoder, so an answer goes
+    // from the device's reply to the wire with no task between them. A
+    // credit comes back as its answer is handed over.
+    let answers = futures::stream::unfold(Some((queue_rx, metrics)), |state| {
+        async move {
+            let (mut rx, metrics) = state?;
+            let (item, credit) = rx.recv().await?;
             let (seq, result) = match item {
                 Item::Queued(seq, pending, in_use, started) => {
                     let r = metrics.count(started, pending.answer().await);
@@ -170,27 +172,20 @@ pub(crate) async fn open(
                     metrics.failed(e.code());
                     (seq, Err(e))
                 }
-                Item::Fatal(status) => {
-                    let _ = out_tx.send(Err(status)).await;
-                    break;
-                }
+                // The last item: nothing after it is read.
+                Item::Fatal(status) => return Some((Err(status), None)),
             };
+            drop(credit);
             let answer = match result {
                 Ok(m) => Answer::Measurement(m),
                 Err(e) => Answer::Error(e.into()),
             };
-            if out_tx
-                .send(Ok(v1::StreamResponse {
-                    seq,
-                    result: Some(answer),
-                }))
-                .await
-                .is_err()
-            {
-                break;
-            }
-            drop(credit);
+            let response = v1::StreamResponse {
+                seq,
+                result: Some(answer),
+            };
+            Some((Ok(response), Some((rx, metrics))))
         }
     });
-    Ok(ReceiverStream::new(out_rx))
+    Ok(answers)
 }
