@@ -144,8 +144,10 @@ pub(crate) async fn measure<S: AsyncRead + AsyncWrite + Unpin>(
     let wall_start = SystemTime::now();
     let b = batch.rows();
     let r = batch.repeats() as usize;
-    let mut x = batch.x().clone();
-    let mut theta = batch.theta().clone();
+    // Copied (the batch is measured again after a reconnect) in rows-first
+    // order, whatever a caller's layout: snapped row by row below.
+    let mut x = batch.x().as_standard_layout().into_owned();
+    let mut theta = batch.theta().as_standard_layout().into_owned();
     let shared = theta.nrows() == 1;
     for mut row in x.rows_mut() {
         plan.grid.snap(

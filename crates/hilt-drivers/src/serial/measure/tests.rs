@@ -52,7 +52,7 @@ async fn both(
     };
     let mut local = SimDevice::new(shg(), host.clone(), sim).unwrap();
     let valid = validate(local.spec(), b).unwrap();
-    let expected = local.execute(&valid).await.unwrap();
+    let expected = local.execute(valid.clone()).await.unwrap();
 
     let (near, far) = tokio::io::duplex(1 << 20);
     let limits = BoardLimits {
@@ -98,6 +98,25 @@ async fn chunked_drives_keep_the_abab_order_bit_for_bit() {
         got.flags.iter().any(|f| f.clamped),
         "the batch had clamped values"
     );
+}
+
+#[tokio::test]
+async fn a_column_major_batch_is_sent_as_its_rows() {
+    let row_major = batch(5, 2, true);
+    let fortran = |a: &Array2<f32>| {
+        let mut f = Array2::zeros(ndarray::ShapeBuilder::f(a.raw_dim()));
+        f.assign(a);
+        f
+    };
+    let column_major = Batch {
+        x: fortran(&row_major.x),
+        theta: fortran(&row_major.theta),
+        ..row_major.clone()
+    };
+    assert!(!column_major.x.is_standard_layout());
+    let (want, _) = both(row_major, 8, 2, Misbehaviour::default()).await;
+    let (_, got) = both(column_major, 8, 2, Misbehaviour::default()).await;
+    assert_same(&want, &got.unwrap());
 }
 
 #[tokio::test]
