@@ -13,10 +13,12 @@ pub trait Device: Send + 'static {
     fn spec(&self) -> &DeviceSpec;
 
     /// Measure every row `repeats` times, sweeping the whole batch once per
-    /// repeat, and answer in row order with the applied values.
+    /// repeat, and answer in row order with the applied values. The batch
+    /// is the device's: its arrays become the applied values (moved, not
+    /// copied) or travel to a driver task as they are.
     fn execute(
         &mut self,
-        batch: &ValidBatch,
+        batch: ValidBatch,
     ) -> impl Future<Output = Result<Measurement, Error>> + Send;
 
     /// Whether the device publishes its own state changes (a serial driver

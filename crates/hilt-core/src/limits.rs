@@ -54,6 +54,12 @@ impl ValidBatch {
     pub fn clamped(&self) -> &[bool] {
         &self.clamped
     }
+
+    /// The batch and its clamped rows, for the device that measures it:
+    /// what leaves the gate is still what passed it.
+    pub fn into_parts(self) -> (Batch, Vec<bool>) {
+        (self.batch, self.clamped)
+    }
 }
 
 /// Check a batch against a device's spec, in the order a user would want

@@ -130,7 +130,7 @@ fn overhead(c: &mut Criterion) {
                     let t = Instant::now();
                     for _ in 0..iters {
                         let v = validate(device.spec(), b.clone()).expect("valid");
-                        black_box(device.execute(&v).await.expect("measured"));
+                        black_box(device.execute(v).await.expect("measured"));
                     }
                     t.elapsed()
                 })

@@ -150,21 +150,24 @@ pub fn spawn<D: Device>(
             if !own {
                 status.update(EventKind::StateChanged, |s| s.state = DeviceState::Busy);
             }
-            let samples = batch.rows() as u64 * u64::from(batch.repeats());
+            // The device takes the batch; what is said of it afterwards
+            // is taken now.
+            let (rows, repeats) = (batch.rows(), batch.repeats());
+            let samples = rows as u64 * u64::from(repeats);
             let started = std::time::Instant::now();
             // A device that can stop part-way stops when its caller goes.
             let result = if device.cancel_safe() {
                 tokio::select! {
-                    r = device.execute(&batch) => Some(r),
+                    r = device.execute(batch) => Some(r),
                     () = reply.closed() => None,
                 }
             } else {
-                Some(device.execute(&batch).await)
+                Some(device.execute(batch).await)
             };
             let busy = started.elapsed().as_secs_f64();
             let Some(result) = result else {
                 tracing::info!(
-                    device = %device.spec().id, rows = batch.rows(), repeats = batch.repeats(),
+                    device = %device.spec().id, rows, repeats,
                     after_s = busy,
                     "caller gone: batch given up (a simulator stops at its next repeat and holds no emulated pace); nothing of it was answered or counted"
                 );
@@ -201,7 +204,7 @@ pub fn spawn<D: Device>(
             match (result, &recording) {
                 (Ok(m), Some(r)) => {
                     let m = Arc::new(m);
-                    r.keep(Arc::clone(&m), batch.repeats(), &who, |keeping| {
+                    r.keep(Arc::clone(&m), repeats, &who, |keeping| {
                         let _ = reply.send(Ok((m, Some(keeping))));
                     });
                 }
@@ -232,7 +235,7 @@ mod tests {
             &self.spec
         }
 
-        async fn execute(&mut self, _: &ValidBatch) -> Result<Measurement, CoreError> {
+        async fn execute(&mut self, _: ValidBatch) -> Result<Measurement, CoreError> {
             self.batches += 1;
             Err(CoreError::Internal("simulator task failed".into()))
         }

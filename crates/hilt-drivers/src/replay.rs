@@ -153,7 +153,7 @@ impl Device for ReplayDevice {
         true
     }
 
-    async fn execute(&mut self, batch: &ValidBatch) -> Result<Measurement, CoreError> {
+    async fn execute(&mut self, batch: ValidBatch) -> Result<Measurement, CoreError> {
         let id = &self.spec.id;
         let k = self.next;
         let Some(rec) = self.records.get(k) else {
@@ -164,7 +164,7 @@ impl Device for ReplayDevice {
                 k + 1
             )));
         };
-        if let Some(why) = self.diverges(rec, batch) {
+        if let Some(why) = self.diverges(rec, &batch) {
             return Err(CoreError::FailedPrecondition(format!(
                 "{id}: batch {} diverges from record {} of {}: {why}",
                 k + 1,

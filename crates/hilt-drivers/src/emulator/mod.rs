@@ -319,7 +319,7 @@ impl Board {
             1
         };
         let measured = match hilt_core::validate(self.sim.spec(), batch) {
-            Ok(valid) => self.sim.execute(&valid).await,
+            Ok(valid) => self.sim.execute(valid).await,
             Err(e) => Err(e),
         };
         match measured {

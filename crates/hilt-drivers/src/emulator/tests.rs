@@ -80,7 +80,7 @@ async fn a_board_measures_what_the_in_process_simulator_measures() {
         return_repeats: true,
     };
     let m = dev
-        .execute(&validate(dev.spec(), batch).unwrap())
+        .execute(validate(dev.spec(), batch).unwrap())
         .await
         .unwrap();
     let want: Vec<f32> = m.y_repeats.unwrap().into_iter().collect();

@@ -128,7 +128,7 @@ impl Device for SerialDevice {
         true
     }
 
-    async fn execute(&mut self, batch: &ValidBatch) -> Result<Measurement, CoreError> {
+    async fn execute(&mut self, batch: ValidBatch) -> Result<Measurement, CoreError> {
         // Not connected: say so now rather than queue behind a reconnect
         // whose end nobody knows. Busy is connected: the batch queues
         // behind the one measuring (the driver flips Busy/Ready around
@@ -146,10 +146,7 @@ impl Device for SerialDevice {
         let (reply, rx) = oneshot::channel();
         let gone = || CoreError::Unavailable(format!("{}: driver task ended", self.spec.id));
         self.jobs
-            .send(Job::Measure {
-                batch: batch.clone(),
-                reply,
-            })
+            .send(Job::Measure { batch, reply })
             .await
             .map_err(|_| gone())?;
         let mut m = rx.await.map_err(|_| gone())??;

@@ -142,7 +142,7 @@ impl<M: PhysicalModel> Device for SimDevice<M> {
         })
     }
 
-    async fn execute(&mut self, batch: &ValidBatch) -> Result<Measurement, CoreError> {
+    async fn execute(&mut self, batch: ValidBatch) -> Result<Measurement, CoreError> {
         let faulted = format!(
             "{}: simulator faulted by an earlier internal error; restart hiltd",
             self.spec.id
@@ -170,11 +170,10 @@ impl<M: PhysicalModel> Device for SimDevice<M> {
             .map_err(|_| CoreError::Internal("simulator task failed: panicked".into()))??
         } else {
             let model = Arc::clone(&self.model);
-            let owned = batch.clone();
             let sweep = self.abandoned.insert(tokio::task::spawn_blocking(move || {
                 let mut model = model.lock().map_err(|_| CoreError::Unavailable(faulted))?;
                 let t = std::time::Instant::now();
-                Ok((sweep_batch(&mut *model, grid, &owned, &stop), t.elapsed()))
+                Ok((sweep_batch(&mut *model, grid, batch, &stop), t.elapsed()))
             }));
             let joined = sweep.await;
             // Finished: nothing left to wait for (had this future been
@@ -255,7 +254,7 @@ mod tests {
         let model = Arc::clone(&dev.model);
         let held = model.lock().unwrap();
         // The caller gives up at once: the future is dropped mid-sweep.
-        let gone = tokio::time::timeout(Duration::ZERO, dev.execute(&big)).await;
+        let gone = tokio::time::timeout(Duration::ZERO, dev.execute(big)).await;
         assert!(gone.is_err(), "a sweep blocked on the model cannot finish");
         assert!(
             dev.abandoned.is_some(),
@@ -263,7 +262,7 @@ mod tests {
         );
         drop(held);
         let small = batch(1);
-        let m = dev.execute(&small).await.unwrap();
+        let m = dev.execute(small).await.unwrap();
         assert!(dev.abandoned.is_none());
         assert_eq!(m.y.nrows(), 1);
         assert!(dev.fault().is_none());
@@ -291,8 +290,8 @@ mod tests {
             pool.per_shot = None;
             here.per_shot = Some(Duration::ZERO);
             let (a, b) = (
-                pool.execute(&v).await.unwrap(),
-                here.execute(&v).await.unwrap(),
+                pool.execute(v.clone()).await.unwrap(),
+                here.execute(v).await.unwrap(),
             );
             assert_eq!(a.y_repeats, b.y_repeats);
             assert_eq!((a.t_start, a.t_end), (b.t_start, b.t_end));
@@ -300,6 +299,44 @@ mod tests {
         }
         // What it learnt decides the next batch: a nanosecond-scale shot.
         assert!(last.is_some_and(|p| p < INLINE_BELOW));
+    }
+
+    #[tokio::test]
+    async fn a_column_major_batch_measures_as_its_row_major_copy() {
+        let dev = || {
+            let model = ShgModel::new(ShgConfig::default(), Variant::True, 3).unwrap();
+            SimDevice::new(model, settings(), SIM).unwrap()
+        };
+        let (mut rows, mut cols) = (dev(), dev());
+        let x = Array2::from_shape_fn((3, 12), |(i, j)| (i * 12 + j) as f32 / 40.0);
+        let theta = Array2::from_shape_fn((3, 40), |(i, j)| (i + j) as f32 / 50.0);
+        let batch = |x: Array2<f32>, theta: Array2<f32>| Batch {
+            x,
+            theta,
+            repeats: 2,
+            return_repeats: true,
+        };
+        let fortran = |a: &Array2<f32>| {
+            let mut f = Array2::zeros(ndarray::ShapeBuilder::f(a.raw_dim()));
+            f.assign(a);
+            f
+        };
+        let (fx, ft) = (fortran(&x), fortran(&theta));
+        assert!(!fx.is_standard_layout() && !ft.is_standard_layout());
+        let spec = rows.spec().clone();
+        let a = rows
+            .execute(validate(&spec, batch(x, theta)).unwrap())
+            .await
+            .unwrap();
+        let b = cols
+            .execute(validate(&spec, batch(fx, ft)).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(a.y_repeats, b.y_repeats);
+        assert_eq!(
+            (a.applied_x, a.applied_theta),
+            (b.applied_x, b.applied_theta)
+        );
     }
 
     #[test]
@@ -317,7 +354,7 @@ mod tests {
         let b = Batch::shared(Array2::from_elem((2, 12), 0.5f32), &[0.5; 40]);
         let v = validate(&spec, b).unwrap();
         let clock = model.clock();
-        super::super::sweep::sweep_batch(&mut model, Grid::of(&spec), &v, &AtomicBool::new(true));
+        super::super::sweep::sweep_batch(&mut model, Grid::of(&spec), v, &AtomicBool::new(true));
         assert_eq!(model.clock(), clock, "a shot was measured after the stop");
     }
 
@@ -342,7 +379,7 @@ mod tests {
         let x = ndarray::array![[0.1f32; 8], [0.4; 8]];
         let batch = Batch::shared(x, &vec![0.4; n_par]);
         let m = dev
-            .execute(&validate(dev.spec(), batch).unwrap())
+            .execute(validate(dev.spec(), batch).unwrap())
             .await
             .unwrap();
         let clamped: Vec<bool> = m.flags.iter().map(|f| f.clamped).collect();
@@ -361,7 +398,7 @@ mod tests {
             return_repeats: true,
         };
         let m = dev
-            .execute(&validate(dev.spec(), batch).unwrap())
+            .execute(validate(dev.spec(), batch).unwrap())
             .await
             .unwrap();
         let all = m.y_repeats.as_ref().unwrap();
@@ -384,7 +421,7 @@ mod tests {
         let mut dev = SimDevice::new(model, settings(), SIM).unwrap();
         let batch = Batch::shared(Array2::from_elem((1, 12), 0.5f32), &[0.3; 40]);
         let m = dev
-            .execute(&validate(dev.spec(), batch).unwrap())
+            .execute(validate(dev.spec(), batch).unwrap())
             .await
             .unwrap();
         assert_eq!(m.applied_x[[0, 0]], 32.0 / 63.0);
@@ -404,7 +441,7 @@ mod tests {
         // 0.9 rounds to 57/63 = 0.905 on the 6-bit grid: above the limit.
         let batch = Batch::shared(Array2::from_elem((1, 12), 0.5f32), &[0.95; 40]);
         let m = dev
-            .execute(&validate(dev.spec(), batch).unwrap())
+            .execute(validate(dev.spec(), batch).unwrap())
             .await
             .unwrap();
         assert!(
@@ -431,7 +468,7 @@ mod tests {
         let mut dev = SimDevice::new(loopback(2, 1), settings(), SIM).unwrap();
         let batch = Batch::shared(array![[1.0, 2.0], [3.0, 4.0]], &[9.0]);
         let m = dev
-            .execute(&validate(dev.spec(), batch).unwrap())
+            .execute(validate(dev.spec(), batch).unwrap())
             .await
             .unwrap();
         assert_eq!(m.y, array![[1.0, 2.0], [3.0, 4.0]]);
@@ -468,7 +505,7 @@ mod tests {
         };
         let v = validate(dev.spec(), batch).unwrap();
         let t0 = Instant::now();
-        dev.execute(&v).await.unwrap();
+        dev.execute(v).await.unwrap();
         assert_eq!(t0.elapsed(), Duration::from_millis(128));
     }
 
@@ -552,19 +589,19 @@ mod tests {
     async fn a_simulator_that_panicked_is_faulted_for_good_and_says_why() {
         let mut dev = SimDevice::new(Fragile(loopback(1, 0)), settings(), SIM).unwrap();
         let batch = |v: f32| Batch::shared(array![[v]], &[]);
-        dev.execute(&validate(dev.spec(), batch(1.0)).unwrap())
+        dev.execute(validate(dev.spec(), batch(1.0)).unwrap())
             .await
             .unwrap();
         assert_eq!(dev.fault(), None);
         let err = dev
-            .execute(&validate(dev.spec(), batch(-1.0)).unwrap())
+            .execute(validate(dev.spec(), batch(-1.0)).unwrap())
             .await
             .unwrap_err();
         assert!(matches!(err, CoreError::Internal(_)), "{err}");
         assert!(dev.fault().is_some_and(|why| why.contains("restart hiltd")));
         // Every later batch is refused, however good.
         let err = dev
-            .execute(&validate(dev.spec(), batch(1.0)).unwrap())
+            .execute(validate(dev.spec(), batch(1.0)).unwrap())
             .await
             .unwrap_err();
         assert!(matches!(err, CoreError::Unavailable(_)), "{err}");

@@ -7,7 +7,8 @@ use ndarray::{Array3, Axis};
 
 use crate::grid::{Grid, keep_inside};
 
-/// Apply, then sweep the whole batch once per repeat (ABAB…, so slow drift
+/// Apply (in the batch's own arrays, which become the applied values),
+/// then sweep the whole batch once per repeat (ABAB…, so slow drift
 /// averages over repeats instead of biasing one row), rows in order.
 /// Wall-clock fields and ids are filled in by the caller.
 /// `stop` set (the caller left) ends the sweep at the next repeat; what
@@ -15,15 +16,24 @@ use crate::grid::{Grid, keep_inside};
 pub(crate) fn sweep_batch<M: PhysicalModel + ?Sized>(
     model: &mut M,
     grid: Grid,
-    batch: &ValidBatch,
+    batch: ValidBatch,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Measurement {
     let b = batch.rows();
     let r = batch.repeats() as usize;
     let n_out = model.n_out();
-
-    let mut applied_x = batch.x().clone();
-    let mut applied_theta = batch.theta().clone();
+    let (batch, clamped) = batch.into_parts();
+    let return_repeats = batch.return_repeats;
+    // Row by row below: a caller's column-major array is laid out in rows
+    // first (the wire's always is).
+    let rows_first = |a: ndarray::Array2<f32>| {
+        if a.is_standard_layout() {
+            a
+        } else {
+            a.as_standard_layout().into_owned()
+        }
+    };
+    let (mut applied_x, mut applied_theta) = (rows_first(batch.x), rows_first(batch.theta));
     for mut row in applied_x.rows_mut() {
         let row = row.as_slice_mut().expect("owned rows are contiguous");
         model.quantize(row, &mut []);
@@ -36,8 +46,7 @@ pub(crate) fn sweep_batch<M: PhysicalModel + ?Sized>(
     }
 
     let mut all = Array3::<f32>::zeros((r, b, n_out));
-    let mut flags: Vec<SampleFlags> = batch
-        .clamped()
+    let mut flags: Vec<SampleFlags> = clamped
         .iter()
         .map(|&c| SampleFlags {
             saturated: false,
@@ -78,13 +87,13 @@ pub(crate) fn sweep_batch<M: PhysicalModel + ?Sized>(
             }
         }
     }
-    let (mean, std, all) = if r == 1 && !batch.return_repeats() {
+    let (mean, std, all) = if r == 1 && !return_repeats {
         // A lone repeat is the mean: moved, not copied (a 256 × 64 sweep
         // spent a sixth of its time copying it).
         (all.index_axis_move(Axis(0), 0), None, None)
     } else {
         let (mean, std) = reduce_repeats(&all);
-        (mean, std, batch.return_repeats().then_some(all))
+        (mean, std, return_repeats.then_some(all))
     };
     let now = std::time::SystemTime::now();
     Measurement {

@@ -100,7 +100,7 @@ impl Rig {
     async fn measure(&mut self) -> Result<hilt_core::Measurement, hilt_core::Error> {
         let b = Batch::shared(Array2::from_elem((3, 12), 0.5), &[0.25; 40]);
         let v = validate(self.dev.spec(), b).unwrap();
-        self.dev.execute(&v).await
+        self.dev.execute(v).await
     }
 }
 
