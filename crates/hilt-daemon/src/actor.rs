@@ -107,13 +107,16 @@ pub fn spawn<D: Device>(
         // and answered, nothing new gets in, and the actor ends even if a
         // connection nobody closes still holds a handle.
         let mut closing = false;
+        // Registered with the token once, not at every batch.
+        let cancelled = stop.cancelled_owned();
+        tokio::pin!(cancelled);
         loop {
             let next = if closing {
                 rx.recv().await
             } else {
                 tokio::select! {
                     j = rx.recv() => j,
-                    () = stop.cancelled() => {
+                    () = &mut cancelled => {
                         rx.close();
                         closing = true;
                         continue;

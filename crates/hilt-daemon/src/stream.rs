@@ -95,13 +95,17 @@ pub(crate) async fn open(
             let status = Status::from(Error::ShuttingDown);
             let _ = queue_tx.send((Item::Fatal(status), None));
         };
+        // Registered with the token once, not twice per message (each
+        // registration takes the token's lock).
+        let cancelled = stop.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let credit = tokio::select! {
-                _ = stop.cancelled() => { shutting_down(); break }
+                () = &mut cancelled => { shutting_down(); break }
                 c = Arc::clone(&credits).acquire_owned() => match c { Ok(c) => c, Err(_) => break },
             };
             let msg = tokio::select! {
-                _ = stop.cancelled() => { shutting_down(); break }
+                () = &mut cancelled => { shutting_down(); break }
                 m = inbound.message() => m,
             };
             let req = match msg {
