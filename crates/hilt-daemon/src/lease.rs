@@ -48,6 +48,10 @@ struct State {
     waiters: VecDeque<Waiter>,
     next_waiter: u64,
     ended: VecDeque<(String, String)>,
+    /// The expiry task waits for a change with no deadline (it last saw
+    /// the holder in use). Only then does a batch's end need to wake it:
+    /// otherwise it wakes at the deadline it has and finds the later one.
+    expiry_parked: bool,
 }
 
 #[derive(Debug)]
@@ -106,12 +110,19 @@ pub struct InUse {
 impl Drop for InUse {
     fn drop(&mut self) {
         let mut st = self.leases.lock();
+        let mut wake = false;
         if let Some(h) = st.holder.as_mut().filter(|h| h.id == self.id) {
             h.in_use -= 1;
             h.expires = Instant::now() + h.ttl;
+            wake = h.in_use == 0;
         }
+        wake &= st.expiry_parked;
         drop(st);
-        self.leases.changed.notify_one();
+        // Not at every batch: a wake-up per batch cost a busy device's
+        // callers a task switch each.
+        if wake {
+            self.leases.changed.notify_one();
+        }
     }
 }
 
@@ -343,10 +354,13 @@ impl Leases {
             let deadline = {
                 let mut st = self.lock();
                 self.expire_if_due(&mut st);
-                st.holder
+                let deadline = st
+                    .holder
                     .as_ref()
                     .filter(|h| h.in_use == 0)
-                    .map(|h| h.expires)
+                    .map(|h| h.expires);
+                st.expiry_parked = deadline.is_none();
+                deadline
             };
             let sleep = async {
                 match deadline {

@@ -83,6 +83,33 @@ async fn use_and_keepalive_refresh_the_ttl_and_in_flight_batches_hold_it() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_expiry_task_alone_frees_a_lease_ttl_after_its_last_batch() {
+    let l = leases();
+    let stop = CancellationToken::new();
+    tokio::spawn(Arc::clone(&l).run_expiry(stop.clone()));
+    let lease = l.acquire(TTL, None, "test".into()).await.unwrap();
+    // Short batches while the task sleeps towards its deadline (they do
+    // not wake it): it finds each later deadline when it gets there.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(l.begin_use(&lease.id).unwrap());
+    }
+    // A batch longer than the TTL: the task parks with no deadline, and
+    // the batch's end wakes it.
+    let busy = l.begin_use(&lease.id).unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    drop(busy);
+    tokio::time::sleep(TTL - Duration::from_secs(1)).await;
+    assert!(l.status.snapshot().leased);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !l.status.snapshot().leased,
+        "expired with no call to notice"
+    );
+    stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_waiter_that_gives_up_leaves_the_queue() {
     let l = leases();
     let held = l.acquire(TTL, None, "test".into()).await.unwrap();
