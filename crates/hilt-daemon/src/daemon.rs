@@ -118,14 +118,15 @@ impl Daemon {
     }
 
     /// Decode, validate, pass the interlock and queue one batch; the lease
-    /// stays in use until the returned guard drops.
+    /// stays in use until the device is done with it (the actor holds the
+    /// guard), even if the caller stops waiting.
     pub async fn submit(
         &self,
         dev: &DeviceEntry,
         caller: &Caller,
         lease_id: &str,
         batch: Option<&v1::Batch>,
-    ) -> Result<(Pending, InUse), Error> {
+    ) -> Result<Pending, Error> {
         if let Some(why) = self.halted_by() {
             return Err(Error::Halted(why));
         }
@@ -150,6 +151,6 @@ impl Daemon {
             token: caller.name.to_string(),
             peer: caller.peer(),
         };
-        Ok((dev.actor.submit(valid, who).await?, in_use))
+        dev.actor.submit(valid, who, in_use).await
     }
 }

@@ -264,7 +264,7 @@ impl Hilt for HiltService {
         let r = req.into_inner();
         let dev = self.shared.registry.get(&r.device_id)?;
         let measured = async {
-            let (pending, _in_use) = self
+            let pending = self
                 .shared
                 .submit(dev, &caller, &r.lease_id, r.batch.as_ref())
                 .await?;

@@ -13,7 +13,6 @@ use crate::Error;
 use crate::actor::Pending;
 use crate::auth::{Caller, Role};
 use crate::daemon::Daemon;
-use crate::lease::InUse;
 
 /// The most batches a `Stream` may have in flight: enough to keep any rig
 /// busy, few enough that a client cannot make the daemon hold its memory.
@@ -25,7 +24,7 @@ pub const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 enum Item {
     /// Submitted at the instant given, for the latency histogram.
-    Queued(u64, Pending, InUse, std::time::Instant),
+    Queued(u64, Pending, std::time::Instant),
     Failed(u64, Error),
     /// Ends the stream with a status once earlier answers are out.
     Fatal(Status),
@@ -95,8 +94,8 @@ pub(crate) async fn open(
             let status = Status::from(Error::ShuttingDown);
             let _ = queue_tx.send((Item::Fatal(status), None));
         };
-        // Registered with the token once, not twice per message (each
-        // registration takes the token's lock).
+        // One waiter on the token for the task's life, not one added and
+        // removed (under the token's lock) twice per message.
         let cancelled = stop.cancelled();
         tokio::pin!(cancelled);
         loop {
@@ -141,7 +140,7 @@ pub(crate) async fn open(
                             .submit(&dev, &caller, &open.lease_id, b.batch.as_ref())
                             .await
                         {
-                            Ok((pending, in_use)) => Item::Queued(b.seq, pending, in_use, started),
+                            Ok(pending) => Item::Queued(b.seq, pending, started),
                             Err(e) => Item::Failed(b.seq, e),
                         }
                     }
@@ -167,10 +166,8 @@ pub(crate) async fn open(
             let (mut rx, metrics) = state?;
             let (item, credit) = rx.recv().await?;
             let (seq, result) = match item {
-                Item::Queued(seq, pending, in_use, started) => {
-                    let r = metrics.count(started, pending.answer().await);
-                    drop(in_use);
-                    (seq, r)
+                Item::Queued(seq, pending, started) => {
+                    (seq, metrics.count(started, pending.answer().await))
                 }
                 Item::Failed(seq, e) => {
                     metrics.failed(e.code());
