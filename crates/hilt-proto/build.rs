@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // A tensor's bytes are shared, not copied: decoded as a slice of
         // the received buffer, encoded straight from the measurement.
         .bytes(".hilt.v1.Tensor.data")
-        // Replies reserve their whole length before they are written.
+        // Messages reserve their whole length before they are written.
         .codec_path("crate::codec::SizedCodec")
         .compile_fds(fds)?;
     let echo = "hilt/echo/v1/echo.proto";

@@ -146,7 +146,8 @@ pub fn validate(spec: &DeviceSpec, batch: Batch) -> Result<ValidBatch, Error> {
 
 /// Whether every value of `a` is finite and inside `range`.
 fn all_finite_within(a: &Array2<f32>, range: Range) -> bool {
-    match a.as_slice() {
+    // Order does not matter here: any contiguous layout takes the fast pass.
+    match a.as_slice_memory_order() {
         Some(s) => finite_within(s, range),
         None => a.iter().all(|v| v.is_finite() && range.contains(*v)),
     }

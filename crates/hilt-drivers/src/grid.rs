@@ -63,8 +63,9 @@ impl Grid {
 /// the loop scalar (half of a 256 × 64 loopback sweep's time), selects
 /// let it vectorise, with the same bits.
 pub(crate) fn keep_inside(values: &mut [f32], limit: Range, step: f32) {
-    // Without a grid (step 0) every value stays as it is: skipping the
-    // pass changes no bit and saves a loopback sweep a third of its time.
+    // Without a grid (step 0) a value inside the limits, as validation
+    // leaves every one, stays as it is: skipping the pass changes no bit
+    // and saves a loopback sweep a third of its time.
     if step == 0.0 {
         return;
     }

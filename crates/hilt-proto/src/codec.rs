@@ -1,12 +1,12 @@
-//! hilt.v1's gRPC codec: prost's, except that an outgoing message reserves
-//! its encoded length before it is written.
+//! hilt.v1's gRPC codec (server and client): prost's, except that an
+//! outgoing message reserves its encoded length before it is written.
 //!
 //! tonic's encode buffer starts at 8 KiB and grows as prost writes field
 //! after field, so a measurement (answers, applied inputs, clocks) is
 //! reallocated, and everything already written copied, once per large
 //! field: at 256 × 64 a copy of 64 KiB per answer, in both directions of
-//! a `Stream`. `encoded_len` walks the message without touching its
-//! tensors' bytes, so asking first costs next to nothing.
+//! a `Stream`. Asking first costs one more walk over the message's
+//! lengths (prost's `encode` makes another), never over its tensors' bytes.
 
 use std::marker::PhantomData;
 
@@ -57,7 +57,7 @@ impl<T: Message> Encoder for SizedEncoder<T> {
         // `EncodeBuf` grows without bound, so prost's only error (too
         // little room) cannot happen; should it ever, the call fails.
         item.encode(buf)
-            .map_err(|e| Status::internal(format!("encoding the reply: {e}")))
+            .map_err(|e| Status::internal(e.to_string()))
     }
 }
 
@@ -94,5 +94,12 @@ mod tests {
         let mut back = Streaming::new_request(codec.decoder(), Full::new(wire), None, None);
         assert_eq!(back.message().await.unwrap(), Some(m));
         assert_eq!(back.message().await.unwrap(), None);
+    }
+
+    #[test]
+    fn the_generated_services_use_it() {
+        let generated = include_str!(concat!(env!("OUT_DIR"), "/hilt.v1.rs"));
+        assert!(generated.contains("crate::codec::SizedCodec::default()"));
+        assert!(!generated.contains("ProstCodec"));
     }
 }

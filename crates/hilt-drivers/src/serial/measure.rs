@@ -144,8 +144,9 @@ pub(crate) async fn measure<S: AsyncRead + AsyncWrite + Unpin>(
     let wall_start = SystemTime::now();
     let b = batch.rows();
     let r = batch.repeats() as usize;
-    // Copied (the batch is measured again after a reconnect) in rows-first
-    // order, whatever a caller's layout: snapped row by row below.
+    // The values sent are a snapped copy (what the board applied comes
+    // back in its reply), laid out in rows whatever a caller's layout:
+    // snapped row by row below.
     let mut x = batch.x().as_standard_layout().into_owned();
     let mut theta = batch.theta().as_standard_layout().into_owned();
     let shared = theta.nrows() == 1;

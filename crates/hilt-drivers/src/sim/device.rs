@@ -227,6 +227,12 @@ mod tests {
         pace: None,
     };
 
+    /// A noisy SHG rig; two of them measure the same numbers.
+    fn true_shg() -> SimDevice<ShgModel> {
+        let model = ShgModel::new(ShgConfig::default(), Variant::True, 3).unwrap();
+        SimDevice::new(model, settings(), SIM).unwrap()
+    }
+
     fn loopback(n_in: usize, n_par: usize) -> LoopbackModel {
         LoopbackModel::new(&LoopbackConfig { n_in, n_par }).unwrap()
     }
@@ -272,11 +278,7 @@ mod tests {
     async fn short_sweeps_run_in_place_and_measure_what_the_pool_measures() {
         // Two devices of one seed (noise and drift included): one always
         // on the pool, one always in place.
-        let dev = || {
-            let model = ShgModel::new(ShgConfig::default(), Variant::True, 3).unwrap();
-            SimDevice::new(model, settings(), SIM).unwrap()
-        };
-        let (mut pool, mut here) = (dev(), dev());
+        let (mut pool, mut here) = (true_shg(), true_shg());
         let spec = pool.spec().clone();
         let mut last = None;
         for rows in [1, 5, 2] {
@@ -303,11 +305,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_column_major_batch_measures_as_its_row_major_copy() {
-        let dev = || {
-            let model = ShgModel::new(ShgConfig::default(), Variant::True, 3).unwrap();
-            SimDevice::new(model, settings(), SIM).unwrap()
-        };
-        let (mut rows, mut cols) = (dev(), dev());
+        let (mut rows, mut cols) = (true_shg(), true_shg());
         let x = Array2::from_shape_fn((3, 12), |(i, j)| (i * 12 + j) as f32 / 40.0);
         let theta = Array2::from_shape_fn((3, 40), |(i, j)| (i + j) as f32 / 50.0);
         let batch = |x: Array2<f32>, theta: Array2<f32>| Batch {
