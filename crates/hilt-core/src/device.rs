@@ -14,8 +14,8 @@ pub trait Device: Send + 'static {
 
     /// Measure every row `repeats` times, sweeping the whole batch once per
     /// repeat, and answer in row order with the applied values. The batch
-    /// is the device's to keep: the simulator applies it in its own arrays
-    /// and answers with them, a serial driver sends it to its port's task
+    /// is the device's to keep: the simulator applies it in the batch's own
+    /// arrays and answers with them, a serial driver sends it to its port's task
     /// without a copy.
     fn execute(
         &mut self,

@@ -190,10 +190,12 @@ pub fn spawn<D: Device>(
                 Some(device.execute(batch).await)
             };
             let busy = started.elapsed().as_secs_f64();
-            // Before the answer: freeing the lease wakes its expiry task,
-            // and the task woken last runs first on this thread, which
-            // should be the caller's (first, 256 × 64 calls took ~20 µs
-            // longer).
+            // Before the answer: freeing the lease may wake its expiry
+            // task (when parked), and the task woken last runs first on
+            // this thread, which should be the caller's (the other way
+            // round, 256 × 64 calls took ~20 µs longer). A simulator left
+            // by its caller may still finish its current repeat on the
+            // pool; its next batch waits for that.
             drop(in_use);
             let Some(result) = result else {
                 tracing::info!(
@@ -379,9 +381,13 @@ mod tests {
         let (leases, id, in_use) = lease(&status).await;
         let pending = actor.submit(batch, Who::default(), in_use).await.unwrap();
         // The device has the batch; its caller gives up.
-        while status.snapshot().state != DeviceState::Busy {
+        for _ in 0..100 {
+            if status.snapshot().state == DeviceState::Busy {
+                break;
+            }
             tokio::task::yield_now().await;
         }
+        assert_eq!(status.snapshot().state, DeviceState::Busy);
         drop(pending);
         tokio::time::advance(3 * TTL).await;
         // Still in use: the TTL has not run out under the rig.
@@ -393,7 +399,7 @@ mod tests {
         go.notify_one();
         drop(actor);
         task.await.unwrap();
-        // Done: the TTL runs again from the batch's end.
+        // Done: the lease can expire again.
         tokio::time::advance(3 * TTL).await;
         let err = leases.begin_use(&id).unwrap_err();
         assert!(err.to_string().contains("expired"), "{err}");
