@@ -8,8 +8,9 @@ use ndarray::Array2;
 use crate::{Batch, DeviceSpec, Error, LimitPolicy, Range};
 
 /// A batch that passed [`validate`]: shapes match the device, every value
-/// is finite and inside the hard limits. Devices accept only this type, so
-/// unchecked input cannot reach hardware by construction.
+/// is finite and inside the hard limits, and both arrays are row-major
+/// (devices apply and send a batch row by row). Devices accept only this
+/// type, so unchecked input cannot reach hardware by construction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidBatch {
     batch: Batch,
@@ -114,6 +115,13 @@ pub fn validate(spec: &DeviceSpec, batch: Batch) -> Result<ValidBatch, Error> {
             ),
         });
     }
+    // Row-major from here on, whatever a caller built (the wire's arrays
+    // always are, and pass through untouched).
+    let batch = Batch {
+        x: rows_first(batch.x),
+        theta: rows_first(batch.theta),
+        ..batch
+    };
     // The common case, every value finite and inside its range, in one
     // pass the compiler vectorises; the passes below, which say where a
     // value is wrong, run only when one is.
@@ -144,24 +152,29 @@ pub fn validate(spec: &DeviceSpec, batch: Batch) -> Result<ValidBatch, Error> {
     Ok(ValidBatch { batch, clamped })
 }
 
-/// Whether every value of `a` is finite and inside `range`.
-fn all_finite_within(a: &Array2<f32>, range: Range) -> bool {
-    // Order does not matter here: any contiguous layout takes the fast pass.
-    match a.as_slice_memory_order() {
-        Some(s) => finite_within(s, range),
-        None => a.iter().all(|v| v.is_finite() && range.contains(*v)),
+fn rows_first(a: Array2<f32>) -> Array2<f32> {
+    if a.is_standard_layout() {
+        a
+    } else {
+        a.as_standard_layout().into_owned()
     }
 }
 
-/// Branch-free over the values so that it vectorises (eight at a time
-/// where the CPU has AVX2): a 256 × 64 batch in about 2 µs, about as fast
-/// as the cache hands it over. Inside a finite range is finite, since NaN
-/// and ±∞ fail one of the comparisons.
-#[multiversion::multiversion(targets("x86_64+avx2"))]
-fn finite_within(s: &[f32], range: Range) -> bool {
-    if !(range.min.is_finite() && range.max.is_finite()) {
-        return s.iter().all(|v| v.is_finite() && range.contains(*v));
+/// Whether every value of `a` is finite and inside `range`. Inside a
+/// finite range is finite (NaN and ±∞ fail one of the comparisons), so a
+/// contiguous array under a finite range takes one branch-free pass.
+fn all_finite_within(a: &Array2<f32>, range: Range) -> bool {
+    let finite = range.min.is_finite() && range.max.is_finite();
+    match a.as_slice_memory_order() {
+        Some(s) if finite => within(s, range),
+        _ => a.iter().all(|v| v.is_finite() && range.contains(*v)),
     }
+}
+
+/// Vectorised (eight at a time where the CPU has AVX2): a 256 × 64 batch
+/// in about 2 µs, about as fast as the cache hands it over.
+#[multiversion::multiversion(targets("x86_64+avx2"))]
+fn within(s: &[f32], range: Range) -> bool {
     s.iter()
         .fold(true, |acc, &v| acc & (v >= range.min) & (v <= range.max))
 }
@@ -304,6 +317,18 @@ mod tests {
         assert!(
             matches!(err, Error::InvalidArgument { ref field, .. } if field == "batch.x[0, 1]")
         );
+    }
+
+    #[test]
+    fn a_column_major_batch_leaves_the_gate_row_major_with_its_values() {
+        let x = array![[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]];
+        let mut cols = Array2::zeros(ndarray::ShapeBuilder::f(x.raw_dim()));
+        cols.assign(&x);
+        assert!(!cols.is_standard_layout());
+        let cols = batch(cols, array![[0.0]]);
+        let v = validate(&spec(LimitPolicy::Reject), cols).unwrap();
+        assert!(v.x().is_standard_layout() && v.theta().is_standard_layout());
+        assert_eq!(v.x(), &x);
     }
 
     #[test]

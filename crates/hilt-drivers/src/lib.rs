@@ -18,3 +18,12 @@ pub use error::Error;
 pub use replay::ReplayDevice;
 pub use sim::{SimDevice, SimSettings};
 pub use spec::DeviceSettings;
+
+/// `a`'s values in column-major order: a layout a caller may build and
+/// the wire never carries.
+#[cfg(test)]
+pub(crate) fn column_major(a: &ndarray::Array2<f32>) -> ndarray::Array2<f32> {
+    let mut f = ndarray::Array2::zeros(ndarray::ShapeBuilder::f(a.raw_dim()));
+    f.assign(a);
+    f
+}

@@ -144,11 +144,8 @@ pub(crate) async fn measure<S: AsyncRead + AsyncWrite + Unpin>(
     let wall_start = SystemTime::now();
     let b = batch.rows();
     let r = batch.repeats() as usize;
-    // The values sent are a snapped copy (what the board applied comes
-    // back in its reply), laid out in rows whatever a caller's layout:
-    // snapped row by row below.
-    let mut x = batch.x().as_standard_layout().into_owned();
-    let mut theta = batch.theta().as_standard_layout().into_owned();
+    let mut x = batch.x().clone();
+    let mut theta = batch.theta().clone();
     let shared = theta.nrows() == 1;
     for mut row in x.rows_mut() {
         plan.grid.snap(

@@ -314,12 +314,7 @@ mod tests {
             repeats: 2,
             return_repeats: true,
         };
-        let fortran = |a: &Array2<f32>| {
-            let mut f = Array2::zeros(ndarray::ShapeBuilder::f(a.raw_dim()));
-            f.assign(a);
-            f
-        };
-        let (fx, ft) = (fortran(&x), fortran(&theta));
+        let (fx, ft) = (crate::column_major(&x), crate::column_major(&theta));
         assert!(!fx.is_standard_layout() && !ft.is_standard_layout());
         let spec = rows.spec().clone();
         let a = rows

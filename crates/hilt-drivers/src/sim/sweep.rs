@@ -24,16 +24,7 @@ pub(crate) fn sweep_batch<M: PhysicalModel + ?Sized>(
     let n_out = model.n_out();
     let (batch, clamped) = batch.into_parts();
     let return_repeats = batch.return_repeats;
-    // Row by row below: a caller's column-major array is laid out in rows
-    // first (the wire's always is).
-    let rows_first = |a: ndarray::Array2<f32>| {
-        if a.is_standard_layout() {
-            a
-        } else {
-            a.as_standard_layout().into_owned()
-        }
-    };
-    let (mut applied_x, mut applied_theta) = (rows_first(batch.x), rows_first(batch.theta));
+    let (mut applied_x, mut applied_theta) = (batch.x, batch.theta);
     for mut row in applied_x.rows_mut() {
         let row = row.as_slice_mut().expect("owned rows are contiguous");
         model.quantize(row, &mut []);

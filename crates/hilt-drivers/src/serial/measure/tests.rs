@@ -103,14 +103,9 @@ async fn chunked_drives_keep_the_abab_order_bit_for_bit() {
 #[tokio::test]
 async fn a_column_major_batch_is_sent_as_its_rows() {
     let row_major = batch(5, 2, true);
-    let fortran = |a: &Array2<f32>| {
-        let mut f = Array2::zeros(ndarray::ShapeBuilder::f(a.raw_dim()));
-        f.assign(a);
-        f
-    };
     let column_major = Batch {
-        x: fortran(&row_major.x),
-        theta: fortran(&row_major.theta),
+        x: crate::column_major(&row_major.x),
+        theta: crate::column_major(&row_major.theta),
         ..row_major.clone()
     };
     assert!(!column_major.x.is_standard_layout());
